@@ -1,0 +1,93 @@
+"""The one interface every learning algorithm implements: an online learner (DESIGN.md).
+
+    meta = learner.init_meta(key)                     # what the outer loop optimises
+    state = learner.init_state(meta, key, spec)       # the inner-loop "weights" of one episode
+    logits, state = learner.step(meta, state, x, y)   # predict x first, then learn from its label y
+
+`step` makes its prediction *before* it sees the label, so the online accuracy of an episode measures how fast the
+learner learns. Labels are one-hot float vectors (`y: [num_classes]`), which also covers padded label spaces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+PyTree = Any
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Static shapes of one task: what a learner needs to build its per-episode state."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        if not self.input_shape or any(int(d) <= 0 for d in self.input_shape):
+            raise ValueError(f"TaskSpec.input_shape must be non-empty and positive, got {self.input_shape}")
+        if int(self.num_classes) < 2:
+            raise ValueError(f"TaskSpec.num_classes must be >= 2, got {self.num_classes}")
+
+    @property
+    def input_size(self) -> int:
+        size = 1
+        for d in self.input_shape:
+            size *= int(d)
+        return size
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """A learning algorithm: static settings (a frozen dataclass) plus three pure functions."""
+
+    def init_meta(self, key: Array) -> PyTree: ...
+
+    def init_state(self, meta: PyTree, key: Array, spec: TaskSpec) -> PyTree: ...
+
+    def step(self, meta: PyTree, state: PyTree, x: Array, y: Array) -> tuple[Array, PyTree]: ...
+
+
+def spec_of_episode(xs: Array, ys: Array) -> TaskSpec:
+    """The TaskSpec of one episode `xs: [T, *input_shape]`, `ys: [T, num_classes]` (one-hot)."""
+    if ys.ndim != 2:
+        raise ValueError(f"ys must be one-hot labels of shape [T, num_classes], got shape {tuple(ys.shape)}")
+    if xs.shape[0] != ys.shape[0]:
+        raise ValueError(f"xs and ys disagree on the episode length: {xs.shape[0]} vs {ys.shape[0]}")
+    return TaskSpec(tuple(int(d) for d in xs.shape[1:]), int(ys.shape[-1]))
+
+
+def run_episode(learner: Learner, meta: PyTree, key: Array, xs: Array, ys: Array) -> Array:
+    """Run one online episode as a single `lax.scan` over `learner.step`; returns the logits `[T, C]`.
+
+    The logit at step t is the prediction for xs[t] made before ys[t] was given.
+    """
+    state = learner.init_state(meta, key, spec_of_episode(xs, ys))
+    return run_episode_from_state(learner, meta, state, xs, ys)[0]
+
+
+def run_episode_from_state(
+    learner: Learner, meta: PyTree, state: PyTree, xs: Array, ys: Array
+) -> tuple[Array, PyTree]:
+    """`run_episode` from a given initial state; also returns the final state (for resuming an episode)."""
+
+    def body(carry: PyTree, xy: tuple[Array, Array]) -> tuple[PyTree, Array]:
+        logits, carry = learner.step(meta, carry, xy[0], xy[1])
+        return carry, logits
+
+    final_state, logits = jax.lax.scan(body, state, (xs, ys))
+    return logits, final_state
+
+
+def run_episodes(learner: Learner, meta: PyTree, keys: Array, xs: Array, ys: Array) -> Array:
+    """`run_episode` vmapped over a batch of episodes: keys [N, 2], xs [N, T, ...], ys [N, T, C] -> [N, T, C]."""
+    return jax.vmap(lambda k, x, y: run_episode(learner, meta, k, x, y))(keys, xs, ys)
+
+
+def softmax_cross_entropy(logits: Array, labels: Array) -> Array:
+    """Cross-entropy of one-hot `labels` under `softmax(logits)`, over the last axis."""
+    return -jnp.sum(labels * jax.nn.log_softmax(logits, axis=-1), axis=-1)

@@ -1,0 +1,324 @@
+"""VSML: Variable Shared Meta Learning (Kirsch & Schmidhuber, NeurIPS 2021, arXiv 2012.14905).
+
+Every weight of a dense network is a tiny LSTM ("sub-RNN"); all of them share one parameter set V_M (the
+meta-parameters, 2,384 numbers by default) and their states V_L are the weights that learn. Learning is only the
+forward dynamics of this RNN (spec vsml.md §1).
+
+Sub-RNN (spec §1.3), gate order (i, g, f, o), rows of W in the order (u, v, h):
+
+    z = [u; v; h] W + β,   f = σ(z_f + 5),  i = σ(z_i − 5)
+    c' = f ⊙ c + i ⊙ tanh(z_g),   h' = σ(z_o) ⊙ tanh(c')
+    m_fwd = h' F + φ,   m_bwd = h' G + γ           (then LayerNorm over the 8 channels if `layer_norm`)
+
+A dense layer (§1.4) applies it to every synapse (a, b) with u = U[a], v = V[b]; the outgoing forward message of
+output b is the mean over a, the backward message of input a the mean over b. One time step (§1.6): x goes into
+forward channel 0 of layer 1, the feedback e = [softmax(ŷ) − y, y·feed_label] into backward channels 0 and 1 of
+the last layer; layers run in order, each `num_micro_ticks` times on the same incoming messages; the logit is
+forward channel `output_idx` of the last layer, bounded by tanh_bound·tanh(·/tanh_bound). In forward-only mode a
+layer's backward message reaches the layer below at the next step. With `backward_pass` a reverse tick runs
+right after, top layer first, and the feedback is then zeroed.
+
+This module is the fast path, in the factored form of spec §7 (checked against `reference.py` and the authors'
+golden episodes in tests):
+  1. the input part of the gates, U_a W_u and V_b W_v + β, is computed once per unit and step, not per synapse
+     and micro tick (on layer 1 only channel 0 of U is non-zero, so it is a rank-1 outer product);
+  2. messengers are affine, so without LayerNorm the mean over synapses is taken before the projection;
+  3. messages are computed only after the last micro tick, and only those that are read (dead writes skipped);
+  4. σ(z) = ½ + ½·tanh(z/2), with the ½ folded into the weights, so all four gates cost one tanh over 64
+     channels (markedly faster than `logistic` on XLA:CPU).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vsml.learners.base import Array, TaskSpec
+
+FORGET_OFFSET = 5.0  # spec §1.3: hard-coded, not a parameter
+INPUT_OFFSET = -5.0
+LAYER_NORM_EPS = 1e-5
+
+
+class SubRNNParams(NamedTuple):
+    """One shared sub-RNN parameter set (spec §1.3). H = state size, M = message size."""
+
+    lstm_W: Array  # [2M+H, 4H] rows (u, v, h), columns gates (i, g, f, o)
+    lstm_b: Array  # [4H]
+    fwd_W: Array  # [H, M] forward messenger F
+    fwd_b: Array  # [M]
+    bwd_W: Array  # [H, M] backward messenger G
+    bwd_b: Array  # [M]
+    fwd_ln_scale: Array | None = None  # [M] only with layer_norm
+    fwd_ln_offset: Array | None = None
+    bwd_ln_scale: Array | None = None
+    bwd_ln_offset: Array | None = None
+
+
+class VSMLMeta(NamedTuple):
+    """V_M: one or several sub-RNN parameter sets (several with `layerwise_rnns` / `separate_backward_rnn`)."""
+
+    sets: tuple[SubRNNParams, ...]
+
+
+class VSMLState(NamedTuple):
+    """V_L and the messages in flight for one episode (L = number of layers, C = number of classes)."""
+
+    h: tuple[Array, ...]  # per layer k: [A_k, B_k, H] LSTM hidden state of every synapse
+    c: tuple[Array, ...]  # per layer k: [A_k, B_k, H] LSTM cell state
+    fwd_in: tuple[Array, ...]  # U_k for k = 1..L-1: [A_k, M] (U_0 is always x)
+    bwd_in: tuple[Array, ...]  # V_k for k = 0..L-2: [B_k, M] (V_{L-1} is always the feedback)
+    feedback: Array  # [C, 2] error and label channels for the next step
+
+
+@dataclass(frozen=True)
+class VSML:
+    """Static settings of a VSML network (spec §1.7 switches; defaults are the authors' `default.yaml`)."""
+
+    hidden_sizes: tuple[int, ...] = ()  # () = one dense layer input -> classes
+    msg_size: int = 8
+    state_size: int = 16
+    num_micro_ticks: int = 2
+    output_idx: int = 1
+    tanh_bound: float = 100.0
+    init_rand_proportion: float = 0.5
+    feed_label: bool = False
+    layer_norm: bool = False
+    backward_pass: bool = False
+    layerwise_rnns: bool = False
+    separate_backward_rnn: bool = False
+
+    def __post_init__(self) -> None:
+        if self.msg_size < 2:
+            raise ValueError(f"VSML.msg_size must be >= 2 (error and label channels), got {self.msg_size}")
+        if not 0 <= self.output_idx < self.msg_size:
+            raise ValueError(f"VSML.output_idx must be in [0, msg_size), got {self.output_idx}")
+        if self.num_micro_ticks < 1:
+            raise ValueError(f"VSML.num_micro_ticks must be >= 1, got {self.num_micro_ticks}")
+        if not 0.0 <= self.init_rand_proportion <= 1.0:
+            raise ValueError(f"VSML.init_rand_proportion must be in [0, 1], got {self.init_rand_proportion}")
+        if self.tanh_bound <= 0:
+            raise ValueError(f"VSML.tanh_bound must be positive, got {self.tanh_bound}")
+        if any(int(s) < 1 for s in self.hidden_sizes):
+            raise ValueError(f"VSML.hidden_sizes must be positive, got {self.hidden_sizes}")
+        object.__setattr__(self, "hidden_sizes", tuple(int(s) for s in self.hidden_sizes))
+
+    # ----- structure -----------------------------------------------------------------------------------------
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.hidden_sizes) + 1
+
+    @property
+    def num_param_sets(self) -> int:
+        per_direction = self.num_layers if self.layerwise_rnns else 1
+        return per_direction * (2 if self.separate_backward_rnn else 1)
+
+    def param_set_index(self, layer: int, reverse: bool) -> int:
+        """Which parameter set the forward (or reverse) tick uses at `layer` (the golden files' f{k}/r{k})."""
+        index = layer if self.layerwise_rnns else 0
+        if reverse and self.separate_backward_rnn:
+            index += self.num_layers if self.layerwise_rnns else 1
+        return index
+
+    def layer_sizes(self, spec: TaskSpec) -> list[tuple[int, int]]:
+        sizes = [spec.input_size, *self.hidden_sizes, spec.num_classes]
+        return list(zip(sizes[:-1], sizes[1:], strict=True))
+
+    # ----- the Learner interface -------------------------------------------------------------------------------
+
+    def init_meta(self, key: Array) -> VSMLMeta:
+        """Haiku-default initialisation (spec §1.3): truncated-normal weights (no variance correction), zero bias."""
+        keys = jax.random.split(key, self.num_param_sets)
+        return VSMLMeta(tuple(self._init_param_set(k) for k in keys))
+
+    def _init_param_set(self, key: Array) -> SubRNNParams:
+        M, H = self.msg_size, self.state_size
+        k_lstm, k_fwd, k_bwd = jax.random.split(key, 3)
+
+        def trunc_normal(k: Array, shape: tuple[int, ...], fan_in: int) -> Array:
+            return jax.random.truncated_normal(k, -2.0, 2.0, shape, jnp.float32) / jnp.sqrt(fan_in)
+
+        ln = {}
+        if self.layer_norm:
+            ones, zeros = jnp.ones((M,), jnp.float32), jnp.zeros((M,), jnp.float32)
+            ln = dict(fwd_ln_scale=ones, fwd_ln_offset=zeros, bwd_ln_scale=ones, bwd_ln_offset=zeros)
+        return SubRNNParams(
+            lstm_W=trunc_normal(k_lstm, (2 * M + H, 4 * H), 2 * M + H),
+            lstm_b=jnp.zeros((4 * H,), jnp.float32),
+            fwd_W=trunc_normal(k_fwd, (H, M), H),
+            fwd_b=jnp.zeros((M,), jnp.float32),
+            bwd_W=trunc_normal(k_bwd, (H, M), H),
+            bwd_b=jnp.zeros((M,), jnp.float32),
+            **ln,
+        )
+
+    def init_state(self, meta: VSMLMeta, key: Array, spec: TaskSpec) -> VSMLState:
+        """Per-episode state (spec §1.9): h = 0, the first half of c truncated-normal with std 1/√A, rest 0.
+
+        The state takes V_M's dtype (float32 normally, float64 for the high-precision parity checks).
+        """
+        dtype = meta.sets[0].lstm_W.dtype
+        H, M = self.state_size, self.msg_size
+        num_random = int(self.init_rand_proportion * H)
+        sizes = self.layer_sizes(spec)
+        keys = jax.random.split(key, len(sizes))
+        hs, cs = [], []
+        for (A, B), k in zip(sizes, keys, strict=True):
+            random_part = jax.random.truncated_normal(k, -2.0, 2.0, (A, B, num_random), dtype) / jnp.sqrt(A)
+            cs.append(jnp.concatenate([random_part, jnp.zeros((A, B, H - num_random), dtype)], axis=-1))
+            hs.append(jnp.zeros((A, B, H), dtype))
+        return VSMLState(
+            h=tuple(hs),
+            c=tuple(cs),
+            fwd_in=tuple(jnp.zeros((A, M), dtype) for A, _ in sizes[1:]),
+            bwd_in=tuple(jnp.zeros((B, M), dtype) for _, B in sizes[:-1]),
+            feedback=jnp.zeros((spec.num_classes, 2), dtype),
+        )
+
+    def step(self, meta: VSMLMeta, state: VSMLState, x: Array, y: Array) -> tuple[Array, VSMLState]:
+        """One online step (spec §1.10): predict x with a forward tick, then turn y into the next feedback."""
+        L = self.num_layers
+        hs, cs = list(state.h), list(state.c)
+        fwd_in, bwd_in = list(state.fwd_in), list(state.bwd_in)
+        x_flat = jnp.reshape(x, (-1,)).astype(state.feedback.dtype)
+
+        logits = None
+        for k in range(L):
+            fwd_out, bwd_out, hs[k], cs[k] = self._layer(
+                meta.sets[self.param_set_index(k, reverse=False)],
+                self._incoming_fwd(k, x_flat, fwd_in),
+                self._incoming_bwd(k, state.feedback, bwd_in),
+                hs[k],
+                cs[k],
+                want_fwd=True,
+                # With a backward pass the forward tick's backward messages are always overwritten (dead).
+                want_bwd=k > 0 and not self.backward_pass,
+                fwd_channels=None if k < L - 1 else self.output_idx,
+            )
+            if k > 0 and not self.backward_pass:
+                bwd_in[k - 1] = bwd_out  # consumed by layer k-1 at the next step (§1.6 delay)
+            if k < L - 1:
+                fwd_in[k] = fwd_out
+            else:
+                logits = self.tanh_bound * jnp.tanh(fwd_out / self.tanh_bound)
+
+        feedback = self._feedback(logits, y)
+        if self.backward_pass:
+            for k in reversed(range(L)):
+                _, bwd_out, hs[k], cs[k] = self._layer(
+                    meta.sets[self.param_set_index(k, reverse=True)],
+                    self._incoming_fwd(k, x_flat, fwd_in),
+                    self._incoming_bwd(k, feedback, bwd_in),
+                    hs[k],
+                    cs[k],
+                    want_fwd=False,  # the reverse tick's forward messages are overwritten before being read
+                    want_bwd=k > 0,
+                    fwd_channels=None,
+                )
+                if k > 0:
+                    bwd_in[k - 1] = bwd_out  # consumed at once by the layer below
+            feedback = jnp.zeros_like(feedback)  # §1.6 step 5: the next forward tick sees no feedback
+
+        new_state = VSMLState(tuple(hs), tuple(cs), tuple(fwd_in), tuple(bwd_in), feedback)
+        return logits, new_state
+
+    # ----- internals -------------------------------------------------------------------------------------------
+
+    def _incoming_fwd(self, k: int, x_flat: Array, fwd_in: list[Array]) -> Array:
+        """Layer 0 gets x in channel 0 only ([A] vector, rank-1 shortcut); deeper layers all M channels [A, M]."""
+        return x_flat if k == 0 else fwd_in[k - 1]
+
+    def _incoming_bwd(self, k: int, feedback: Array, bwd_in: list[Array]) -> Array:
+        """The last layer gets the feedback in channels 0, 1 ([B, 2]); others all M channels [B, M]."""
+        return feedback if k == self.num_layers - 1 else bwd_in[k]
+
+    def _feedback(self, logits: Array, y: Array) -> Array:
+        """e = [∂CE/∂ŷ, y·feed_label] (spec §1.6 step 4); the gradient is w.r.t. the bounded logit."""
+        error = jax.nn.softmax(logits) - y.astype(logits.dtype)
+        label = y if self.feed_label else jnp.zeros_like(y)
+        return jnp.stack([error, label.astype(error.dtype)], axis=-1)
+
+    def _layer(
+        self,
+        p: SubRNNParams,
+        u: Array,
+        v: Array,
+        h: Array,
+        c: Array,
+        *,
+        want_fwd: bool,
+        want_bwd: bool,
+        fwd_channels: int | None,
+    ) -> tuple[Array | None, Array | None, Array, Array]:
+        """`num_micro_ticks` applications of the dense layer op (spec §1.4) in factored form (spec §7).
+
+        u: [A] (channel 0 only) or [A, M]; v: [B, 2] (channels 0, 1) or [B, M]; h, c: [A, B, H].
+        Returns (fwd [B, M] or [B] if `fwd_channels` is an index, bwd [A, M], h, c).
+        """
+        M, H = self.msg_size, self.state_size
+        W, b = _gate_weights_for_tanh(p.lstm_W, p.lstm_b)
+        W_u, W_v, W_h = W[:M], W[M : 2 * M], W[2 * M :]
+        gate_u = u[:, None] * W_u[0][None, :] if u.ndim == 1 else u @ W_u[: u.shape[-1]]  # [A, 4H]
+        gate_v = v @ W_v[: v.shape[-1]] + b[None, :]  # [B, 4H]
+        gate_in = gate_u[:, None, :] + gate_v[None, :, :]  # [A, B, 4H], shared by all micro ticks
+
+        for _ in range(self.num_micro_ticks):
+            t = jnp.tanh(h @ W_h + gate_in)
+            i_gate = 0.5 + 0.5 * t[..., 0:H]
+            g_cand = t[..., H : 2 * H]
+            f_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H]
+            o_gate = 0.5 + 0.5 * t[..., 3 * H :]
+            c = f_gate * c + i_gate * g_cand
+            h = o_gate * jnp.tanh(c)
+
+        fwd = bwd = None
+        if want_fwd:
+            fwd = self._aggregate(h, p.fwd_W, p.fwd_b, p.fwd_ln_scale, p.fwd_ln_offset, axis=0)
+            if fwd_channels is not None:
+                fwd = fwd[:, fwd_channels]
+        if want_bwd:
+            bwd = self._aggregate(h, p.bwd_W, p.bwd_b, p.bwd_ln_scale, p.bwd_ln_offset, axis=1)
+        return fwd, bwd, h, c
+
+    def _aggregate(
+        self, h: Array, W: Array, b: Array, scale: Array | None, offset: Array | None, axis: int
+    ) -> Array:
+        """Mean over synapses of the messenger output. Affine, so mean first unless LayerNorm intervenes."""
+        if not self.layer_norm:
+            return jnp.mean(h, axis=axis) @ W + b[None, :]
+        return jnp.mean(layer_norm(h @ W + _lead(b, h.ndim), scale, offset), axis=axis)
+
+
+def layer_norm(m: Array, scale: Array, offset: Array) -> Array:
+    """Haiku LayerNorm over the last axis: biased variance, eps inside the square root."""
+    mean = jnp.mean(m, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(m - mean), axis=-1, keepdims=True)
+    return _lead(scale, m.ndim) * (m - mean) * jax.lax.rsqrt(var + LAYER_NORM_EPS) + _lead(offset, m.ndim)
+
+
+def _lead(v: Array, ndim: int) -> Array:
+    """A vector reshaped to broadcast over `ndim - 1` leading axes (explicit: rank promotion is an error)."""
+    return jnp.reshape(v, (1,) * (ndim - 1) + v.shape)
+
+
+def _gate_weights_for_tanh(W: Array, b: Array) -> tuple[Array, Array]:
+    """Rewrite the LSTM weights so one tanh gives all gates: σ(z) = ½ + ½ tanh(z/2).
+
+    The sigmoid gates' columns (i, f, o) are halved and the ±5 offsets folded into the bias; the candidate g
+    keeps its columns. Cheap: it touches 2.1k numbers once per layer call.
+    """
+    H = W.shape[-1] // 4
+    offsets = jnp.concatenate(
+        [jnp.full((H,), INPUT_OFFSET), jnp.zeros((H,)), jnp.full((H,), FORGET_OFFSET), jnp.zeros((H,))]
+    ).astype(W.dtype)
+    col_scale = jnp.concatenate([jnp.full((H,), 0.5), jnp.ones((H,)), jnp.full((2 * H,), 0.5)]).astype(W.dtype)
+    return W * col_scale[None, :], (b + offsets) * col_scale
+
+
+def count_parameters(meta: VSMLMeta) -> int:
+    """Number of meta-parameters (2,384 per default set, 2,416 with LayerNorm)."""
+    return sum(int(leaf.size) for leaf in jax.tree_util.tree_leaves(meta))
