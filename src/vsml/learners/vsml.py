@@ -182,6 +182,13 @@ class VSML:
     def step(self, meta: VSMLMeta, state: VSMLState, x: Array, y: Array) -> tuple[Array, VSMLState]:
         """One online step (spec §1.10): predict x with a forward tick, then turn y into the next feedback."""
         L = self.num_layers
+        A, C = state.h[0].shape[0], state.feedback.shape[0]
+        if x.size != A or y.shape != (C,):
+            raise ValueError(
+                f"VSML.step got x of shape {tuple(x.shape)} ({x.size} values) and y of shape {tuple(y.shape)}, "
+                f"but the state was built for {A} inputs and {C} classes (one-hot y). Build the state with "
+                "init_state(meta, key, TaskSpec(input_shape, num_classes)) for this task's shapes."
+            )
         hs, cs = list(state.h), list(state.c)
         fwd_in, bwd_in = list(state.fwd_in), list(state.bwd_in)
         x_flat = jnp.reshape(x, (-1,)).astype(state.feedback.dtype)

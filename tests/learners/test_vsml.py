@@ -1,0 +1,167 @@
+"""VSML fast path against the literal reference on random parameters, plus its invariants."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vsml.learners.base import TaskSpec, run_episode, run_episode_from_state
+from vsml.learners.reference import vsml_reference_episode
+from vsml.learners.vsml import VSML, count_parameters
+
+CONFIGS = {
+    "dense_7_3": (VSML(), (7,), 3),
+    "dense_20_5_label": (VSML(feed_label=True), (20,), 5),
+    "dense_8x8_10": (VSML(), (8, 8, 1), 10),
+    "dense_33_2_ticks3": (VSML(num_micro_ticks=3), (33,), 2),
+    "deep_20_8_5": (VSML(hidden_sizes=(8,)), (20,), 5),
+    "deep_12_6_4_3_label": (VSML(hidden_sizes=(6, 4), feed_label=True), (12,), 3),
+    "deep_ln": (VSML(hidden_sizes=(8,), layer_norm=True, feed_label=True), (20,), 5),
+    "backward_ln": (VSML(backward_pass=True, layer_norm=True, feed_label=True), (20,), 5),
+    "deep_backward_layerwise_separate": (
+        VSML(hidden_sizes=(8,), backward_pass=True, layerwise_rnns=True, separate_backward_rnn=True),
+        (20,),
+        5,
+    ),
+    "tanh_bound_small": (VSML(tanh_bound=0.1, feed_label=True), (20,), 5),
+}
+
+
+def random_meta(model: VSML, key):
+    """Default init with every bias, LN scale and offset perturbed so zeros cannot hide ordering bugs."""
+    k_init, k_noise = jax.random.split(key)
+    meta = model.init_meta(k_init)
+    leaves, treedef = jax.tree_util.tree_flatten(meta)
+    noise_keys = jax.random.split(k_noise, len(leaves))
+    leaves = [leaf + 0.3 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, noise_keys, strict=True)]
+    return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def random_episode(key, input_shape, num_classes, length=8):
+    k_x, k_y = jax.random.split(key)
+    xs = jax.random.normal(k_x, (length, *input_shape))
+    ys = jax.nn.one_hot(jax.random.randint(k_y, (length,), 0, num_classes), num_classes)
+    return xs, ys
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_fast_path_matches_reference(name, key):
+    model, input_shape, num_classes = CONFIGS[name]
+    k_meta, k_data, k_state = jax.random.split(key, 3)
+    meta = random_meta(model, k_meta)
+    xs, ys = random_episode(k_data, input_shape, num_classes)
+    state = model.init_state(meta, k_state, TaskSpec(input_shape, num_classes))
+    fast, final = jax.jit(lambda m, s: run_episode_from_state(model, m, s, xs, ys))(meta, state)
+    ref = vsml_reference_episode(model, meta, xs, ys, list(state.c))
+    scale = max(1.0, float(jnp.max(jnp.abs(ref))))
+    assert float(jnp.max(jnp.abs(fast - ref))) <= 1e-5 * scale
+    # The learning actually moved the state, so the comparison is not between two constants.
+    assert float(jnp.max(jnp.abs(final.c[0] - state.c[0]))) > 1e-4
+
+
+def test_parameter_counts(key):
+    assert count_parameters(VSML().init_meta(key)) == 2384
+    assert count_parameters(VSML(layer_norm=True).init_meta(key)) == 2416
+    assert count_parameters(VSML(hidden_sizes=(8,), layerwise_rnns=True).init_meta(key)) == 2 * 2384
+    assert count_parameters(VSML(separate_backward_rnn=True).init_meta(key)) == 2 * 2384
+
+
+def test_param_set_mapping():
+    model = VSML(hidden_sizes=(8,), layerwise_rnns=True, separate_backward_rnn=True)
+    assert [model.param_set_index(k, r) for r in (False, True) for k in (0, 1)] == [0, 1, 2, 3]
+    model = VSML(hidden_sizes=(8,), separate_backward_rnn=True)
+    assert [model.param_set_index(k, r) for r in (False, True) for k in (0, 1)] == [0, 0, 1, 1]
+
+
+def test_initial_state_statistics(key):
+    model = VSML()
+    meta = model.init_meta(key)
+    state = model.init_state(meta, jax.random.PRNGKey(1), TaskSpec((28, 28, 1), 10))
+    c = np.asarray(state.c[0])
+    assert c.shape == (784, 10, 16)
+    random_half, zero_half = c[..., :8], c[..., 8:]
+    assert np.all(zero_half == 0) and np.all(np.asarray(state.h[0]) == 0)
+    # Truncated normal at ±2 without variance correction: std ≈ 0.88/√A, |c| ≤ 2/√A (spec §1.9).
+    assert abs(random_half.std() - 0.8796 / 28) < 0.002
+    assert np.abs(random_half).max() <= 2 / 28 + 1e-6
+    other = model.init_state(meta, jax.random.PRNGKey(2), TaskSpec((28, 28, 1), 10))
+    assert not np.allclose(c, np.asarray(other.c[0]))
+
+
+def test_meta_init_statistics(key):
+    meta = VSML().init_meta(key)
+    W = np.asarray(meta.sets[0].lstm_W)
+    assert W.shape == (32, 64)
+    assert abs(W.std() - 0.8796 / np.sqrt(32)) < 0.01
+    assert np.abs(W).max() <= 2 / np.sqrt(32) + 1e-6
+    assert np.all(np.asarray(meta.sets[0].lstm_b) == 0)
+
+
+def test_step_preserves_state_structure_and_does_not_recompile(key):
+    model = VSML(hidden_sizes=(4,), feed_label=True)
+    meta = model.init_meta(key)
+    state = model.init_state(meta, key, TaskSpec((6,), 3))
+    traces = []
+
+    def step(m, s, x, y):
+        traces.append(1)
+        return model.step(m, s, x, y)
+
+    jitted = jax.jit(step)
+    x, y = jnp.ones((6,)), jax.nn.one_hot(1, 3)
+    logits, new_state = jitted(meta, state, x, y)
+    assert logits.shape == (3,)
+    assert jax.tree_util.tree_structure(new_state) == jax.tree_util.tree_structure(state)
+    for old, new in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(new_state), strict=True):
+        assert old.shape == new.shape and old.dtype == new.dtype
+    jitted(meta, new_state, x * 2, y)
+    assert len(traces) == 1
+
+
+def test_same_meta_runs_on_any_input_and_output_size(key):
+    model = VSML()
+    meta = model.init_meta(key)
+    for input_shape, num_classes in [((5,), 2), ((28, 28, 1), 10), ((3, 4), 7)]:
+        xs, ys = random_episode(key, input_shape, num_classes, length=3)
+        logits = run_episode(model, meta, key, xs, ys)
+        assert logits.shape == (3, num_classes) and bool(jnp.all(jnp.isfinite(logits)))
+
+
+def test_wrong_input_shape_is_a_clear_error(key):
+    model = VSML()
+    meta = model.init_meta(key)
+    state = model.init_state(meta, key, TaskSpec((8, 8, 1), 10))
+    with pytest.raises(ValueError, match="64 inputs and 10 classes"):
+        model.step(meta, state, jnp.zeros((28, 28, 1)), jax.nn.one_hot(0, 10))
+    with pytest.raises(ValueError, match="one-hot"):
+        model.step(meta, state, jnp.zeros((8, 8, 1)), jnp.int32(3))
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="output_idx"):
+        VSML(output_idx=8)
+    with pytest.raises(ValueError, match="num_micro_ticks"):
+        VSML(num_micro_ticks=0)
+    with pytest.raises(ValueError, match="init_rand_proportion"):
+        VSML(init_rand_proportion=1.5)
+
+
+def test_gradient_flows_through_the_unroll(key):
+    """Meta-gradients exist and match the reference's (the feedback is not stop-gradiented, spec §3.2)."""
+    model = VSML(hidden_sizes=(4,), feed_label=True)
+    meta = random_meta(model, key)
+    xs, ys = random_episode(jax.random.PRNGKey(5), (6,), 3, length=5)
+    state = model.init_state(meta, key, TaskSpec((6,), 3))
+
+    def loss_fast(m):
+        return jnp.sum(run_episode_from_state(model, m, state, xs, ys)[0] ** 2)
+
+    def loss_ref(m):
+        return jnp.sum(vsml_reference_episode(model, m, xs, ys, list(state.c)) ** 2)
+
+    g_fast, g_ref = jax.grad(loss_fast)(meta), jax.grad(loss_ref)(meta)
+    for a, b in zip(jax.tree_util.tree_leaves(g_fast), jax.tree_util.tree_leaves(g_ref), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+    assert float(jnp.max(jnp.abs(g_fast.sets[0].lstm_W))) > 0
