@@ -35,7 +35,9 @@ def random_meta(model: VSML, key):
     meta = model.init_meta(k_init)
     leaves, treedef = jax.tree_util.tree_flatten(meta)
     noise_keys = jax.random.split(k_noise, len(leaves))
-    leaves = [leaf + 0.3 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, noise_keys, strict=True)]
+    leaves = [
+        leaf + 0.3 * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, noise_keys, strict=True)
+    ]
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 

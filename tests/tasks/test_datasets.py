@@ -248,8 +248,7 @@ def test_digits_dataset() -> None:
     # The split is a fixed 50/50 partition: the same whatever the seed, and it covers every example.
     other = load_dataset("digits", seed=7)
     np.testing.assert_array_equal(ds.test_x, other.test_x)
-    np.testing.assert_array_equal(np.sort(np.concatenate([ds.train_y, ds.test_y])),
-                                  np.sort(bunch.target))
+    np.testing.assert_array_equal(np.sort(np.concatenate([ds.train_y, ds.test_y])), np.sort(bunch.target))
     assert set(np.unique(ds.test_y)) == set(range(10))
 
 

@@ -124,8 +124,9 @@ def test_jit_matches_eager_and_compiles_once(toy_source: EpisodeSource, toy_epis
     from_test = sample(test_source, jax.random.key(0), num_episodes=16, length=20)
     assert len(traces) == 1
     assert _example_ids(from_test.xs).min() >= 1000  # it really read the test split
-    np.testing.assert_array_equal(np.asarray(from_test.ys).argmax(-1),
-                                  np.asarray(test_source.y)[_example_ids(from_test.xs) - 1000])
+    np.testing.assert_array_equal(
+        np.asarray(from_test.ys).argmax(-1), np.asarray(test_source.y)[_example_ids(from_test.xs) - 1000]
+    )
 
 
 def test_floyd_sample_is_uniform_over_ordered_pairs() -> None:

@@ -65,7 +65,11 @@ def vsml_reference_episode(
     sizes = [int(jnp.size(xs[0])), *model.hidden_sizes, C]
     L = len(sizes) - 1
     h = [jnp.zeros((sizes[k], sizes[k + 1], H)) for k in range(L)]
-    c = [jnp.zeros((sizes[k], sizes[k + 1], H)) for k in range(L)] if initial_cells is None else list(initial_cells)
+    c = (
+        [jnp.zeros((sizes[k], sizes[k + 1], H)) for k in range(L)]
+        if initial_cells is None
+        else list(initial_cells)
+    )
     U = [jnp.zeros((sizes[k], M)) for k in range(L)]  # incoming forward message of every layer
     V = [jnp.zeros((sizes[k + 1], M)) for k in range(L)]  # incoming backward message of every layer
     e = jnp.zeros((C, 2))
@@ -80,7 +84,7 @@ def vsml_reference_episode(
         U[0] = inject_x(x)
         V[L - 1] = inject_e(e)
         logits = None
-        for k in (reversed(range(L)) if reverse else range(L)):
+        for k in reversed(range(L)) if reverse else range(L):
             p = meta.sets[model.param_set_index(k, reverse)]
             for _ in range(model.num_micro_ticks):  # the same U[k], V[k]; only the state evolves
                 fwd_out, bwd_out, h[k], c[k] = dense_layer_op(p, U[k], V[k], h[k], c[k], model.layer_norm)

@@ -322,7 +322,9 @@ def _gate_weights_for_tanh(W: Array, b: Array) -> tuple[Array, Array]:
     offsets = jnp.concatenate(
         [jnp.full((H,), INPUT_OFFSET), jnp.zeros((H,)), jnp.full((H,), FORGET_OFFSET), jnp.zeros((H,))]
     ).astype(W.dtype)
-    col_scale = jnp.concatenate([jnp.full((H,), 0.5), jnp.ones((H,)), jnp.full((2 * H,), 0.5)]).astype(W.dtype)
+    col_scale = jnp.concatenate([jnp.full((H,), 0.5), jnp.ones((H,)), jnp.full((2 * H,), 0.5)]).astype(
+        W.dtype
+    )
     return W * col_scale[None, :], (b + offsets) * col_scale
 
 

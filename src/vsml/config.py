@@ -1,0 +1,322 @@
+"""Frozen dataclasses <-> YAML, with `--set a.b.c=value` overrides and clear errors (DESIGN.md, "Layout").
+
+Configs are plain frozen dataclasses (STYLE.md §12: no global config system). This module converts between
+them and the nested mappings YAML gives, generically, from the field annotations:
+
+- nested dataclass fields recurse; a missing key takes the field's default;
+- scalars are checked, not coerced: `bool` accepts only true/false (not 1 or "yes"), `int` rejects floats and
+  bools, `float` accepts ints, `str` accepts only strings;
+- `tuple[int, ...]`, `tuple[int, str]`, `list[X]`, `X | None`, `Optional[X]`, `Literal[...]` and `Path` are
+  understood; a field typed `dict` / `dict[str, Any]` / `Any` is taken as is;
+- an unknown key is an error naming its full dotted path and the valid keys; a bad value is an error naming
+  the key, the expected type and the value.
+
+YAML is read with `yaml.safe_load`. PyYAML follows YAML 1.1, where `1e-3` (no dot) is a *string*; a float
+field therefore accepts a string that is a decimal number, and overrides parse numeric-looking strings as
+floats, as YAML 1.2 would.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import os
+import re
+import types
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+T = TypeVar("T")
+
+# A decimal number as written in a config, e.g. 3, -2.5, .5, 1e-3, 2.5E+4 (but not "nan", "inf" or "0x10").
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+class ConfigError(ValueError):
+    """A config that does not fit its dataclass: unknown key, wrong type, missing or malformed value."""
+
+
+# -------------------------------------------------------------------------------------------- dict -> config
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "None"
+    if get_origin(tp) in (Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in get_args(tp))
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(arg) for arg in get_args(tp))
+    if isinstance(tp, type) and not get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _bad_value(key: str, tp: Any, value: Any) -> ConfigError:
+    return ConfigError(
+        f"config key '{key}': expected {_type_name(tp)}, got {_short_repr(value)} ({type(value).__name__})"
+    )
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    """`value` checked against the annotation `tp` (and converted: lists to tuples, ints to floats, ...)."""
+    if tp is Any or tp is object:
+        return value
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        return config_from_dict(tp, value, key)
+    origin, args = get_origin(tp), get_args(tp)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, key)
+            except ConfigError as error:
+                # A nested dataclass's own error (unknown key deep inside) says more than "expected X | None".
+                if dataclasses.is_dataclass(arg) and isinstance(value, Mapping):
+                    raise error from None
+        raise _bad_value(key, tp, value)
+    if origin is Literal:
+        # `True == 1`, so compare types too: Literal[1] must not accept True.
+        if any(value == arg and type(value) is type(arg) for arg in args):
+            return value
+        raise _bad_value(key, tp, value)
+    if origin is tuple or tp is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _bad_value(key, tp, value)
+        if not args:
+            return tuple(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], item, f"{key}[{i}]") for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(
+                f"config key '{key}': expected {_type_name(tp)} ({len(args)} items), got {_short_repr(value)}"
+            )
+        pairs = enumerate(zip(args, value, strict=True))
+        return tuple(_convert(arg, item, f"{key}[{i}]") for i, (arg, item) in pairs)
+    if origin is list or tp is list:
+        if not isinstance(value, (list, tuple)):
+            raise _bad_value(key, tp, value)
+        item_type = args[0] if args else Any
+        return [_convert(item_type, item, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin in (dict, Mapping) or tp in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise _bad_value(key, tp, value)
+        if len(args) == 2 and args[1] is not Any:
+            return {k: _convert(args[1], v, _join(key, k)) for k, v in value.items()}
+        return dict(value)  # taken as is: its consumer (e.g. a learner registry) validates it
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _bad_value(key, tp, value)
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _bad_value(key, tp, value)
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _NUMBER.match(value.strip()):
+            return float(value)  # YAML 1.1 reads `1e-3` as a string (module docstring)
+        raise _bad_value(key, tp, value)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _bad_value(key, tp, value)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _bad_value(key, tp, value)
+    if tp is Path or (isinstance(tp, type) and issubclass(tp, os.PathLike)):
+        if isinstance(value, (str, os.PathLike)):
+            return Path(value)
+        raise _bad_value(key, tp, value)
+    if isinstance(tp, type):
+        if isinstance(value, tp):
+            return value
+        raise _bad_value(key, tp, value)
+    raise ConfigError(f"config key '{key}': unsupported field annotation {tp!r} in a config dataclass")
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    try:
+        return get_type_hints(cls)
+    except NameError as error:
+        raise TypeError(
+            f"cannot resolve the field annotations of {cls.__qualname__} ({error}); config dataclasses must "
+            f"be importable at module level with their annotation names available at runtime"
+        ) from error
+
+
+def config_from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
+    """Build the (possibly nested) dataclass `cls` from a mapping, checking every key and value.
+
+    `path` is the dotted key of `data` inside a larger config, used in error messages. Missing keys take
+    the dataclass defaults; a `ValueError` from the dataclass's own `__post_init__` checks is re-raised as a
+    `ConfigError` naming `path`.
+    """
+    if not (dataclasses.is_dataclass(cls) and isinstance(cls, type)):
+        raise TypeError(f"config_from_dict needs a dataclass type, got {cls!r}")
+    where = f"'{path}'" if path else "the top level"
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"config {where}: expected a mapping of keys to values for {cls.__name__}, got "
+            f"{_short_repr(data)} ({type(data).__name__})"
+        )
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        first = unknown[0]
+        close = difflib.get_close_matches(str(first), list(fields), n=1)
+        hint = f" (did you mean '{_join(path, close[0])}'?)" if close else ""
+        raise ConfigError(
+            f"unknown config key '{_join(path, first)}'{hint}; valid keys at {where}: {', '.join(fields)}"
+        )
+    hints = _field_types(cls)
+    kwargs = {}
+    for name, f in fields.items():
+        key = _join(path, name)
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"missing required config key '{key}' ({_type_name(hints[name])})")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid config {where} ({cls.__name__}): {error}") from error
+
+
+# -------------------------------------------------------------------------------------------- config -> dict
+
+
+def _to_plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return config_to_dict(value)
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
+
+
+def config_to_dict(obj: Any) -> dict[str, Any]:
+    """The mapping `config_from_dict` would read back: nested dicts, tuples as lists, paths as strings."""
+    if not (dataclasses.is_dataclass(obj) and not isinstance(obj, type)):
+        raise TypeError(f"config_to_dict needs a dataclass instance, got {type(obj).__name__}")
+    return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+
+
+# ------------------------------------------------------------------------------------------------- overrides
+
+
+def _numbers_as_floats(value: Any) -> Any:
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers_as_floats(item) for item in value]
+    if isinstance(value, dict):
+        return {k: _numbers_as_floats(v) for k, v in value.items()}
+    return value
+
+
+def parse_override_value(text: str) -> Any:
+    """A `--set` value as YAML reads it, except that `1e-3` is a float (YAML 1.2) rather than a string."""
+    try:
+        return _numbers_as_floats(yaml.safe_load(text))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"cannot parse override value {text!r} as YAML: {error}") from error
+
+
+def apply_overrides(data: Mapping[str, Any] | None, overrides: Iterable[str]) -> dict[str, Any]:
+    """A copy of `data` with each `a.b.c=value` override set; missing intermediate mappings are created.
+
+    Values are parsed by `parse_override_value` (`true`, `1e-3`, `[1, 2]`, `{name: sgd}`, `null` all work).
+    Keys are not validated here; `config_from_dict` does that, naming the dotted key.
+    """
+    result = copy.deepcopy(dict(data or {}))
+    for override in overrides:
+        if not isinstance(override, str) or "=" not in override:
+            raise ConfigError(f"malformed override {override!r}: expected key.path=value, e.g. es.sigma=0.05")
+        dotted, text = override.split("=", 1)
+        dotted = dotted.strip()
+        parts = dotted.split(".")
+        if not dotted or any(not part for part in parts):
+            raise ConfigError(f"malformed override {override!r}: the key {dotted!r} has an empty part")
+        value = parse_override_value(text)
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                prefix = ".".join(parts[: depth + 1])
+                raise ConfigError(f"cannot set '{dotted}': '{prefix}' is {_short_repr(child)}, not a mapping")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------- files
+
+
+def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
+    """The mapping in a YAML file (an empty file is an empty mapping), read with `yaml.safe_load`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {path} must hold a mapping of keys to values at the top level, got "
+            f"{type(data).__name__}"
+        )
+    return data
+
+
+def load_config(cls: type[T], path: str | os.PathLike, overrides: Iterable[str] = ()) -> T:
+    """Read the YAML file `path`, apply `a.b.c=value` overrides and build the dataclass `cls`.
+
+    Raises `FileNotFoundError` for a missing file and `ConfigError` (a `ValueError`) for everything else.
+    """
+    data = apply_overrides(read_yaml_mapping(path), overrides)
+    try:
+        return config_from_dict(cls, data)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def dump_config(obj: Any, path: str | os.PathLike) -> Path:
+    """Write the dataclass `obj` as YAML, field order kept; `load_config` reads it back to an equal object."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = yaml.safe_dump(config_to_dict(obj), sort_keys=False, default_flow_style=False)
+    # Write-then-rename so a crash never leaves a truncated config next to a run's checkpoints.
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

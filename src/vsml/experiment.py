@@ -1,0 +1,72 @@
+"""The experiment config: what a YAML file in `configs/` describes, as frozen dataclasses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vsml.config import config_from_dict, load_config
+from vsml.meta.es import OpenESConfig
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """The meta-training task (spec §3.3)."""
+
+    dataset: str = "digits"
+    episode_length: int = 100  # T; the paper meta-trains at 500 (spec §2)
+    loss: str = "mean"  # "mean": mean online CE (area under the loss curve); "last": final step only
+    data_dir: str | None = None  # None: $VSML_DATA, then ../shared/datasets
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    iterations: int = 500
+    checkpoint_every: int = 50
+    log_every: int = 1
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Periodic evaluation on held-out (test split) episodes with a fixed key (spec §2)."""
+
+    datasets: tuple[str, ...] = ("digits",)
+    every: int = 50
+    num_episodes: int = 64
+    episode_length: int = 100
+    seed: int = 22
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = "experiment"
+    seed: int = 42  # spec §3.1: init seed 42
+    learner: dict[str, Any] = field(default_factory=lambda: {"name": "vsml"})
+    task: TaskConfig = TaskConfig()
+    es: OpenESConfig = OpenESConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def __post_init__(self) -> None:
+        positive = {
+            "task.episode_length": self.task.episode_length,
+            "train.iterations": self.train.iterations,
+            "train.checkpoint_every": self.train.checkpoint_every,
+            "train.log_every": self.train.log_every,
+            "eval.every": self.eval.every,
+            "eval.num_episodes": self.eval.num_episodes,
+            "eval.episode_length": self.eval.episode_length,
+        }
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"config key {key} must be >= 1, got {value}")
+
+
+def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read a YAML experiment config and apply `--set a.b=c` overrides; unknown keys are clear errors."""
+    return load_config(ExperimentConfig, path, list(overrides))
+
+
+def experiment_from_dict(data: dict[str, Any]) -> ExperimentConfig:
+    return config_from_dict(ExperimentConfig, data)

@@ -1,0 +1,47 @@
+"""The outer loop: meta-losses (`objectives`) and meta-optimisers (`es`, ...) over any `Learner` (DESIGN.md).
+
+Only the pure building blocks are re-exported here; the trainer and the parallel helpers are imported from
+their own modules (`vsml.meta.trainer`, `vsml.meta.parallel`), so importing `vsml.meta` stays light.
+"""
+
+from vsml.meta.es import (
+    ESInfo,
+    OpenESConfig,
+    es_gradient,
+    es_gradient_from_losses,
+    es_update,
+    evaluate_antithetic_population,
+    make_es_optimizer,
+    sample_antithetic_noise,
+)
+from vsml.meta.objectives import (
+    META_LOSSES,
+    final_step_accuracy,
+    last_step_cross_entropy,
+    mean_online_cross_entropy,
+    meta_loss_by_name,
+    online_accuracy,
+    online_accuracy_curve,
+    online_loss_curve,
+    per_step_cross_entropy,
+)
+
+__all__ = [
+    "ESInfo",
+    "META_LOSSES",
+    "OpenESConfig",
+    "es_gradient",
+    "es_gradient_from_losses",
+    "es_update",
+    "evaluate_antithetic_population",
+    "final_step_accuracy",
+    "last_step_cross_entropy",
+    "make_es_optimizer",
+    "mean_online_cross_entropy",
+    "meta_loss_by_name",
+    "online_accuracy",
+    "online_accuracy_curve",
+    "online_loss_curve",
+    "per_step_cross_entropy",
+    "sample_antithetic_noise",
+]

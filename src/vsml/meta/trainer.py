@@ -1,0 +1,314 @@
+"""The outer loop: meta-train a learner's meta-parameters by antithetic ES (spec §3.1), with periodic held-out
+evaluation, a JSONL metrics log, atomic checkpoints and exact resumption.
+
+Iteration i draws everything from `fold_in(PRNGKey(seed + 1), i)`, so a run resumed from a checkpoint at i
+continues exactly as an uninterrupted one would: the checkpoint holds V_M, the optimiser state and i.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from tqdm.auto import tqdm
+
+from vsml.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from vsml.config import config_to_dict, dump_config
+from vsml.evaluate import evaluate_online
+from vsml.experiment import ExperimentConfig, experiment_from_dict
+from vsml.learners import build_learner
+from vsml.learners.base import Learner, PyTree, run_episode
+from vsml.meta.es import es_gradient_from_losses, make_es_optimizer, sample_antithetic_noise
+from vsml.meta.objectives import meta_loss_by_name
+from vsml.meta.parallel import replicate, shard_over_population
+from vsml.tasks.datasets import load_dataset
+from vsml.tasks.episodes import EpisodeSource, make_episode_source, sample_online_episodes
+
+CONFIG_FILE = "config.yaml"
+METRICS_FILE = "metrics.jsonl"
+
+
+class RunExistsError(FileExistsError):
+    pass
+
+
+@dataclass(frozen=True)
+class ESIterationResult:
+    mean_loss: float
+    num_nonfinite: int
+    seconds: float
+
+
+def _member_losses(learner: Learner, loss_name: str, members: PyTree, xs, ys, init_keys) -> jax.Array:
+    """Meta-loss of each population member on its own episode: [2P] (vmapped, sharded over devices)."""
+    meta_loss = meta_loss_by_name(loss_name)
+
+    def one(meta, x, y, k):
+        return meta_loss(run_episode(learner, meta, k, x, y), y)
+
+    return jax.vmap(one)(members, xs, ys, init_keys)
+
+
+@partial(jax.jit, static_argnames=("learner", "loss_name", "num_pairs", "sigma", "length", "optimizer"))
+def es_iteration(
+    learner: Learner,
+    loss_name: str,
+    num_pairs: int,
+    sigma: float,
+    length: int,
+    optimizer: optax.GradientTransformation,
+    meta: PyTree,
+    opt_state: optax.OptState,
+    source: EpisodeSource,
+    key: jax.Array,
+) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
+    """One antithetic ES step. Each pair has its own episode and initial-state key, shared by its two signs
+    (common random numbers, §3.1). Returns (meta, opt_state, mean loss, number of non-finite pairs)."""
+    noise_key, data_key, init_key = jax.random.split(key, 3)
+    eps = sample_antithetic_noise(noise_key, meta, num_pairs)
+    episodes = sample_online_episodes(source, data_key, num_pairs, length)
+    init_keys = jax.random.split(init_key, num_pairs)
+
+    def twice(a):
+        return jnp.concatenate([a, a], axis=0)
+
+    members = jax.tree.map(
+        lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, eps
+    )
+    losses = shard_over_population(partial(_member_losses, learner, loss_name), 2 * num_pairs)(
+        members, twice(episodes.xs), twice(episodes.ys), twice(init_keys)
+    )
+    grad, info = es_gradient_from_losses(eps, losses[:num_pairs], losses[num_pairs:], sigma)
+    updates, new_opt_state = optimizer.update(grad, opt_state, meta)
+    new_meta = optax.apply_updates(meta, updates)
+    # If every pair failed there is no information: keep V_M and Adam's moments as they were.
+    any_valid = info.num_nonfinite < num_pairs
+    new_meta = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_meta, meta)
+    new_opt_state = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_opt_state, opt_state)
+    return new_meta, new_opt_state, info.mean_loss, info.num_nonfinite
+
+
+class MetaTrainer:
+    """Holds what one run needs: the learner, its data sources, V_M, the optimiser state and the run folder."""
+
+    def __init__(self, config: ExperimentConfig, run_dir: str | Path, resume: bool = False) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.learner = build_learner(config.learner)
+        dataset = load_dataset(config.task.dataset, config.task.data_dir, seed=config.seed)
+        self.train_source = make_episode_source(dataset, "train")
+        self.eval_sources = {
+            name: make_episode_source(
+                dataset
+                if name == dataset.name
+                else load_dataset(name, config.task.data_dir, seed=config.seed),
+                "test",
+            )
+            for name in config.eval.datasets
+        }
+        self.optimizer = make_es_optimizer(config.es)
+        self.meta = self.learner.init_meta(jax.random.PRNGKey(config.seed))
+        self.opt_state = self.optimizer.init(self.meta)
+        self.iteration = 0
+        self.total_nonfinite = 0
+        self._prepare_run_dir(resume)
+        population = 2 * config.es.num_pairs
+        self.meta, self.opt_state = replicate((self.meta, self.opt_state), population)
+        self.train_source = replicate(self.train_source, population)
+
+    # ----- run folder ------------------------------------------------------------------------------------------
+
+    def _prepare_run_dir(self, resume: bool) -> None:
+        checkpoint = latest_checkpoint(self.run_dir) if self.run_dir.exists() else None
+        if checkpoint is not None and not resume:
+            raise RunExistsError(
+                f"{self.run_dir} already holds a run (checkpoint {checkpoint.name}); pass --resume to continue "
+                "it, or choose another --out directory"
+            )
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if checkpoint is not None:
+            self._check_same_experiment()
+            self._restore(checkpoint)
+        dump_config(self.config, self.run_dir / CONFIG_FILE)
+
+    def _check_same_experiment(self) -> None:
+        """A resumed run must be the same experiment; only the number of iterations may change."""
+        saved_path = self.run_dir / CONFIG_FILE
+        if not saved_path.exists():
+            return
+        import yaml
+
+        saved = config_to_dict(experiment_from_dict(yaml.safe_load(saved_path.read_text())))
+        current = config_to_dict(self.config)
+        saved["train"].pop("iterations"), current["train"].pop("iterations")
+        differing = sorted(_differing_keys(saved, current))
+        if differing:
+            raise ValueError(
+                f"cannot resume {self.run_dir}: its config differs in {', '.join(differing)}. Resume with the "
+                f"run's own config ({saved_path}), changing only train.iterations, or start a new --out directory"
+            )
+
+    def _restore(self, checkpoint: Path) -> None:
+        step, trees, metadata = load_checkpoint(checkpoint, {"meta": self.meta, "opt_state": self.opt_state})
+        self.meta, self.opt_state = trees["meta"], trees["opt_state"]
+        self.iteration = step
+        self.total_nonfinite = int(metadata.get("total_nonfinite", 0))
+        _truncate_metrics(self.run_dir / METRICS_FILE, step)
+
+    def save(self) -> Path:
+        metadata = {
+            "experiment": config_to_dict(self.config),
+            "total_nonfinite": self.total_nonfinite,
+            "learner": self.config.learner,
+        }
+        return save_checkpoint(
+            self.run_dir, self.iteration, {"meta": self.meta, "opt_state": self.opt_state}, metadata
+        )
+
+    def log(self, record: dict[str, Any]) -> None:
+        with open(self.run_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    # ----- the loop --------------------------------------------------------------------------------------------
+
+    def iteration_key(self, iteration: int) -> jax.Array:
+        return jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), iteration)
+
+    def step(self) -> ESIterationResult:
+        cfg = self.config
+        start = time.perf_counter()
+        self.meta, self.opt_state, loss, nonfinite = es_iteration(
+            self.learner,
+            cfg.task.loss,
+            cfg.es.num_pairs,
+            cfg.es.sigma,
+            cfg.task.episode_length,
+            self.optimizer,
+            self.meta,
+            self.opt_state,
+            self.train_source,
+            self.iteration_key(self.iteration),
+        )
+        result = ESIterationResult(float(loss), int(nonfinite), time.perf_counter() - start)
+        self.iteration += 1
+        self.total_nonfinite += result.num_nonfinite
+        return result
+
+    def evaluate(self) -> dict[str, float]:
+        cfg = self.config.eval
+        metrics = {}
+        for name, source in self.eval_sources.items():
+            result = evaluate_online(
+                self.learner,
+                self.meta,
+                source,
+                num_episodes=cfg.num_episodes,
+                length=cfg.episode_length,
+                seed=cfg.seed,
+            )
+            metrics[f"eval_accuracy_{name}"] = result.mean_accuracy
+            metrics[f"eval_final_accuracy_{name}"] = result.final_accuracy
+            metrics[f"eval_loss_{name}"] = result.mean_loss
+        return metrics
+
+    def run(self, iterations: int | None = None, progress: bool = True) -> dict[str, Any]:
+        """Meta-train until `train.iterations` (or `iterations` more steps, to simulate an interruption)."""
+        cfg = self.config
+        target = (
+            cfg.train.iterations
+            if iterations is None
+            else min(cfg.train.iterations, self.iteration + iterations)
+        )
+        last: dict[str, Any] = {}
+        bar = tqdm(
+            total=cfg.train.iterations,
+            initial=self.iteration,
+            desc="meta-train (ES)",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        with bar:
+            while self.iteration < target:
+                result = self.step()
+                record: dict[str, Any] = {
+                    "iteration": self.iteration,
+                    "loss": result.mean_loss,
+                    "num_nonfinite": result.num_nonfinite,
+                    "seconds": round(result.seconds, 4),
+                }
+                if result.num_nonfinite:
+                    tqdm.write(
+                        f"iteration {self.iteration}: {result.num_nonfinite} of {cfg.es.num_pairs} pairs had a "
+                        "non-finite loss and were left out of the update"
+                    )
+                if self.iteration % cfg.eval.every == 0 or self.iteration == cfg.train.iterations:
+                    record.update(self.evaluate())
+                if self.iteration % cfg.train.log_every == 0 or len(record) > 4:
+                    self.log(record)
+                if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == target:
+                    self.save()
+                bar.set_postfix(loss=f"{result.mean_loss:.3f}", **_short_eval(record))
+                bar.update(1)
+                last = record
+        return last
+
+
+def _short_eval(record: dict[str, Any]) -> dict[str, str]:
+    return {
+        k.removeprefix("eval_accuracy_"): f"{v:.3f}" for k, v in record.items() if k.startswith("eval_acc")
+    }
+
+
+def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = set(a) | set(b)
+        return [d for k in keys for d in _differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
+    if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b):
+        return []
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def _truncate_metrics(path: Path, iteration: int) -> None:
+    """Drop log records written after the checkpoint we resume from, so the log reads like one clean run."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("iteration", 0) <= iteration:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut off by the interruption
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def meta_train(
+    config: ExperimentConfig, run_dir: str | Path, resume: bool = False, progress: bool = True
+) -> PyTree:
+    """Meta-train `config` into `run_dir`; returns the final meta-parameters."""
+    trainer = MetaTrainer(config, run_dir, resume=resume)
+    trainer.run(progress=progress)
+    return trainer.meta
+
+
+__all__ = ["MetaTrainer", "RunExistsError", "es_iteration", "meta_train", "read_metrics"]

@@ -1,0 +1,200 @@
+"""Meta-test a trained run against its untrained start, online SGD/Adam and chance (spec §2, §6.2).
+
+The baselines get a learning rate chosen by a small sweep on the *meta-training* split, then everything is
+measured on the same held-out episodes (test split, fixed key), so the comparison is fair to the baselines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from vsml.checkpoint import load_checkpoint
+from vsml.evaluate import OnlineEvaluation, evaluate_online
+from vsml.experiment import ExperimentConfig, experiment_from_dict
+from vsml.learners import build_learner
+from vsml.learners.base import Learner, PyTree
+from vsml.learners.sgd import online_adam, online_sgd
+from vsml.report import block_labels, block_means, markdown_table, plot_learning_curves
+from vsml.tasks.datasets import load_dataset
+from vsml.tasks.episodes import make_episode_source
+
+SGD_LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
+ADAM_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    config: ExperimentConfig
+    learner: Learner
+    meta: PyTree
+    iteration: int
+    path: Path
+
+
+def load_trained_run(path: str | Path) -> TrainedRun:
+    """A run directory (its latest checkpoint) or one checkpoint file; the experiment config travels in the
+    checkpoint's JSON, so a checkpoint file alone is enough."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: pass a run directory made by `vsml meta-train` or a checkpoint"
+        )
+    json_path = _checkpoint_json(path)
+    metadata = json.loads(json_path.read_text())
+    experiment = metadata.get("metadata", metadata).get("experiment")
+    if experiment is None:
+        raise ValueError(f"{json_path} holds no experiment config; was it written by `vsml meta-train`?")
+    config = experiment_from_dict(experiment)
+    learner = build_learner(config.learner)
+    template = learner.init_meta(jax.random.PRNGKey(config.seed))
+    step, trees, _ = load_checkpoint(path, {"meta": template}, partial=True)
+    return TrainedRun(config, learner, trees["meta"], step, path if path.is_dir() else path.parent)
+
+
+def _checkpoint_json(path: Path) -> Path:
+    from vsml.checkpoint import latest_checkpoint
+
+    if path.is_dir():
+        latest = latest_checkpoint(path)
+        if latest is None:
+            raise FileNotFoundError(f"{path} holds no checkpoint yet; run `vsml meta-train` into it first")
+        path = latest
+    return path.with_suffix(".json")
+
+
+def tune_learning_rate(
+    make_learner, rates: tuple[float, ...], source, num_episodes: int, length: int, seed: int
+) -> tuple[float, dict[float, float]]:
+    """The rate with the best mean online accuracy on `source` (the meta-training split)."""
+    scores = {}
+    for rate in rates:
+        learner = make_learner(rate)
+        meta = learner.init_meta(jax.random.PRNGKey(0))
+        scores[rate] = evaluate_online(
+            learner, meta, source, num_episodes=num_episodes, length=length, seed=seed
+        ).mean_accuracy
+    return max(scores, key=scores.get), scores
+
+
+def meta_test(
+    run: TrainedRun,
+    datasets: tuple[str, ...] | None = None,
+    num_episodes: int | None = None,
+    length: int | None = None,
+    baselines: bool = True,
+    data_dir: str | None = None,
+    num_blocks: int = 5,
+) -> dict[str, Any]:
+    """Online accuracy of every contender on each meta-test dataset; returns a JSON-able report."""
+    cfg = run.config
+    datasets = datasets or cfg.eval.datasets
+    num_episodes = num_episodes or cfg.eval.num_episodes
+    length = length or cfg.eval.episode_length
+    data_dir = data_dir or cfg.task.data_dir
+    untrained = run.learner.init_meta(jax.random.PRNGKey(cfg.seed))
+    report: dict[str, Any] = {
+        "iteration": run.iteration,
+        "episodes": num_episodes,
+        "length": length,
+        "datasets": {},
+    }
+    for name in datasets:
+        dataset = load_dataset(name, data_dir, seed=cfg.seed)
+        test, train = make_episode_source(dataset, "test"), make_episode_source(dataset, "train")
+
+        def evaluate(learner: Learner, meta: PyTree, test=test) -> OnlineEvaluation:
+            return evaluate_online(
+                learner, meta, test, num_episodes=num_episodes, length=length, seed=cfg.eval.seed
+            )
+
+        results: dict[str, OnlineEvaluation] = {
+            "VSML, untrained V_M": evaluate(run.learner, untrained),
+            f"VSML, meta-trained V_M ({run.iteration} ES it.)": evaluate(run.learner, run.meta),
+        }
+        tuned = {}
+        if baselines:
+            for label, make, rates in (
+                ("online SGD", online_sgd, SGD_LEARNING_RATES),
+                ("online Adam", online_adam, ADAM_LEARNING_RATES),
+            ):
+                # Tune on the meta-training split with a different key, then test on held-out episodes.
+                rate, scores = tune_learning_rate(make, rates, train, min(num_episodes, 32), length, seed=1)
+                learner = make(rate)
+                results[f"{label} (lr {rate:g})"] = evaluate(
+                    learner, learner.init_meta(jax.random.PRNGKey(0))
+                )
+                tuned[label] = {
+                    "chosen": rate,
+                    "train_split_accuracy": {str(k): v for k, v in scores.items()},
+                }
+        report["datasets"][name] = {
+            "num_classes": dataset.num_classes,
+            "chance": 1.0 / dataset.num_classes,
+            "tuned_learning_rates": tuned,
+            "learners": {
+                label: {
+                    "mean_accuracy": r.mean_accuracy,
+                    "final_accuracy": r.final_accuracy,
+                    "mean_loss": r.mean_loss,
+                    "block_accuracy": block_means(r.curve, num_blocks).tolist(),
+                    "curve": r.curve.tolist(),
+                    "curve_std": r.curve_std.tolist(),
+                }
+                for label, r in results.items()
+            },
+        }
+    return report
+
+
+def report_tables(report: dict[str, Any], num_blocks: int = 5) -> str:
+    """Markdown: one table per dataset, online accuracy by blocks of steps, the mean and the chance row."""
+    parts = []
+    labels = block_labels(report["length"], num_blocks)
+    for name, entry in report["datasets"].items():
+        rows = []
+        for label, r in entry["learners"].items():
+            row = {"learner": label, "mean": r["mean_accuracy"], "final": r["final_accuracy"]}
+            row.update({f"steps {b}": v for b, v in zip(labels, r["block_accuracy"], strict=True)})
+            rows.append(row)
+        chance = {"learner": "chance", "mean": entry["chance"], "final": entry["chance"]}
+        chance.update({f"steps {b}": entry["chance"] for b in labels})
+        rows.append(chance)
+        parts.append(
+            f"### {name}: online accuracy ({report['episodes']} held-out episodes of {report['length']} steps)\n\n"
+            + markdown_table(rows)
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path, smooth: int = 5) -> list[Path]:
+    """evaluation.json, evaluation.md and one learning-curve PNG per dataset, all written atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [_atomic_write(out_dir / "evaluation.json", json.dumps(report, indent=1))]
+    written.append(_atomic_write(out_dir / "evaluation.md", report_tables(report)))
+    for name, entry in report["datasets"].items():
+        curves = {label: np.asarray(r["curve"]) for label, r in entry["learners"].items()}
+        written.append(
+            plot_learning_curves(
+                curves,
+                out_dir / f"learning_curves_{name}.png",
+                title=f"Meta-test on {name} (held-out episodes)",
+                chance=entry["chance"],
+                smooth=smooth,
+            )
+        )
+    return written
+
+
+def _atomic_write(path: Path, text: str) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,280 @@
+"""Tests of antithetic OpenAI-ES (spec vsml.md §3.1) on problems whose gradient is known.
+
+For the quadratic L(θ) = ½‖A(θ − θ*)‖² the antithetic difference is exact: L(θ+σε) − L(θ−σε) = 2σ gᵀε with
+g = AᵀA(θ − θ*), so ĝ = (1/P) Σ_i (gᵀε_i) ε_i. With ε ~ N(0, I_n), E[ĝ] = g and, by Isserlis' theorem,
+Cov[ĝ] = (‖g‖² I + g gᵀ) / P: component j has standard error √((‖g‖² + g_j²) / P) and
+E‖ĝ − g‖² = (n + 1) ‖g‖² / P. The tests assert the estimate is within a few standard errors of g, and that the
+same check rejects a wrong sign or scale, so it cannot pass trivially.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from vsml.meta.es import (
+    ESInfo,
+    OpenESConfig,
+    es_gradient,
+    es_gradient_from_losses,
+    es_update,
+    evaluate_antithetic_population,
+    make_es_optimizer,
+    sample_antithetic_noise,
+)
+
+# A two-leaf meta pytree of different shapes: n = 3*2 + 4 = 10 parameters.
+THETA = {"w": jnp.array([[0.3, -0.2], [0.1, 0.5], [-0.4, 0.2]]), "b": jnp.array([0.2, -0.1, 0.6, -0.3])}
+THETA_STAR = {"w": jnp.full((3, 2), 0.1), "b": jnp.array([-0.2, 0.0, 0.1, 0.3])}
+N = 10
+A = jnp.asarray(np.random.default_rng(0).normal(size=(N, N)) / np.sqrt(N) + np.eye(N), dtype=jnp.float32)
+
+
+# Jitted once (per loss function): eager op-by-op dispatch, and compiling the random-number kernels again for
+# every test, would dominate the test time.
+estimate_gradient = jax.jit(es_gradient, static_argnums=(0, 3, 5))
+gradient_from_losses = jax.jit(es_gradient_from_losses)
+evaluate_population = jax.jit(evaluate_antithetic_population, static_argnums=(0, 5))
+sample_noise = jax.jit(sample_antithetic_noise, static_argnums=2)
+
+
+def population(seed: int, num_pairs: int = 64) -> tuple[dict, jax.Array]:
+    """Noise `[P, ...]` and P pair keys, for tests that take the estimator apart."""
+    noise_key, pairs_key = jax.random.split(jax.random.key(seed))
+    return sample_noise(noise_key, THETA, num_pairs), jax.random.split(pairs_key, num_pairs)
+
+
+def flat(tree) -> jax.Array:
+    return jnp.concatenate([tree["b"].ravel(), tree["w"].ravel()])  # flattening order of the dict: b, w
+
+
+def quadratic(meta, key=None) -> jax.Array:
+    r = A @ (flat(meta) - flat(THETA_STAR))
+    return 0.5 * jnp.sum(r**2)
+
+
+def true_gradient() -> jax.Array:
+    return A.T @ (A @ (flat(THETA) - flat(THETA_STAR)))
+
+
+def z_scores(estimate: jax.Array, g: jax.Array, num_pairs: int) -> np.ndarray:
+    """|ĝ_j − g_j| in units of the analytic standard error of component j (module docstring)."""
+    se = jnp.sqrt((jnp.sum(g**2) + g**2) / num_pairs)
+    return np.asarray(jnp.abs(estimate - g) / se)
+
+
+def cosine(a: jax.Array, b: jax.Array) -> float:
+    return float(jnp.dot(a, b) / (jnp.linalg.norm(a) * jnp.linalg.norm(b)))
+
+
+def test_estimate_matches_quadratic_gradient_within_standard_errors():
+    g = true_gradient()
+    num_pairs = 4096
+    grad, info = estimate_gradient(quadratic, THETA, jax.random.key(1), num_pairs, 0.05)
+    estimate = flat(grad)
+    assert jax.tree.structure(grad) == jax.tree.structure(THETA)
+    assert all(
+        a.shape == b.shape and a.dtype == b.dtype
+        for a, b in zip(jax.tree.leaves(grad), jax.tree.leaves(THETA), strict=True)
+    )
+    assert int(info.num_nonfinite) == 0
+    assert z_scores(estimate, g, num_pairs).max() < 4.5
+    # Relative error ≈ √((n+1)/P) ≈ 0.05, so the direction is nearly exact.
+    assert cosine(estimate, g) > 0.99
+    # The same check has the power to reject a wrong sign or a missing factor 2 in 2σ.
+    assert z_scores(-estimate, g, num_pairs).max() > 4.5
+    assert z_scores(2.0 * estimate, g, num_pairs).max() > 4.5
+    assert cosine(-estimate, g) < -0.99
+
+
+def test_empirical_error_matches_analytic_variance():
+    g = true_gradient()
+    num_pairs, repeats = 64, 200
+    keys = jax.random.split(jax.random.key(2), repeats)
+    estimates = jnp.stack([flat(estimate_gradient(quadratic, THETA, k, num_pairs, 0.05)[0]) for k in keys])
+    sq_err = jnp.sum((estimates - g[None]) ** 2, axis=1)
+    expected = (N + 1) * jnp.sum(g**2) / num_pairs
+    # Over 200 repeats the mean squared error has a standard error of ~3.5%, so ±15% is ~4 SE.
+    assert 0.85 < float(jnp.mean(sq_err) / expected) < 1.15
+    assert z_scores(jnp.mean(estimates, axis=0), g, num_pairs * repeats).max() < 4.5
+
+
+def test_common_random_numbers_cancel_key_dependent_terms():
+    """Both signs of a pair share the pair key (§3.1), so a large key-only term cancels exactly."""
+    num_pairs = 64
+
+    def noisy_loss(meta, key):
+        return quadratic(meta) + 100.0 * jax.random.normal(key)
+
+    key = jax.random.key(3)
+    clean, _ = estimate_gradient(quadratic, THETA, key, num_pairs, 0.05)
+    noisy, info = estimate_gradient(noisy_loss, THETA, key, num_pairs, 0.05)
+    scale = float(jnp.abs(flat(clean)).max())
+    np.testing.assert_allclose(flat(noisy), flat(clean), rtol=1e-3, atol=1e-3 * scale)
+    # The logged loss does carry the key term: it is the mean of (L+ + L−)/2.
+    assert abs(float(info.mean_loss) - float(quadratic(THETA))) > 1.0
+
+    # The estimator is linear in the losses, so with independent keys per sign the key term would add
+    # ĝ(100 z+, 100 z−), which swamps the gradient; with shared keys it adds ĝ(100 z, 100 z) = 0.
+    rng = np.random.default_rng(0)
+    eps = {"b": rng.normal(size=(num_pairs, 4)), "w": rng.normal(size=(num_pairs, 3, 2))}
+    eps = jax.tree.map(lambda e: e.astype(np.float32), eps)
+    z_plus, z_minus = 100.0 * rng.normal(size=(2, num_pairs)).astype(np.float32)
+    independent, _ = gradient_from_losses(eps, z_plus, z_minus, 0.05)
+    shared, _ = gradient_from_losses(eps, z_plus, z_plus, 0.05)
+    assert jnp.linalg.norm(flat(independent)) > 10 * jnp.linalg.norm(flat(clean))
+    assert float(jnp.abs(flat(shared)).max()) == 0.0
+
+
+def test_loss_sees_the_same_key_for_both_signs():
+    def key_only_loss(meta, key):
+        return jax.random.uniform(key) + 0.0 * quadratic(meta)
+
+    eps, keys = population(5)
+    loss_plus, loss_minus = evaluate_population(key_only_loss, THETA, eps, keys, 0.05)
+    np.testing.assert_array_equal(loss_plus, loss_minus)
+    assert len(set(np.asarray(loss_plus).tolist())) == 64  # but every pair has its own key
+    grad, _ = gradient_from_losses(eps, loss_plus, loss_minus, 0.05)
+    assert float(jnp.abs(flat(grad)).max()) == 0.0
+
+
+def test_non_finite_pairs_are_dropped_from_the_estimate():
+    num_pairs = 64
+    eps, keys = population(6)
+    loss_plus, loss_minus = evaluate_population(quadratic, THETA, eps, keys, 0.05)
+    bad = np.zeros(num_pairs, bool)
+    bad[[1, 7, 8, 30]] = True
+    loss_plus = loss_plus.at[1].set(jnp.nan).at[7].set(jnp.inf)
+    loss_minus = loss_minus.at[8].set(-jnp.inf).at[30].set(jnp.nan)
+
+    grad, info = gradient_from_losses(eps, loss_plus, loss_minus, 0.05)
+    # Reference: the §3.1 formula, in numpy, over the 60 remaining pairs only.
+    keep = ~bad
+    lp, lm = np.asarray(loss_plus)[keep], np.asarray(loss_minus)[keep]
+    coeff = (lp - lm) / (2 * 0.05 * keep.sum())
+    reference = {name: np.tensordot(coeff, np.asarray(e)[keep], axes=1) for name, e in eps.items()}
+    assert bool(jnp.all(jnp.isfinite(flat(grad))))
+    np.testing.assert_allclose(flat(grad), flat(reference), rtol=1e-5, atol=1e-6)
+    assert int(info.num_nonfinite) == 4
+    np.testing.assert_allclose(info.mean_loss, np.mean((lp + lm) / 2), rtol=1e-6)
+
+
+def test_one_diverging_sign_drops_only_its_pairs():
+    """Members whose first coordinate exceeds θ_b0 + σ diverge: in each such pair only one sign is inf."""
+
+    def fragile_loss(meta, key):
+        return jnp.where(meta["b"][0] > THETA["b"][0] + 0.05, jnp.inf, quadratic(meta))
+
+    eps, keys = population(7)
+    loss_plus, loss_minus = evaluate_population(fragile_loss, THETA, eps, keys, 0.05)
+    grad, info = gradient_from_losses(eps, loss_plus, loss_minus, 0.05)
+    # θ ± σε_b0 > θ_b0 + σ  <=>  ±ε_b0 > 1
+    np.testing.assert_array_equal(jnp.isinf(loss_plus), eps["b"][:, 0] > 1.0)
+    np.testing.assert_array_equal(jnp.isinf(loss_minus), eps["b"][:, 0] < -1.0)
+    expected_bad = int(jnp.sum(jnp.abs(eps["b"][:, 0]) > 1.0))
+    assert 0 < int(info.num_nonfinite) == expected_bad < 64
+    assert bool(jnp.all(jnp.isfinite(flat(grad)))) and bool(jnp.isfinite(info.mean_loss))
+
+
+def test_all_non_finite_gives_zero_gradient():
+    eps, _ = population(8)
+    nan, inf = jnp.full(64, jnp.nan), jnp.full(64, jnp.inf)
+    for loss_plus, loss_minus in ((nan, nan), (inf, inf), (nan, jnp.zeros(64))):
+        grad, info = gradient_from_losses(eps, loss_plus, loss_minus, 0.05)
+        assert float(jnp.abs(flat(grad)).max()) == 0.0
+        assert int(info.num_nonfinite) == 64
+        assert bool(jnp.isnan(info.mean_loss))
+
+
+def test_adam_steps_decrease_the_quadratic():
+    cfg = OpenESConfig(num_pairs=64)
+    optimizer = make_es_optimizer(cfg)
+    update = jax.jit(es_update, static_argnums=3)
+    meta, opt_state = THETA, optimizer.init(THETA)
+    for key in jax.random.split(jax.random.key(9), 60):
+        grad, info = estimate_gradient(quadratic, meta, key, cfg.num_pairs, cfg.sigma)
+        meta, opt_state = update(meta, opt_state, grad, optimizer)
+    assert update._cache_size() == 1  # no recompilation across iterations
+    assert float(quadratic(meta)) < 0.1 * float(quadratic(THETA))
+    assert isinstance(info, ESInfo)
+
+
+def test_update_descends_along_the_estimate():
+    """θ ← θ − Adam(ĝ): Adam's first step is −lr·sign(ĝ), so the sign convention is visible."""
+    cfg = OpenESConfig()
+    optimizer = make_es_optimizer(cfg)
+    grad = {"w": jnp.full((3, 2), 2.0), "b": jnp.array([1.0, -1.0, 3.0, -0.5])}
+    meta, _ = es_update(THETA, optimizer.init(THETA), grad, optimizer)
+    step = jax.tree.map(lambda new, old: new - old, meta, THETA)
+    np.testing.assert_allclose(flat(step), -cfg.learning_rate * jnp.sign(flat(grad)), rtol=1e-5)
+
+
+def test_deterministic_for_a_fixed_key():
+    a, _ = estimate_gradient(quadratic, THETA, jax.random.key(10), 64, 0.05)
+    b, _ = estimate_gradient(quadratic, THETA, jax.random.key(10), 64, 0.05)
+    c, _ = estimate_gradient(quadratic, THETA, jax.random.key(11), 64, 0.05)
+    np.testing.assert_array_equal(flat(a), flat(b))
+    assert not np.array_equal(flat(a), flat(c))
+
+
+def test_raw_uint32_keys_work():
+    typed, _ = estimate_gradient(quadratic, THETA, jax.random.key(12), 64, 0.05)
+    raw, _ = estimate_gradient(quadratic, THETA, jax.random.PRNGKey(12), 64, 0.05)
+    np.testing.assert_allclose(flat(raw), flat(typed), rtol=1e-6)
+
+
+def test_member_batching_gives_the_same_losses():
+    eps = sample_antithetic_noise(jax.random.key(13), THETA, 6)
+    keys = jax.random.split(jax.random.key(14), 6)
+    loss = lambda m, k: quadratic(m) + jax.random.normal(k)
+    evaluate = jax.jit(evaluate_antithetic_population, static_argnums=(0, 5))
+    full = evaluate(loss, THETA, eps, keys, 0.05)
+    batched = evaluate(loss, THETA, eps, keys, 0.05, 5)  # 12 members: batches of 5, 5 and a remainder
+    np.testing.assert_allclose(jnp.stack(full), jnp.stack(batched), rtol=1e-6)
+
+
+def test_noise_shapes_and_statistics():
+    eps = sample_antithetic_noise(jax.random.key(15), THETA, 2000)
+    assert eps["w"].shape == (2000, 3, 2) and eps["b"].shape == (2000, 4)
+    values = flat(jax.tree.map(lambda e: e.reshape(-1), eps))
+    assert abs(float(values.mean())) < 0.02 and abs(float(values.std()) - 1.0) < 0.02
+    assert not np.allclose(eps["w"][:, 0, 0], eps["b"][:, 0])  # leaves draw independent noise
+
+
+def test_rejects_bad_inputs():
+    with pytest.raises(TypeError, match=r"\['n'\].*int32"):
+        sample_antithetic_noise(jax.random.key(0), {"n": jnp.zeros(3, jnp.int32)}, 4)
+    with pytest.raises(ValueError, match="num_pairs"):
+        estimate_gradient(quadratic, THETA, jax.random.key(0), 0, 0.05)
+    with pytest.raises(ValueError, match="scalar"):
+        estimate_gradient(lambda m, k: jnp.zeros(2), THETA, jax.random.key(0), 4, 0.05)
+    eps = sample_antithetic_noise(jax.random.key(0), THETA, 4)
+    with pytest.raises(ValueError, match="leading axis"):
+        gradient_from_losses(eps, jnp.zeros(5), jnp.zeros(5), 0.05)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"num_pairs": 0}, "num_pairs"),
+        ({"num_pairs": 2.0}, "num_pairs"),
+        ({"sigma": 0.0}, "sigma"),
+        ({"sigma": float("nan")}, "sigma"),
+        ({"learning_rate": -1.0}, "learning_rate"),
+        ({"adam_b1": 1.0}, "adam_b1"),
+    ],
+)
+def test_config_validation(kwargs, field):
+    with pytest.raises(ValueError, match=f"OpenESConfig.{field}"):
+        OpenESConfig(**kwargs)
+
+
+def test_config_defaults_follow_the_spec():
+    cfg = OpenESConfig()
+    adam = (cfg.learning_rate, cfg.adam_b1, cfg.adam_b2, cfg.adam_eps)
+    assert cfg.sigma == 0.05 and adam == (0.025, 0.9, 0.999, 1e-8)
+    state = make_es_optimizer(cfg).init(THETA)
+    assert isinstance(state[0], optax.ScaleByAdamState)
