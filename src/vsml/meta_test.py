@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from vsml.checkpoint import load_checkpoint
@@ -20,7 +21,7 @@ from vsml.evaluate import OnlineEvaluation, evaluate_online
 from vsml.experiment import ExperimentConfig, experiment_from_dict
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
-from vsml.learners.sgd import online_adam, online_sgd
+from vsml.learners.sgd import OnlineSGD, OnlineSGDMeta, online_adam, online_sgd
 from vsml.report import block_labels, block_means, markdown_table, plot_learning_curves
 from vsml.tasks.datasets import load_dataset
 from vsml.tasks.episodes import make_episode_source
@@ -70,16 +71,17 @@ def _checkpoint_json(path: Path) -> Path:
 
 
 def tune_learning_rate(
-    make_learner, rates: tuple[float, ...], source, num_episodes: int, length: int, seed: int
+    learner: OnlineSGD, rates: tuple[float, ...], source, num_episodes: int, length: int, seed: int
 ) -> tuple[float, dict[float, float]]:
-    """The rate with the best mean online accuracy on `source` (the meta-training split)."""
+    """The rate with the best mean online accuracy on `source` (the meta-training split).
+
+    The rate lives in the meta-parameters, not in the (static) learner, so the sweep compiles once.
+    """
     scores = {}
     for rate in rates:
-        learner = make_learner(rate)
-        meta = learner.init_meta(jax.random.PRNGKey(0))
-        scores[rate] = evaluate_online(
-            learner, meta, source, num_episodes=num_episodes, length=length, seed=seed
-        ).mean_accuracy
+        meta = OnlineSGDMeta(jnp.log(jnp.float32(rate)))
+        result = evaluate_online(learner, meta, source, num_episodes=num_episodes, length=length, seed=seed)
+        scores[rate] = result.mean_accuracy
     return max(scores, key=scores.get), scores
 
 
@@ -125,10 +127,12 @@ def meta_test(
                 ("online Adam", online_adam, ADAM_LEARNING_RATES),
             ):
                 # Tune on the meta-training split with a different key, then test on held-out episodes.
-                rate, scores = tune_learning_rate(make, rates, train, min(num_episodes, 32), length, seed=1)
-                learner = make(rate)
+                learner = make(rates[0])
+                rate, scores = tune_learning_rate(
+                    learner, rates, train, min(num_episodes, 32), length, seed=1
+                )
                 results[f"{label} (lr {rate:g})"] = evaluate(
-                    learner, learner.init_meta(jax.random.PRNGKey(0))
+                    learner, OnlineSGDMeta(jnp.log(jnp.float32(rate)))
                 )
                 tuned[label] = {
                     "chosen": rate,

@@ -1,0 +1,158 @@
+"""The ES outer loop end to end on a tiny real task: logs, checkpoints, exact resume, bad input."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vsml.experiment import experiment_from_dict
+from vsml.learners import LEARNERS
+from vsml.learners.base import TaskSpec
+from vsml.meta.es import make_es_optimizer
+from vsml.meta.trainer import MetaTrainer, RunExistsError, es_iteration, read_metrics
+from vsml.tasks import load_dataset, make_episode_source
+
+pytest.importorskip("sklearn")
+
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "learner": {"name": "vsml", "feed_label": True},
+    "task": {"dataset": "digits", "episode_length": 6},
+    "es": {"num_pairs": 2},
+    "train": {"iterations": 4, "checkpoint_every": 2},
+    "eval": {"datasets": ["digits"], "every": 2, "num_episodes": 2, "episode_length": 6},
+}
+
+
+def tiny_config(**changes):
+    data = json.loads(json.dumps(TINY))
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        data[section][key] = value
+    return experiment_from_dict(data)
+
+
+def leaves(tree):
+    return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("full")
+    trainer = MetaTrainer(tiny_config(), run_dir)
+    trainer.run(progress=False)
+    return run_dir, trainer
+
+
+def test_run_writes_log_checkpoints_and_config(uninterrupted):
+    run_dir, trainer = uninterrupted
+    assert trainer.iteration == 4
+    records = read_metrics(run_dir)
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["loss"]) for r in records)
+    assert "eval_accuracy_digits" in records[1] and "eval_accuracy_digits" not in records[0]
+    assert sorted(p.name for p in run_dir.glob("ckpt_*.json")) == ["ckpt_00000002.json", "ckpt_00000004.json"]
+    assert (run_dir / "config.yaml").exists()
+    # ES moved V_M away from its initialisation.
+    init = trainer.learner.init_meta(jax.random.PRNGKey(3))
+    assert any(np.abs(a - b).max() > 1e-3 for a, b in zip(leaves(init), leaves(trainer.meta), strict=True))
+
+
+def test_interrupted_run_resumes_exactly(uninterrupted, tmp_path):
+    _, full = uninterrupted
+    first = MetaTrainer(tiny_config(), tmp_path)
+    first.run(iterations=2, progress=False)  # "killed" after its checkpoint at 2
+    first.log({"iteration": 3, "loss": 9.0})  # a record written after the checkpoint, before the crash
+    resumed = MetaTrainer(tiny_config(), tmp_path, resume=True)
+    assert resumed.iteration == 2
+    resumed.run(progress=False)
+    for a, b in zip(leaves(full.meta), leaves(resumed.meta), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(leaves(full.opt_state), leaves(resumed.opt_state), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [r["iteration"] for r in read_metrics(tmp_path)] == [1, 2, 3, 4]
+    assert read_metrics(tmp_path)[2]["loss"] != 9.0
+
+
+def test_existing_run_needs_resume(uninterrupted):
+    run_dir, _ = uninterrupted
+    with pytest.raises(RunExistsError, match="--resume"):
+        MetaTrainer(tiny_config(), run_dir)
+
+
+def test_resume_with_a_different_experiment_is_refused(uninterrupted):
+    run_dir, _ = uninterrupted
+    with pytest.raises(ValueError, match="es.num_pairs"):
+        MetaTrainer(tiny_config(es__num_pairs=4), run_dir, resume=True)
+    # Only the iteration budget may change.
+    MetaTrainer(tiny_config(train__iterations=6), run_dir, resume=True)
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="mnist"):
+        MetaTrainer(tiny_config(task__dataset="imagenet"), tmp_path)
+
+
+def test_missing_data_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="data-dir"):
+        MetaTrainer(
+            tiny_config(task__dataset="mnist", task__data_dir=str(tmp_path / "nowhere")), tmp_path / "run"
+        )
+
+
+# ----- non-finite losses -------------------------------------------------------------------------------------
+
+
+class ToyMeta(NamedTuple):
+    w: jax.Array  # []
+
+
+@dataclass(frozen=True)
+class LogLearner:
+    """logits = log(w)·x[:C]: NaN for every member whose perturbed w is negative."""
+
+    def init_meta(self, key):
+        return ToyMeta(jnp.float32(0.0))
+
+    def init_state(self, meta, key, spec: TaskSpec):
+        return jnp.zeros(())
+
+    def step(self, meta, state, x, y):
+        return jnp.log(meta.w) * jnp.reshape(x, (-1,))[: y.shape[0]], state
+
+
+def test_nonfinite_losses_are_counted_and_do_not_poison_the_update():
+    learner = LogLearner()
+    source = make_episode_source(load_dataset("digits"), "train")
+    optimizer = make_es_optimizer(tiny_config().es)
+    meta = ToyMeta(jnp.float32(0.0))
+    # Every pair has one negative member (w = ±σε), so every pair is non-finite: no update at all.
+    new_meta, new_opt, loss, nonfinite = es_iteration(
+        learner, "mean", 8, 0.05, 5, optimizer, meta, optimizer.init(meta), source, jax.random.PRNGKey(0)
+    )
+    assert int(nonfinite) == 8
+    assert float(new_meta.w) == 0.0
+    assert all(np.all(np.asarray(x) == 0) for x in jax.tree_util.tree_leaves(new_opt[0].mu))
+    # Away from zero, all members are finite and the update is finite.
+    meta = ToyMeta(jnp.float32(1.0))
+    new_meta, _, loss, nonfinite = es_iteration(
+        learner, "mean", 8, 0.05, 5, optimizer, meta, optimizer.init(meta), source, jax.random.PRNGKey(0)
+    )
+    assert int(nonfinite) == 0 and np.isfinite(float(new_meta.w)) and float(new_meta.w) != 1.0
+
+
+def test_trainer_reports_nonfinite_pairs(tmp_path, monkeypatch):
+    monkeypatch.setitem(LEARNERS, "log_toy", LogLearner)
+    config = experiment_from_dict({**json.loads(json.dumps(TINY)), "learner": {"name": "log_toy"}})
+    trainer = MetaTrainer(config, tmp_path)
+    trainer.run(iterations=2, progress=False)
+    assert trainer.total_nonfinite == 2 * config.es.num_pairs
+    assert [r["num_nonfinite"] for r in read_metrics(tmp_path)] == [2, 2]
+    assert float(trainer.meta.w) == 0.0

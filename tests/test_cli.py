@@ -1,0 +1,107 @@
+"""`vsml meta-train` and `vsml evaluate` as a user runs them, including the bad-input paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vsml.cli import main
+
+pytest.importorskip("sklearn")
+
+TINY_YAML = """
+name: cli_tiny
+seed: 5
+learner: {name: vsml, feed_label: true}
+task: {dataset: digits, episode_length: 5}
+es: {num_pairs: 2}
+train: {iterations: 2, checkpoint_every: 1}
+eval: {datasets: [digits], every: 2, num_episodes: 2, episode_length: 5}
+"""
+
+
+@pytest.fixture
+def config_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_YAML)
+    return path
+
+
+def run(*argv: str) -> int:
+    return main(["--cpu-devices", "1", *argv])
+
+
+def test_meta_train_then_evaluate(config_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("meta-train", str(config_file), "--out", str(out), "--no-progress") == 0
+    assert "meta-training done: iteration 2" in capsys.readouterr().out
+    assert run("evaluate", str(out), "--episodes", "2", "--length", "5") == 0
+    printed = capsys.readouterr().out
+    for row in (
+        "VSML, untrained V_M",
+        "VSML, meta-trained V_M (2 ES it.)",
+        "online SGD",
+        "online Adam",
+        "chance",
+    ):
+        assert row in printed
+    report = json.loads((out / "evaluation.json").read_text())
+    assert set(report["datasets"]["digits"]["learners"]) >= {"VSML, untrained V_M"}
+    assert (out / "learning_curves_digits.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A checkpoint file works as well as the run directory.
+    assert (
+        run("evaluate", str(out / "ckpt_00000001.json"), "--no-baselines", "--out", str(tmp_path / "e")) == 0
+    )
+    assert "(1 ES it.)" in capsys.readouterr().out
+    # Running into the same directory again needs --resume; with it, there is nothing left to do.
+    assert run("meta-train", str(config_file), "--out", str(out), "--no-progress") == 2
+    assert "--resume" in capsys.readouterr().err
+    assert run("meta-train", str(config_file), "--out", str(out), "--resume") == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("es.num_pair=3", "es.num_pair"),
+        ("es.sigma=abc", "es.sigma"),
+        ("task.dataset=imagenet", "imagenet"),
+        ("learner.feed_labels=true", "learner.feed_labels"),
+        ("learner.name=nope", "learner.name"),
+    ],
+)
+def test_bad_config_values_are_clear_errors(config_file, tmp_path, capsys, override, message):
+    assert run("meta-train", str(config_file), "--out", str(tmp_path / "r"), "--set", override) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_files_are_clear_errors(tmp_path, capsys):
+    assert run("meta-train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "r")) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    assert run("evaluate", str(tmp_path / "no_run")) == 2
+    assert "no_run" in capsys.readouterr().err
+
+
+def test_missing_data_directory(config_file, tmp_path, capsys):
+    code = run(
+        "meta-train",
+        str(config_file),
+        "--out",
+        str(tmp_path / "r"),
+        "--set",
+        "task.dataset=mnist",
+        "--data-dir",
+        str(tmp_path / "nowhere"),
+    )
+    assert code == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    printed = capsys.readouterr().out
+    assert "meta-train" in printed and "evaluate" in printed
