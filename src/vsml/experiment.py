@@ -8,6 +8,8 @@ from typing import Any
 
 from vsml.config import config_from_dict, load_config
 from vsml.meta.es import OpenESConfig
+from vsml.tasks.datasets import Dataset, load_dataset
+from vsml.tasks.transforms import NORMALISATIONS, apply_normalisation
 
 
 @dataclass(frozen=True)
@@ -18,6 +20,9 @@ class TaskConfig:
     episode_length: int = 100  # T; the paper meta-trains at 500 (spec §2)
     loss: str = "mean"  # "mean": mean online CE (area under the loss curve); "last": final step only
     data_dir: str | None = None  # None: $VSML_DATA, then ../shared/datasets
+    # "dataset": the scalar per-dataset constants of spec §3.3; "per_feature": standardise each input feature
+    # with train-split statistics (applies to every dataset of the experiment, meta-test included).
+    normalisation: str = "dataset"
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,11 @@ class ExperimentConfig:
             "eval.num_episodes": self.eval.num_episodes,
             "eval.episode_length": self.eval.episode_length,
         }
+        if self.task.normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"config key task.normalisation must be one of {', '.join(NORMALISATIONS)}, "
+                f"got {self.task.normalisation!r}"
+            )
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"config key {key} must be >= 1, got {value}")
@@ -66,6 +76,12 @@ class ExperimentConfig:
 def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read a YAML experiment config and apply `--set a.b=c` overrides; unknown keys are clear errors."""
     return load_config(ExperimentConfig, path, list(overrides))
+
+
+def load_experiment_dataset(config: ExperimentConfig, name: str, data_dir: str | None = None) -> Dataset:
+    """Dataset `name` as this experiment sees it: loaded with its seed, then normalised as configured."""
+    dataset = load_dataset(name, data_dir or config.task.data_dir, seed=config.seed)
+    return apply_normalisation(dataset, config.task.normalisation)
 
 
 def experiment_from_dict(data: dict[str, Any]) -> ExperimentConfig:

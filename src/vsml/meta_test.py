@@ -18,12 +18,11 @@ import numpy as np
 
 from vsml.checkpoint import load_checkpoint
 from vsml.evaluate import OnlineEvaluation, evaluate_online
-from vsml.experiment import ExperimentConfig, experiment_from_dict
+from vsml.experiment import ExperimentConfig, experiment_from_dict, load_experiment_dataset
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
 from vsml.learners.sgd import OnlineSGD, OnlineSGDMeta, online_adam, online_sgd
 from vsml.report import block_labels, block_means, markdown_table, plot_learning_curves
-from vsml.tasks.datasets import load_dataset
 from vsml.tasks.episodes import make_episode_source
 
 SGD_LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -108,7 +107,7 @@ def meta_test(
         "datasets": {},
     }
     for name in datasets:
-        dataset = load_dataset(name, data_dir, seed=cfg.seed)
+        dataset = load_experiment_dataset(cfg, name, data_dir)
         test, train = make_episode_source(dataset, "test"), make_episode_source(dataset, "train")
 
         def evaluate(learner: Learner, meta: PyTree, test=test) -> OnlineEvaluation:

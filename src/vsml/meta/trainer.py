@@ -24,13 +24,12 @@ from tqdm.auto import tqdm
 from vsml.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vsml.config import config_to_dict, dump_config
 from vsml.evaluate import evaluate_online
-from vsml.experiment import ExperimentConfig, experiment_from_dict
+from vsml.experiment import ExperimentConfig, experiment_from_dict, load_experiment_dataset
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree, run_episode
 from vsml.meta.es import es_gradient_from_losses, make_es_optimizer, sample_antithetic_noise
 from vsml.meta.objectives import meta_loss_by_name
 from vsml.meta.parallel import replicate, shard_over_population
-from vsml.tasks.datasets import load_dataset
 from vsml.tasks.episodes import EpisodeSource, make_episode_source, sample_online_episodes
 
 CONFIG_FILE = "config.yaml"
@@ -104,14 +103,11 @@ class MetaTrainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.learner = build_learner(config.learner)
-        dataset = load_dataset(config.task.dataset, config.task.data_dir, seed=config.seed)
+        dataset = load_experiment_dataset(config, config.task.dataset)
         self.train_source = make_episode_source(dataset, "train")
         self.eval_sources = {
             name: make_episode_source(
-                dataset
-                if name == dataset.name
-                else load_dataset(name, config.task.data_dir, seed=config.seed),
-                "test",
+                dataset if name == dataset.name else load_experiment_dataset(config, name), "test"
             )
             for name in config.eval.datasets
         }
