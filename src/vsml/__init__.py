@@ -1,9 +1,9 @@
 """vsml: meta-learned learning algorithms (VSML, BLUR and baselines) in JAX.
 
-    from vsml import VSML, TaskSpec, run_episode
-    learner = VSML()
-    meta = learner.init_meta(key)                      # V_M, what the outer loop learns
-    logits = run_episode(learner, meta, key, xs, ys)   # online: predict, then learn from the label
+from vsml import VSML, TaskSpec, run_episode
+learner = VSML()
+meta = learner.init_meta(key)                      # V_M, what the outer loop learns
+logits = run_episode(learner, meta, key, xs, ys)   # online: predict, then learn from the label
 """
 
 from vsml.evaluate import OnlineEvaluation, evaluate_online

@@ -23,19 +23,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import json
 import os
 import re
-import tempfile
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from vsml.atomic import write_atomically, write_text_atomically
 
 PyTree = Any
 
@@ -58,35 +58,9 @@ def checkpoint_paths(directory: str | os.PathLike, step: int) -> tuple[Path, Pat
 # ---------------------------------------------------------------------------------------------------- writing
 
 
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; not possible (nor needed) on every platform.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_atomically(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write `path` via a temporary file in its directory (same filesystem, so `os.replace` is atomic)."""
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp_name)
-        raise
-    _fsync_directory(path.parent)
-
-
 def _write_json_atomically(path: Path, payload: Mapping[str, Any]) -> None:
     text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=True) + "\n"
-    _write_atomically(path, lambda f: f.write(text.encode("utf-8")))
+    write_text_atomically(path, text)
 
 
 def _json_default(value: Any) -> Any:
@@ -182,7 +156,7 @@ def save_checkpoint(
     # Re-saving a step: un-commit the old version first, so a crash before the new JSON lands leaves an
     # ignored orphan .npz rather than an old JSON whose checksum no longer matches the new .npz.
     json_path.unlink(missing_ok=True)
-    _write_atomically(npz_path, lambda f: np.savez(f, **arrays))
+    write_atomically(npz_path, lambda f: np.savez(f, **arrays))
     payload = {
         "format": FORMAT_NAME,
         "version": FORMAT_VERSION,

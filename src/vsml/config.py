@@ -30,6 +30,8 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from vsml.atomic import write_text_atomically
+
 T = TypeVar("T")
 
 # A decimal number as written in a config, e.g. 3, -2.5, .5, 1e-3, 2.5E+4 (but not "nan", "inf" or "0x10").
@@ -312,11 +314,6 @@ def load_config(cls: type[T], path: str | os.PathLike, overrides: Iterable[str] 
 
 def dump_config(obj: Any, path: str | os.PathLike) -> Path:
     """Write the dataclass `obj` as YAML, field order kept; `load_config` reads it back to an equal object."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(config_to_dict(obj), sort_keys=False, default_flow_style=False)
     # Write-then-rename so a crash never leaves a truncated config next to a run's checkpoints.
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_text_atomically(path, text)

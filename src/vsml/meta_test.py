@@ -7,7 +7,6 @@ measured on the same held-out episodes (test split, fixed key), so the compariso
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vsml.atomic import write_text_atomically
 from vsml.checkpoint import load_checkpoint
 from vsml.evaluate import OnlineEvaluation, evaluate_online
 from vsml.experiment import ExperimentConfig, experiment_from_dict, load_experiment_dataset
@@ -180,8 +180,8 @@ def write_report(report: dict[str, Any], out_dir: str | Path, smooth: int = 5) -
     """evaluation.json, evaluation.md and one learning-curve PNG per dataset, all written atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [_atomic_write(out_dir / "evaluation.json", json.dumps(report, indent=1))]
-    written.append(_atomic_write(out_dir / "evaluation.md", report_tables(report)))
+    written = [write_text_atomically(out_dir / "evaluation.json", json.dumps(report, indent=1))]
+    written.append(write_text_atomically(out_dir / "evaluation.md", report_tables(report)))
     for name, entry in report["datasets"].items():
         curves = {label: np.asarray(r["curve"]) for label, r in entry["learners"].items()}
         written.append(
@@ -194,10 +194,3 @@ def write_report(report: dict[str, Any], out_dir: str | Path, smooth: int = 5) -
             )
         )
     return written
-
-
-def _atomic_write(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path

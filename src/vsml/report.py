@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from vsml.atomic import write_atomically
 
 MISSING = "—"  # shown for a value a row does not have
 PNG_DPI = 150
@@ -138,18 +139,8 @@ def plot_learning_curves(
     ax.grid(True, alpha=0.3)
     ax.legend(loc="best", fontsize="small")
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory as the target so os.replace is an atomic rename; a crash leaves no half-written PNG.
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            fig.savefig(file, format="png", dpi=PNG_DPI)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return path
+    # A crash leaves no half-written PNG.
+    return write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=PNG_DPI))
 
 
 def _check_num_blocks(num_steps: int, num_blocks: int) -> None:

@@ -17,7 +17,9 @@ def test_per_feature_standardisation_uses_train_statistics():
     np.testing.assert_allclose(flat.std(axis=0)[varying], 1, atol=1e-3)
     assert np.all(flat[:, ~varying] == 0)  # constant pixels: shifted, not blown up
     # Test data reuses the train statistics, so it is not exactly standardised itself.
-    assert abs(out.test_x.mean()) < 0.2 and not np.allclose(out.test_x.reshape(len(out.test_x), -1).mean(0), 0)
+    assert abs(out.test_x.mean()) < 0.2 and not np.allclose(
+        out.test_x.reshape(len(out.test_x), -1).mean(0), 0
+    )
     assert apply_normalisation(digits, "dataset") is digits
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 from tqdm.auto import tqdm
 
+from vsml.atomic import write_text_atomically
 from vsml.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vsml.config import config_to_dict, dump_config
 from vsml.evaluate import evaluate_online
@@ -286,9 +287,7 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
                 kept.append(line)
         except json.JSONDecodeError:
             continue  # a line cut off by the interruption
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_text_atomically(path, "".join(line + "\n" for line in kept))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -1,0 +1,44 @@
+"""Write-then-rename file output: a crash never leaves a half-written file under the final name."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; not possible (nor needed) on every platform.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
+    """Call `write(file)` on a temporary file in `path`'s directory (same filesystem, so `os.replace` is an
+    atomic rename), fsync it, then move it into place. The temporary file is removed on any failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> Path:
+    return write_atomically(path, lambda f: f.write(text.encode("utf-8")))
