@@ -8,8 +8,11 @@ from typing import Any
 
 from vsml.config import config_from_dict, load_config
 from vsml.meta.es import OpenESConfig
+from vsml.meta.grad import GradConfig
 from vsml.tasks.datasets import Dataset, load_dataset
 from vsml.tasks.transforms import NORMALISATIONS, apply_normalisation
+
+META_OPTIMIZERS = ("es", "grad")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,11 @@ class ExperimentConfig:
     seed: int = 42  # spec §3.1: init seed 42
     learner: dict[str, Any] = field(default_factory=lambda: {"name": "vsml"})
     task: TaskConfig = TaskConfig()
+    meta_optimizer: str = (
+        "es"  # "es": antithetic OpenES (spec §3.1); "grad": backprop through the unroll (§3.2)
+    )
     es: OpenESConfig = OpenESConfig()
+    grad: GradConfig = GradConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
@@ -63,6 +70,10 @@ class ExperimentConfig:
             "eval.num_episodes": self.eval.num_episodes,
             "eval.episode_length": self.eval.episode_length,
         }
+        if self.meta_optimizer not in META_OPTIMIZERS:
+            raise ValueError(
+                f"config key meta_optimizer must be one of {', '.join(META_OPTIMIZERS)}, got {self.meta_optimizer!r}"
+            )
         if self.task.normalisation not in NORMALISATIONS:
             raise ValueError(
                 f"config key task.normalisation must be one of {', '.join(NORMALISATIONS)}, "

@@ -61,17 +61,21 @@ def spec_of_episode(xs: Array, ys: Array) -> TaskSpec:
     return TaskSpec(tuple(int(d) for d in xs.shape[1:]), int(ys.shape[-1]))
 
 
-def run_episode(learner: Learner, meta: PyTree, key: Array, xs: Array, ys: Array) -> Array:
+def run_episode(
+    learner: Learner, meta: PyTree, key: Array, xs: Array, ys: Array, remat: bool = False
+) -> Array:
     """Run one online episode as a single `lax.scan` over `learner.step`; returns the logits `[T, C]`.
 
-    The logit at step t is the prediction for xs[t] made before ys[t] was given.
+    The logit at step t is the prediction for xs[t] made before ys[t] was given. `remat=True` recomputes each
+    step in the backward pass (`jax.checkpoint`), so backprop through the unroll stores only the carried state
+    per step, not every intermediate of every synapse (spec §3.2).
     """
     state = learner.init_state(meta, key, spec_of_episode(xs, ys))
-    return run_episode_from_state(learner, meta, state, xs, ys)[0]
+    return run_episode_from_state(learner, meta, state, xs, ys, remat)[0]
 
 
 def run_episode_from_state(
-    learner: Learner, meta: PyTree, state: PyTree, xs: Array, ys: Array
+    learner: Learner, meta: PyTree, state: PyTree, xs: Array, ys: Array, remat: bool = False
 ) -> tuple[Array, PyTree]:
     """`run_episode` from a given initial state; also returns the final state (for resuming an episode)."""
 
@@ -79,6 +83,8 @@ def run_episode_from_state(
         logits, carry = learner.step(meta, carry, xy[0], xy[1])
         return carry, logits
 
+    if remat:
+        body = jax.checkpoint(body)
     final_state, logits = jax.lax.scan(body, state, (xs, ys))
     return logits, final_state
 

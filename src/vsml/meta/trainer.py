@@ -1,5 +1,6 @@
-"""The outer loop: meta-train a learner's meta-parameters by antithetic ES (spec §3.1), with periodic held-out
-evaluation, a JSONL metrics log, atomic checkpoints and exact resumption.
+"""The outer loop: meta-train a learner's meta-parameters by antithetic ES (spec §3.1) or by backprop through
+the unrolled inner loop (§3.2), with periodic held-out evaluation, a JSONL metrics log, atomic checkpoints
+and exact resumption.
 
 Iteration i draws everything from `fold_in(PRNGKey(seed + 1), i)`, so a run resumed from a checkpoint at i
 continues exactly as an uninterrupted one would: the checkpoint holds V_M, the optimiser state and i.
@@ -29,6 +30,7 @@ from vsml.experiment import ExperimentConfig, experiment_from_dict, load_experim
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree, run_episode
 from vsml.meta.es import es_gradient_from_losses, make_es_optimizer, sample_antithetic_noise
+from vsml.meta.grad import grad_iteration, make_grad_optimizer
 from vsml.meta.objectives import meta_loss_by_name
 from vsml.meta.parallel import replicate, shard_over_population
 from vsml.tasks.episodes import EpisodeSource, make_episode_source, sample_online_episodes
@@ -42,10 +44,11 @@ class RunExistsError(FileExistsError):
 
 
 @dataclass(frozen=True)
-class ESIterationResult:
+class IterationResult:
     mean_loss: float
-    num_nonfinite: int
+    num_nonfinite: int  # ES: pairs left out; grad: 1 if the step was skipped
     seconds: float
+    grad_norm: float | None = None  # grad only, before clipping
 
 
 def _member_losses(learner: Learner, loss_name: str, members: PyTree, xs, ys, init_keys) -> jax.Array:
@@ -112,13 +115,14 @@ class MetaTrainer:
             )
             for name in config.eval.datasets
         }
-        self.optimizer = make_es_optimizer(config.es)
+        self.uses_es = config.meta_optimizer == "es"
+        self.optimizer = make_es_optimizer(config.es) if self.uses_es else make_grad_optimizer(config.grad)
         self.meta = self.learner.init_meta(jax.random.PRNGKey(config.seed))
         self.opt_state = self.optimizer.init(self.meta)
         self.iteration = 0
         self.total_nonfinite = 0
         self._prepare_run_dir(resume)
-        population = 2 * config.es.num_pairs
+        population = 2 * config.es.num_pairs if self.uses_es else 1  # grad: one device for now
         self.meta, self.opt_state = replicate((self.meta, self.opt_state), population)
         self.train_source = replicate(self.train_source, population)
 
@@ -182,22 +186,23 @@ class MetaTrainer:
     def iteration_key(self, iteration: int) -> jax.Array:
         return jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), iteration)
 
-    def step(self) -> ESIterationResult:
+    def step(self) -> IterationResult:
         cfg = self.config
         start = time.perf_counter()
-        self.meta, self.opt_state, loss, nonfinite = es_iteration(
-            self.learner,
-            cfg.task.loss,
-            cfg.es.num_pairs,
-            cfg.es.sigma,
-            cfg.task.episode_length,
-            self.optimizer,
-            self.meta,
-            self.opt_state,
-            self.train_source,
-            self.iteration_key(self.iteration),
-        )
-        result = ESIterationResult(float(loss), int(nonfinite), time.perf_counter() - start)
+        key = self.iteration_key(self.iteration)
+        grad_norm = None
+        if self.uses_es:
+            self.meta, self.opt_state, loss, nonfinite = es_iteration(
+                self.learner, cfg.task.loss, cfg.es.num_pairs, cfg.es.sigma, cfg.task.episode_length,
+                self.optimizer, self.meta, self.opt_state, self.train_source, key,
+            )  # fmt: skip
+        else:
+            self.meta, self.opt_state, loss, grad_norm, nonfinite = grad_iteration(
+                self.learner, cfg.task.loss, cfg.grad.num_episodes, cfg.task.episode_length, cfg.grad.remat,
+                self.optimizer, self.meta, self.opt_state, self.train_source, key,
+            )  # fmt: skip
+            grad_norm = float(grad_norm)
+        result = IterationResult(float(loss), int(nonfinite), time.perf_counter() - start, grad_norm)
         self.iteration += 1
         self.total_nonfinite += result.num_nonfinite
         return result
@@ -231,7 +236,7 @@ class MetaTrainer:
         bar = tqdm(
             total=cfg.train.iterations,
             initial=self.iteration,
-            desc="meta-train (ES)",
+            desc=f"meta-train ({cfg.meta_optimizer})",
             disable=not progress,
             dynamic_ncols=True,
         )
@@ -244,14 +249,19 @@ class MetaTrainer:
                     "num_nonfinite": result.num_nonfinite,
                     "seconds": round(result.seconds, 4),
                 }
+                if result.grad_norm is not None:
+                    record["grad_norm"] = result.grad_norm
                 if result.num_nonfinite:
                     tqdm.write(
                         f"iteration {self.iteration}: {result.num_nonfinite} of {cfg.es.num_pairs} pairs had a "
                         "non-finite loss and were left out of the update"
+                        if self.uses_es
+                        else f"iteration {self.iteration}: non-finite meta-loss or gradient; update skipped"
                     )
-                if self.iteration % cfg.eval.every == 0 or self.iteration == cfg.train.iterations:
+                evaluated = self.iteration % cfg.eval.every == 0 or self.iteration == cfg.train.iterations
+                if evaluated:
                     record.update(self.evaluate())
-                if self.iteration % cfg.train.log_every == 0 or len(record) > 4:
+                if evaluated or self.iteration % cfg.train.log_every == 0:
                     self.log(record)
                 if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == target:
                     self.save()
