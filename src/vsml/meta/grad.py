@@ -75,7 +75,7 @@ def grad_iteration(
     loss, grad = jax.value_and_grad(partial(meta_batch_loss, learner, loss_name, remat))(
         meta, episodes.xs, episodes.ys, keys
     )
-    grad_norm = optax.tree.norm(grad)
+    grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad)))
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     safe_grad = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grad)
     updates, new_opt_state = optimizer.update(safe_grad, opt_state, meta)
