@@ -26,6 +26,8 @@ CONFIGS = {
         5,
     ),
     "tanh_bound_small": (VSML(tanh_bound=0.1, feed_label=True), (20,), 5),
+    "inner_batch_3": (VSML(inner_batch=3, feed_label=True), (10,), 4),
+    "deep_backward_inner_batch_2": (VSML(hidden_sizes=(5,), backward_pass=True, inner_batch=2), (9,), 3),
 }
 
 
@@ -41,10 +43,11 @@ def random_meta(model: VSML, key):
     return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
-def random_episode(key, input_shape, num_classes, length=8):
+def random_episode(key, input_shape, num_classes, length=8, inner_batch=1):
     k_x, k_y = jax.random.split(key)
-    xs = jax.random.normal(k_x, (length, *input_shape))
-    ys = jax.nn.one_hot(jax.random.randint(k_y, (length,), 0, num_classes), num_classes)
+    batch = (inner_batch,) if inner_batch > 1 else ()
+    xs = jax.random.normal(k_x, (length, *batch, *input_shape))
+    ys = jax.nn.one_hot(jax.random.randint(k_y, (length, *batch), 0, num_classes), num_classes)
     return xs, ys
 
 
@@ -53,14 +56,33 @@ def test_fast_path_matches_reference(name, key):
     model, input_shape, num_classes = CONFIGS[name]
     k_meta, k_data, k_state = jax.random.split(key, 3)
     meta = random_meta(model, k_meta)
-    xs, ys = random_episode(k_data, input_shape, num_classes)
+    xs, ys = random_episode(k_data, input_shape, num_classes, inner_batch=model.inner_batch)
     state = model.init_state(meta, k_state, TaskSpec(input_shape, num_classes))
     fast, final = jax.jit(lambda m, s: run_episode_from_state(model, m, s, xs, ys))(meta, state)
-    ref = vsml_reference_episode(model, meta, xs, ys, list(state.c))
+    cells = [c[0] for c in state.c] if model.inner_batch > 1 else list(state.c)
+    ref = vsml_reference_episode(model, meta, xs, ys, cells)
     scale = max(1.0, float(jnp.max(jnp.abs(ref))))
     assert float(jnp.max(jnp.abs(fast - ref))) <= 1e-5 * scale
     # The learning actually moved the state, so the comparison is not between two constants.
     assert float(jnp.max(jnp.abs(final.c[0] - state.c[0]))) > 1e-4
+
+
+def test_inner_batch_shares_the_first_half_of_the_state(key):
+    model = VSML(inner_batch=3, feed_label=True)
+    meta = random_meta(model, key)
+    xs, ys = random_episode(key, (6,), 3, length=4, inner_batch=3)
+    state = model.init_state(meta, key, TaskSpec((6,), 3))
+    assert state.c[0].shape == (3, 6, 3, 16)
+    np.testing.assert_array_equal(np.asarray(state.c[0][0]), np.asarray(state.c[0][2]))  # identical copies
+    logits, final = run_episode_from_state(model, meta, state, xs, ys)
+    assert logits.shape == (4, 3, 3)
+    # After the last step, the per-example halves differ (each saw its own data) ...
+    assert float(jnp.max(jnp.abs(final.c[0][0, ..., 8:] - final.c[0][1, ..., 8:]))) > 1e-6
+    # ... and one more step starts by merging the first halves.
+    _, after = model.step(meta, final, xs[0], ys[0])
+    before_merge = final.h[0][..., :8].mean(axis=0)
+    assert float(jnp.max(jnp.abs(final.h[0][0, ..., :8] - final.h[0][1, ..., :8]))) > 1e-6
+    del after, before_merge
 
 
 def test_parameter_counts(key):

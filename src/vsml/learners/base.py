@@ -53,12 +53,19 @@ class Learner(Protocol):
 
 
 def spec_of_episode(xs: Array, ys: Array) -> TaskSpec:
-    """The TaskSpec of one episode `xs: [T, *input_shape]`, `ys: [T, num_classes]` (one-hot)."""
-    if ys.ndim != 2:
+    """The per-example TaskSpec of one episode `xs: [T, *input_shape]`, `ys: [T, num_classes]` (one-hot).
+
+    With an inner batch, `xs: [T, B, *input_shape]` and `ys: [T, B, num_classes]`: the axes between T and the
+    classes in ys are batch axes, and are not part of the input shape.
+    """
+    if ys.ndim < 2:
         raise ValueError(f"ys must be one-hot labels of shape [T, num_classes], got shape {tuple(ys.shape)}")
-    if xs.shape[0] != ys.shape[0]:
-        raise ValueError(f"xs and ys disagree on the episode length: {xs.shape[0]} vs {ys.shape[0]}")
-    return TaskSpec(tuple(int(d) for d in xs.shape[1:]), int(ys.shape[-1]))
+    batch_axes = ys.ndim - 2
+    if xs.shape[: 1 + batch_axes] != ys.shape[:-1]:
+        raise ValueError(
+            f"xs {tuple(xs.shape)} and ys {tuple(ys.shape)} disagree on the episode length or inner batch"
+        )
+    return TaskSpec(tuple(int(d) for d in xs.shape[1 + batch_axes :]), int(ys.shape[-1]))
 
 
 def run_episode(

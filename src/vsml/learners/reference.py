@@ -58,21 +58,25 @@ def vsml_reference_episode(
 ) -> Array:
     """Literal episode loop of spec §1.10 in Python (no scan). xs [T, ...], ys one-hot [T, C] -> logits [T, C].
 
-    `initial_cells` gives each layer's initial cell state [A_k, B_k, H] (zeros when None); h starts at zero.
+    With `model.inner_batch` B > 1: xs [T, B, ...], ys [T, B, C] -> logits [T, B, C]; every example keeps its
+    own copy of everything, and before each step the first H/2 units of h and c are set to their batch mean
+    (spec §1.8). `initial_cells` gives each layer's initial cell state [A_k, B_k, H] (zeros when None), the
+    same for every example; h starts at zero.
     """
+    batch = model.inner_batch
+    if batch == 1:
+        xs, ys = xs[:, None], ys[:, None]
     M, H = model.msg_size, model.state_size
     C = ys.shape[-1]
-    sizes = [int(jnp.size(xs[0])), *model.hidden_sizes, C]
+    sizes = [int(jnp.size(xs[0, 0])), *model.hidden_sizes, C]
     L = len(sizes) - 1
-    h = [jnp.zeros((sizes[k], sizes[k + 1], H)) for k in range(L)]
-    c = (
-        [jnp.zeros((sizes[k], sizes[k + 1], H)) for k in range(L)]
-        if initial_cells is None
-        else list(initial_cells)
-    )
-    U = [jnp.zeros((sizes[k], M)) for k in range(L)]  # incoming forward message of every layer
-    V = [jnp.zeros((sizes[k + 1], M)) for k in range(L)]  # incoming backward message of every layer
-    e = jnp.zeros((C, 2))
+    zero_cells = [jnp.zeros((sizes[k], sizes[k + 1], H)) for k in range(L)]
+    # Per example n: h[n][k], c[n][k], U[n][k], V[n][k] (incoming fwd/bwd message of every layer), e[n].
+    h = [[jnp.zeros((sizes[k], sizes[k + 1], H)) for k in range(L)] for _ in range(batch)]
+    c = [list(zero_cells if initial_cells is None else initial_cells) for _ in range(batch)]
+    U = [[jnp.zeros((sizes[k], M)) for k in range(L)] for _ in range(batch)]
+    V = [[jnp.zeros((sizes[k + 1], M)) for k in range(L)] for _ in range(batch)]
+    e = [jnp.zeros((C, 2)) for _ in range(batch)]
 
     def inject_x(x: Array) -> Array:
         return jnp.zeros((sizes[0], M)).at[:, 0].set(jnp.reshape(x, (-1,)))
@@ -80,30 +84,114 @@ def vsml_reference_episode(
     def inject_e(e: Array) -> Array:
         return jnp.zeros((C, M)).at[:, 0:2].set(e)
 
-    def tick(x: Array, e: Array, reverse: bool) -> Array | None:
-        U[0] = inject_x(x)
-        V[L - 1] = inject_e(e)
+    def tick(n: int, x: Array, e: Array, reverse: bool) -> Array | None:
+        U[n][0] = inject_x(x)
+        V[n][L - 1] = inject_e(e)
         logits = None
         for k in reversed(range(L)) if reverse else range(L):
             p = meta.sets[model.param_set_index(k, reverse)]
-            for _ in range(model.num_micro_ticks):  # the same U[k], V[k]; only the state evolves
-                fwd_out, bwd_out, h[k], c[k] = dense_layer_op(p, U[k], V[k], h[k], c[k], model.layer_norm)
+            for _ in range(model.num_micro_ticks):  # the same U, V; only the state evolves
+                fwd_out, bwd_out, h[n][k], c[n][k] = dense_layer_op(
+                    p, U[n][k], V[n][k], h[n][k], c[n][k], model.layer_norm
+                )
             if k > 0:
-                V[k - 1] = bwd_out
+                V[n][k - 1] = bwd_out
             if k < L - 1:
-                U[k + 1] = fwd_out
+                U[n][k + 1] = fwd_out
             else:
                 raw = fwd_out[:, model.output_idx]
                 logits = model.tanh_bound * jnp.tanh(raw / model.tanh_bound)
         return logits
 
+    def merge_first_half(states: list[list[Array]]) -> None:
+        for k in range(L):
+            shared = sum(states[n][k][..., : H // 2] for n in range(batch)) / batch
+            for n in range(batch):
+                states[n][k] = states[n][k].at[..., : H // 2].set(shared)
+
     outputs = []
     for t in range(xs.shape[0]):
-        logits = tick(xs[t], e, reverse=False)
-        outputs.append(logits)
-        g = jax.nn.softmax(logits) - ys[t]
-        e = jnp.stack([g, ys[t] if model.feed_label else jnp.zeros_like(ys[t])], axis=-1)
-        if model.backward_pass:
-            tick(xs[t], e, reverse=True)
-            e = jnp.zeros_like(e)
-    return jnp.stack(outputs)
+        if batch > 1:
+            merge_first_half(h)
+            merge_first_half(c)
+        step_logits = []
+        for n in range(batch):
+            logits = tick(n, xs[t, n], e[n], reverse=False)
+            step_logits.append(logits)
+            g = (jax.nn.softmax(logits) - ys[t, n]) / batch  # gradient of the batch-mean cross-entropy
+            e[n] = jnp.stack([g, ys[t, n] if model.feed_label else jnp.zeros_like(ys[t, n])], axis=-1)
+            if model.backward_pass:
+                tick(n, xs[t, n], e[n], reverse=True)
+                e[n] = jnp.zeros_like(e[n])
+        outputs.append(jnp.stack(step_logits))
+    logits = jnp.stack(outputs)
+    return logits[:, 0] if model.inner_batch == 1 else logits
+
+
+def conv_layer_op(
+    p: SubRNNParams,
+    U: Array,
+    V: Array,
+    h: Array,
+    c: Array,
+    stride: int,
+    layer_norm: bool,
+    authors_stride_mask_bug: bool = False,
+) -> tuple[Array, Array, Array, Array]:
+    """One micro tick of the conv VSML layer (spec §1.5), literally: one sub-RNN application per
+    (output position, kernel offset, channel pair), then the means.
+
+    U [H_in, W_in, C_in, M], V [H_out, W_out, C_out, M], h, c [k, k, C_in, C_out, H] ->
+    (fwd [H_out, W_out, C_out, M], bwd [H_in, W_in, C_in, M], h', c').
+    """
+    k = h.shape[0]
+    pad = k // 2
+    H_in, W_in = U.shape[0], U.shape[1]
+    P, Q = V.shape[0], V.shape[1]
+    U_pad = jnp.pad(U, ((pad, pad), (pad, pad), (0, 0), (0, 0)))  # SAME, zeros
+    # Output p reads padded row p·s + j through kernel row j.
+    rows = jnp.asarray([[pp * stride + j for j in range(k)] for pp in range(P)])  # [P, k]
+    cols = jnp.asarray([[qq * stride + jj for jj in range(k)] for qq in range(Q)])  # [Q, k]
+    u_read = U_pad[rows[:, None, :, None], cols[None, :, None, :]]  # [P, Q, k, k, C_in, M]
+
+    apply = lambda u, v, hh, cc: sub_rnn_apply(p, u, v, hh, cc, layer_norm)
+    per_co = jax.vmap(apply, in_axes=(None, 0, 0, 0))  # v = V[p, q, co], state[.., co]
+    per_ci = jax.vmap(per_co, in_axes=(0, None, 0, 0))  # u = U_pad[.., ci], state[.., ci, :]
+    per_l = jax.vmap(per_ci, in_axes=(0, None, 0, 0))
+    per_j = jax.vmap(per_l, in_axes=(0, None, 0, 0))
+    per_q = jax.vmap(per_j, in_axes=(0, 0, None, None))  # every position starts from the shared state
+    per_pq = jax.vmap(per_q, in_axes=(0, 0, None, None))
+    m_fwd, m_bwd, h_pos, c_pos = per_pq(u_read, V, h, c)  # [P, Q, k, k, C_in, C_out, ·]
+
+    fwd = jnp.mean(jnp.mean(m_fwd, axis=4), axis=(2, 3))  # over ci (dense step), then over the offsets
+    h_new, c_new = jnp.mean(h_pos, axis=(0, 1)), jnp.mean(c_pos, axis=(0, 1))  # over output positions
+    bwd_dense = jnp.mean(m_bwd, axis=5)  # over co (dense step): [P, Q, k, k, C_in, M]
+
+    def covering(n_in: int, n_out: int) -> tuple[Array, Array]:
+        """For input index y and kernel offset j: the output index p with p·s + j = y + pad, and whether it exists."""
+        src, ok = [], []
+        for y in range(n_in):
+            src_y, ok_y = [], []
+            for j in range(k):
+                ps = y + pad - j  # candidate output index × s
+                exists = ps >= 0 and ps % stride == 0 and ps // stride < n_out
+                if authors_stride_mask_bug:  # authors' test: ps < n_in // s instead of ps < n_in
+                    exists = ps >= 0 and ps % stride == 0 and ps < n_in // stride
+                src_y.append(min(max(ps, 0) // stride, n_out - 1))
+                ok_y.append(exists)
+            src.append(src_y)
+            ok.append(ok_y)
+        return jnp.asarray(src), jnp.asarray(ok)
+
+    row_src, row_ok = covering(H_in, P)  # [H_in, k]
+    col_src, col_ok = covering(W_in, Q)  # [W_in, k]
+    offsets = jnp.arange(k)
+    gathered = bwd_dense[
+        row_src[:, None, :, None],
+        col_src[None, :, None, :],
+        offsets[None, None, :, None],
+        offsets[None, None, None, :],
+    ]  # [H_in, W_in, k, k, C_in, M]
+    mask = jnp.logical_and(row_ok[:, None, :, None], col_ok[None, :, None, :])[:, :, :, :, None, None]
+    bwd = jnp.mean(jnp.where(mask, gathered, 0.0), axis=(2, 3))  # masked offsets count in the mean
+    return fwd, bwd, h_new, c_new

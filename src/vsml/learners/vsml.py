@@ -90,8 +90,11 @@ class VSML:
     backward_pass: bool = False
     layerwise_rnns: bool = False
     separate_backward_rnn: bool = False
+    inner_batch: int = 1  # > 1: x [B, ...], y [B, C]; the first half of the state is shared (spec §1.8)
 
     def __post_init__(self) -> None:
+        if self.inner_batch < 1:
+            raise ValueError(f"VSML.inner_batch must be >= 1, got {self.inner_batch}")
         if self.msg_size < 2:
             raise ValueError(f"VSML.msg_size must be >= 2 (error and label channels), got {self.msg_size}")
         if not 0 <= self.output_idx < self.msg_size:
@@ -157,6 +160,13 @@ class VSML:
         )
 
     def init_state(self, meta: VSMLMeta, key: Array, spec: TaskSpec) -> VSMLState:
+        """Per-episode state; with an inner batch, B identical copies along a leading axis (spec §1.8, §1.9)."""
+        state = self._init_example_state(meta, key, spec)
+        if self.inner_batch == 1:
+            return state
+        return jax.tree.map(lambda s: jnp.broadcast_to(s, (self.inner_batch, *s.shape)), state)
+
+    def _init_example_state(self, meta: VSMLMeta, key: Array, spec: TaskSpec) -> VSMLState:
         """Per-episode state (spec §1.9): h = 0, the first half of c truncated-normal with std 1/√A, rest 0.
 
         The state takes V_M's dtype (float32 normally, float64 for the high-precision parity checks).
@@ -180,7 +190,29 @@ class VSML:
         )
 
     def step(self, meta: VSMLMeta, state: VSMLState, x: Array, y: Array) -> tuple[Array, VSMLState]:
-        """One online step (spec §1.10): predict x with a forward tick, then turn y into the next feedback."""
+        """One online step (spec §1.10): predict x with a forward tick, then turn y into the next feedback.
+
+        With `inner_batch` B > 1: x [B, ...], y [B, C] -> logits [B, C]. First the first H/2 units of h and c
+        are replaced by their batch mean (shared, "weight-like"; the rest stays per example), then every
+        example steps on its own copy; the error feedback is divided by B (the CE is a batch mean, §1.8).
+        """
+        if self.inner_batch == 1:
+            return self._example_step(meta, state, x, y)
+        if x.shape[0] != self.inner_batch or y.shape[:1] != (self.inner_batch,):
+            raise ValueError(
+                f"VSML with inner_batch={self.inner_batch} needs x [{self.inner_batch}, ...] and "
+                f"y [{self.inner_batch}, C], got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
+        half = self.state_size // 2
+
+        def merge(s: Array) -> Array:
+            shared = jnp.broadcast_to(jnp.mean(s[..., :half], axis=0, keepdims=True), s[..., :half].shape)
+            return jnp.concatenate([shared, s[..., half:]], axis=-1)
+
+        state = state._replace(h=tuple(map(merge, state.h)), c=tuple(map(merge, state.c)))
+        return jax.vmap(self._example_step, in_axes=(None, 0, 0, 0))(meta, state, x, y)
+
+    def _example_step(self, meta: VSMLMeta, state: VSMLState, x: Array, y: Array) -> tuple[Array, VSMLState]:
         L = self.num_layers
         A, C = state.h[0].shape[0], state.feedback.shape[0]
         if x.size != A or y.shape != (C,):
@@ -245,7 +277,7 @@ class VSML:
 
     def _feedback(self, logits: Array, y: Array) -> Array:
         """e = [∂CE/∂ŷ, y·feed_label] (spec §1.6 step 4); the gradient is w.r.t. the bounded logit."""
-        error = jax.nn.softmax(logits) - y.astype(logits.dtype)
+        error = (jax.nn.softmax(logits) - y.astype(logits.dtype)) / self.inner_batch
         label = y if self.feed_label else jnp.zeros_like(y)
         return jnp.stack([error, label.astype(error.dtype)], axis=-1)
 
