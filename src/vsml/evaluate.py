@@ -11,7 +11,7 @@ import numpy as np
 
 from vsml.learners.base import Learner, PyTree, run_episodes
 from vsml.meta.objectives import per_step_cross_entropy
-from vsml.tasks.episodes import EpisodeSource, sample_online_episodes
+from vsml.tasks.sampler import EpisodeSampler, Source
 
 DEFAULT_EVAL_SEED = 22  # spec §2: evaluation uses a fixed key (seed 22), the same episodes every time
 
@@ -45,12 +45,18 @@ class OnlineEvaluation(NamedTuple):
         return float(self.loss.mean())
 
 
-@partial(jax.jit, static_argnames=("learner", "num_episodes", "length"))
+@partial(jax.jit, static_argnames=("learner", "num_episodes", "sampler"))
 def _evaluate_batch(
-    learner: Learner, meta: PyTree, source: EpisodeSource, key: jax.Array, num_episodes: int, length: int
+    learner: Learner,
+    meta: PyTree,
+    source: Source,
+    key: jax.Array,
+    num_episodes: int,
+    sampler: EpisodeSampler,
+    transform_key: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
     data_key, init_key = jax.random.split(key)
-    episodes = sample_online_episodes(source, data_key, num_episodes, length)
+    episodes = sampler.sample(source, data_key, num_episodes, transform_key)
     logits = run_episodes(learner, meta, jax.random.split(init_key, num_episodes), episodes.xs, episodes.ys)
     correct = jnp.argmax(logits, axis=-1) == jnp.argmax(episodes.ys, axis=-1)
     return correct.astype(jnp.float32), per_step_cross_entropy(logits, episodes.ys)
@@ -59,24 +65,34 @@ def _evaluate_batch(
 def evaluate_online(
     learner: Learner,
     meta: PyTree,
-    source: EpisodeSource,
+    source: Source,
     *,
     num_episodes: int = 64,
     length: int = 100,
     seed: int = DEFAULT_EVAL_SEED,
     batch_size: int = 64,
+    sampler: EpisodeSampler | None = None,
 ) -> OnlineEvaluation:
-    """Run `num_episodes` online episodes of `length` steps (in batches, to bound memory); fixed seed."""
+    """Run `num_episodes` online episodes of `length` steps (in batches, to bound memory); fixed seed.
+
+    `sampler` (default: plain online episodes of `length`) may add a transform or make few-shot episodes; the
+    evaluation's transform key is derived from `seed`, so it differs from the meta-training slice's (as the
+    authors' evaluation workers drew their own projections).
+    """
+    sampler = sampler or EpisodeSampler(length)
     if num_episodes < 1 or length < 1 or batch_size < 1:
         raise ValueError(
             f"num_episodes, length and batch_size must be >= 1, got {num_episodes}, {length}, {batch_size}"
         )
     accuracies, losses = [], []
     key = jax.random.PRNGKey(seed)
+    transform_key = jax.random.fold_in(key, 1 << 30)
     done = 0
     while done < num_episodes:
         count = min(batch_size, num_episodes - done)
-        correct, loss = _evaluate_batch(learner, meta, source, jax.random.fold_in(key, done), count, length)
+        correct, loss = _evaluate_batch(
+            learner, meta, source, jax.random.fold_in(key, done), count, sampler, transform_key
+        )
         accuracies.append(np.asarray(correct))
         losses.append(np.asarray(loss))
         done += count

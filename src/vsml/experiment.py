@@ -10,7 +10,12 @@ from vsml.config import config_from_dict, load_config
 from vsml.meta.es import OpenESConfig
 from vsml.meta.grad import GradConfig
 from vsml.tasks.datasets import Dataset, load_dataset
-from vsml.tasks.transforms import NORMALISATIONS, apply_normalisation
+from vsml.tasks.episodes import make_episode_source
+from vsml.tasks.omniglot import load_omniglot, make_few_shot_source
+from vsml.tasks.sampler import EpisodeSampler, Source
+from vsml.tasks.transforms import NORMALISATIONS, EpisodeTransform, apply_normalisation, prepare_dataset
+
+FEW_SHOT_DATASETS = ("omniglot",)
 
 META_OPTIMIZERS = ("es", "grad")
 
@@ -26,6 +31,8 @@ class TaskConfig:
     # "dataset": the scalar per-dataset constants of spec §3.3; "per_feature": standardise each input feature
     # with train-split statistics (applies to every dataset of the experiment, meta-test included).
     normalisation: str = "dataset"
+    ways: int = 5  # few-shot datasets (omniglot) only: classes per episode
+    shots: int = 1  # few-shot: examples per class before the query (spec §6.5: 5-way 1-shot, T = 6)
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class ExperimentConfig:
     )
     es: OpenESConfig = OpenESConfig()
     grad: GradConfig = GradConfig()
+    transform: EpisodeTransform = EpisodeTransform()  # spec §3.3, applied to training and evaluation episodes
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
@@ -93,6 +101,21 @@ def load_experiment_dataset(config: ExperimentConfig, name: str, data_dir: str |
     """Dataset `name` as this experiment sees it: loaded with its seed, then normalised as configured."""
     dataset = load_dataset(name, data_dir or config.task.data_dir, seed=config.seed)
     return apply_normalisation(dataset, config.task.normalisation)
+
+
+def make_experiment_source(
+    config: ExperimentConfig, name: str, split: str, data_dir: str | None = None
+) -> Source:
+    """Where the experiment's episodes of dataset `name` come from: few-shot classes for Omniglot (spec §6.5),
+    otherwise the normalised, class-filtered arrays of that split."""
+    if name in FEW_SHOT_DATASETS:
+        return make_few_shot_source(load_omniglot(data_dir or config.task.data_dir), split)
+    dataset = prepare_dataset(load_experiment_dataset(config, name, data_dir), config.transform)
+    return make_episode_source(dataset, split)
+
+
+def experiment_sampler(config: ExperimentConfig, length: int) -> EpisodeSampler:
+    return EpisodeSampler(length, config.transform, config.task.ways, config.task.shots)
 
 
 def experiment_from_dict(data: dict[str, Any]) -> ExperimentConfig:

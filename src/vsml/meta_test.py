@@ -18,13 +18,14 @@ import numpy as np
 from vsml.atomic import write_text_atomically
 from vsml.checkpoint import load_checkpoint
 from vsml.evaluate import OnlineEvaluation, evaluate_online
-from vsml.experiment import ExperimentConfig, experiment_from_dict, load_experiment_dataset
+from vsml.experiment import ExperimentConfig, experiment_from_dict, experiment_sampler, make_experiment_source
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
 from vsml.learners.sgd import OnlineSGD, OnlineSGDMeta, online_adam, online_sgd
 from vsml.report import block_labels, block_means, markdown_table, plot_learning_curves
-from vsml.tasks.episodes import make_episode_source
+from vsml.tasks.sampler import EpisodeSampler
 
+_OPTIMIZER_LABEL = {"es": "ES", "grad": "meta-gradient"}
 SGD_LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
 ADAM_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
 
@@ -70,7 +71,12 @@ def _checkpoint_json(path: Path) -> Path:
 
 
 def tune_learning_rate(
-    learner: OnlineSGD, rates: tuple[float, ...], source, num_episodes: int, length: int, seed: int
+    learner: OnlineSGD,
+    rates: tuple[float, ...],
+    source,
+    num_episodes: int,
+    sampler: EpisodeSampler,
+    seed: int,
 ) -> tuple[float, dict[float, float]]:
     """The rate with the best mean online accuracy on `source` (the meta-training split).
 
@@ -79,7 +85,7 @@ def tune_learning_rate(
     scores = {}
     for rate in rates:
         meta = OnlineSGDMeta(jnp.log(jnp.float32(rate)))
-        result = evaluate_online(learner, meta, source, num_episodes=num_episodes, length=length, seed=seed)
+        result = evaluate_online(learner, meta, source, num_episodes=num_episodes, seed=seed, sampler=sampler)
         scores[rate] = result.mean_accuracy
     return max(scores, key=scores.get), scores
 
@@ -107,17 +113,21 @@ def meta_test(
         "datasets": {},
     }
     for name in datasets:
-        dataset = load_experiment_dataset(cfg, name, data_dir)
-        test, train = make_episode_source(dataset, "test"), make_episode_source(dataset, "train")
+        test = make_experiment_source(cfg, name, "test", data_dir)
+        train = make_experiment_source(cfg, name, "train", data_dir)
+        sampler = experiment_sampler(cfg, length)
+        num_classes = sampler.num_classes(test)
 
-        def evaluate(learner: Learner, meta: PyTree, test=test) -> OnlineEvaluation:
+        def evaluate(learner: Learner, meta: PyTree, test=test, sampler=sampler) -> OnlineEvaluation:
             return evaluate_online(
-                learner, meta, test, num_episodes=num_episodes, length=length, seed=cfg.eval.seed
+                learner, meta, test, num_episodes=num_episodes, seed=cfg.eval.seed, sampler=sampler
             )
 
         results: dict[str, OnlineEvaluation] = {
             "VSML, untrained V_M": evaluate(run.learner, untrained),
-            f"VSML, meta-trained V_M ({run.iteration} ES it.)": evaluate(run.learner, run.meta),
+            f"VSML, meta-trained V_M ({run.iteration} {_OPTIMIZER_LABEL[cfg.meta_optimizer]} it.)": evaluate(
+                run.learner, run.meta
+            ),
         }
         tuned = {}
         if baselines:
@@ -128,7 +138,7 @@ def meta_test(
                 # Tune on the meta-training split with a different key, then test on held-out episodes.
                 learner = make(rates[0])
                 rate, scores = tune_learning_rate(
-                    learner, rates, train, min(num_episodes, 32), length, seed=1
+                    learner, rates, train, min(num_episodes, 32), sampler, seed=1
                 )
                 results[f"{label} (lr {rate:g})"] = evaluate(
                     learner, OnlineSGDMeta(jnp.log(jnp.float32(rate)))
@@ -138,8 +148,8 @@ def meta_test(
                     "train_split_accuracy": {str(k): v for k, v in scores.items()},
                 }
         report["datasets"][name] = {
-            "num_classes": dataset.num_classes,
-            "chance": 1.0 / dataset.num_classes,
+            "num_classes": num_classes,
+            "chance": 1.0 / num_classes,
             "tuned_learning_rates": tuned,
             "learners": {
                 label: {

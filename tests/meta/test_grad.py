@@ -15,6 +15,7 @@ from vsml.learners.vsml import VSML
 from vsml.meta.grad import GradConfig, grad_iteration, make_grad_optimizer, meta_batch_loss
 from vsml.meta.trainer import MetaTrainer, read_metrics
 from vsml.tasks import load_dataset, make_episode_source
+from vsml.tasks.sampler import EpisodeSampler
 
 pytest.importorskip("sklearn")
 
@@ -71,7 +72,7 @@ def test_grad_steps_descend_and_clip(digits_source):
     losses = []
     for _ in range(6):
         meta, opt_state, loss, grad_norm, skipped = grad_iteration(
-            model, "mean", 4, 8, True, optimizer, meta, opt_state, digits_source, key
+            model, "mean", 4, EpisodeSampler(8), True, optimizer, meta, opt_state, digits_source, key
         )
         losses.append(float(loss))
         assert int(skipped) == 0 and np.isfinite(float(grad_norm))
@@ -86,7 +87,7 @@ def test_nonfinite_meta_loss_skips_the_update(digits_source):
         learner,
         "mean",
         2,
-        5,
+        EpisodeSampler(5),
         True,
         optimizer,
         meta,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
@@ -17,6 +18,7 @@ from vsml.learners.base import TaskSpec
 from vsml.meta.es import make_es_optimizer
 from vsml.meta.trainer import MetaTrainer, RunExistsError, es_iteration, read_metrics
 from vsml.tasks import load_dataset, make_episode_source
+from vsml.tasks.sampler import EpisodeSampler
 
 pytest.importorskip("sklearn")
 
@@ -135,7 +137,16 @@ def test_nonfinite_losses_are_counted_and_do_not_poison_the_update():
     meta = ToyMeta(jnp.float32(0.0))
     # Every pair has one negative member (w = ±σε), so every pair is non-finite: no update at all.
     new_meta, new_opt, loss, nonfinite = es_iteration(
-        learner, "mean", 8, 0.05, 5, optimizer, meta, optimizer.init(meta), source, jax.random.PRNGKey(0)
+        learner,
+        "mean",
+        8,
+        0.05,
+        EpisodeSampler(5),
+        optimizer,
+        meta,
+        optimizer.init(meta),
+        source,
+        jax.random.PRNGKey(0),
     )
     assert int(nonfinite) == 8
     assert float(new_meta.w) == 0.0
@@ -143,7 +154,16 @@ def test_nonfinite_losses_are_counted_and_do_not_poison_the_update():
     # Away from zero, all members are finite and the update is finite.
     meta = ToyMeta(jnp.float32(1.0))
     new_meta, _, loss, nonfinite = es_iteration(
-        learner, "mean", 8, 0.05, 5, optimizer, meta, optimizer.init(meta), source, jax.random.PRNGKey(0)
+        learner,
+        "mean",
+        8,
+        0.05,
+        EpisodeSampler(5),
+        optimizer,
+        meta,
+        optimizer.init(meta),
+        source,
+        jax.random.PRNGKey(0),
     )
     assert int(nonfinite) == 0 and np.isfinite(float(new_meta.w)) and float(new_meta.w) != 1.0
 
@@ -156,3 +176,36 @@ def test_trainer_reports_nonfinite_pairs(tmp_path, monkeypatch):
     assert trainer.total_nonfinite == 2 * config.es.num_pairs
     assert [r["num_nonfinite"] for r in read_metrics(tmp_path)] == [2, 2]
     assert float(trainer.meta.w) == 0.0
+
+
+def test_projected_training_and_evaluation(tmp_path):
+    """spec §3.3: a fixed random projection for the training slice; evaluation draws its own."""
+    data = json.loads(json.dumps(TINY))
+    data["transform"] = {"project": True}
+    trainer = MetaTrainer(experiment_from_dict(data), tmp_path)
+    trainer.run(iterations=2, progress=False)
+    assert np.isfinite(read_metrics(tmp_path)[-1]["eval_accuracy_digits"])
+    key = jax.random.PRNGKey(1)
+    projected = trainer.sampler.sample(trainer.train_source, key, 1, trainer.transform_key)
+    plain = EpisodeSampler(6).sample(trainer.train_source, key, 1, trainer.transform_key)
+    assert projected.xs.shape == plain.xs.shape == (1, 6, 8, 8, 1)
+    np.testing.assert_array_equal(np.asarray(projected.ys), np.asarray(plain.ys))  # same examples, ...
+    assert not np.allclose(np.asarray(projected.xs), np.asarray(plain.xs))  # ... projected inputs
+
+
+OMNIGLOT_DIR = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "omniglot"
+
+
+@pytest.mark.skipif(not OMNIGLOT_DIR.exists(), reason=f"Omniglot zips not found in {OMNIGLOT_DIR}")
+def test_omniglot_few_shot_meta_training(tmp_path):
+    """spec §6.5: 5-way 1-shot episodes of 6 steps, last-step (query) loss, backward pass and label fed."""
+    data = json.loads(json.dumps(TINY))
+    data["learner"] = {"name": "vsml", "feed_label": True, "backward_pass": True}
+    data["task"] = {"dataset": "omniglot", "loss": "last", "episode_length": 6}
+    data["eval"] = {"datasets": ["omniglot"], "every": 2, "num_episodes": 4, "episode_length": 6}
+    trainer = MetaTrainer(experiment_from_dict(data), tmp_path)
+    trainer.run(iterations=2, progress=False)
+    record = read_metrics(tmp_path)[-1]
+    assert np.isfinite(record["loss"]) and 0.0 <= record["eval_final_accuracy_omniglot"] <= 1.0
+    episodes = trainer.sampler.sample(trainer.train_source, jax.random.PRNGKey(0), 2, trainer.transform_key)
+    assert episodes.xs.shape == (2, 6, 28, 28, 1) and episodes.ys.shape == (2, 6, 5)

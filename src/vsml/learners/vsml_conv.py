@@ -75,17 +75,25 @@ def conv_layer(
     gate_u = _pad_spatial(U @ W_u[: U.shape[-1]], pad)  # [H_in+2pad, W_in+2pad, C_in, 4H]
     gate_u = _patches(gate_u, k, stride, P, Q)  # [P, Q, k, k, C_in, 4H]
     gate_v = V @ W_v[: V.shape[-1]] + _lead(b, 4)  # [P, Q, C_out, 4H]
-    gate_in = gate_u[:, :, :, :, :, None, :] + gate_v[:, :, None, None, None, :, :]  # [P,Q,k,k,C_in,C_out,4H]
+    # Positions and (offset, ci) flattened: 4-D broadcasts fuse into the tanh far better on XLA:CPU than 7-D
+    # ones, and the [N, R, C_out, 4H] gate input is never materialised (≈1.7× faster at 28×28 → 14×14×8).
+    N, R = P * Q, k * k * C_in
+    gate_u = jnp.reshape(gate_u, (N, R, 1, 4 * H))
+    gate_v = jnp.reshape(gate_v, (N, 1, C_out, 4 * H))
+    state_shape = h.shape
+    h, c = jnp.reshape(h, (R, C_out, H)), jnp.reshape(c, (R, C_out, H))
 
-    for _ in range(num_micro_ticks):  # only the last tick's per-position h' feed the messages
-        t = jnp.tanh(gate_in + (h @ W_h)[None, None])
+    for _ in range(num_micro_ticks):  # the same (U, V) every tick; only the last tick's h' feed the messages
+        t = jnp.tanh(gate_u + gate_v + (h @ W_h)[None])  # [N, R, C_out, 4H]
         i_gate = 0.5 + 0.5 * t[..., 0:H]
         g_cand = t[..., H : 2 * H]
         f_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H]
         o_gate = 0.5 + 0.5 * t[..., 3 * H :]
-        c_pos = f_gate * c[None, None] + i_gate * g_cand  # per-position new states
+        c_pos = f_gate * c[None] + i_gate * g_cand  # per-position new states from the shared one
         h_pos = o_gate * jnp.tanh(c_pos)
-        c, h = jnp.mean(c_pos, axis=(0, 1)), jnp.mean(h_pos, axis=(0, 1))
+        c, h = jnp.mean(c_pos, axis=0), jnp.mean(h_pos, axis=0)  # §1.5: a mean of nonlinear updates
+    h, c = jnp.reshape(h, state_shape), jnp.reshape(c, state_shape)
+    h_pos = jnp.reshape(h_pos, (P, Q, *state_shape))  # [P, Q, k, k, C_in, C_out, H]
 
     fwd = bwd = None
     if want_fwd:  # mean over ci, then over the k×k offsets (equal counts: one mean over (j, l, ci))

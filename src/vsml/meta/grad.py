@@ -17,7 +17,7 @@ import optax
 
 from vsml.learners.base import Learner, PyTree, run_episode
 from vsml.meta.objectives import meta_loss_by_name
-from vsml.tasks.episodes import EpisodeSource, sample_online_episodes
+from vsml.tasks.sampler import EpisodeSampler, Source
 
 
 @dataclass(frozen=True)
@@ -52,25 +52,27 @@ def meta_batch_loss(
     return jnp.mean(jax.vmap(one)(xs, ys, keys))
 
 
-@partial(jax.jit, static_argnames=("learner", "loss_name", "num_episodes", "length", "remat", "optimizer"))
+@partial(jax.jit, static_argnames=("learner", "loss_name", "num_episodes", "sampler", "remat", "optimizer"))
 def grad_iteration(
     learner: Learner,
     loss_name: str,
     num_episodes: int,
-    length: int,
+    sampler: EpisodeSampler,
     remat: bool,
     optimizer: optax.GradientTransformation,
     meta: PyTree,
     opt_state: optax.OptState,
-    source: EpisodeSource,
+    source: Source,
     key: jax.Array,
+    transform_key: jax.Array | None = None,
 ) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array, jax.Array]:
     """One meta-gradient step. Returns (meta, opt_state, loss, gradient norm before clipping, non-finite flag).
 
     A non-finite loss or gradient skips the update (V_M and the optimiser state are kept) and is flagged.
     """
     data_key, init_key = jax.random.split(key)
-    episodes = sample_online_episodes(source, data_key, num_episodes, length)
+    transform_key = jax.random.PRNGKey(0) if transform_key is None else transform_key
+    episodes = sampler.sample(source, data_key, num_episodes, transform_key)
     keys = jax.random.split(init_key, num_episodes)
     loss, grad = jax.value_and_grad(partial(meta_batch_loss, learner, loss_name, remat))(
         meta, episodes.xs, episodes.ys, keys

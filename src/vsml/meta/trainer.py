@@ -26,14 +26,14 @@ from vsml.atomic import write_text_atomically
 from vsml.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vsml.config import config_to_dict, dump_config
 from vsml.evaluate import evaluate_online
-from vsml.experiment import ExperimentConfig, experiment_from_dict, load_experiment_dataset
+from vsml.experiment import ExperimentConfig, experiment_from_dict, experiment_sampler, make_experiment_source
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree, run_episode
 from vsml.meta.es import es_gradient_from_losses, make_es_optimizer, sample_antithetic_noise
 from vsml.meta.grad import grad_iteration, make_grad_optimizer
 from vsml.meta.objectives import meta_loss_by_name
 from vsml.meta.parallel import replicate, shard_over_population
-from vsml.tasks.episodes import EpisodeSource, make_episode_source, sample_online_episodes
+from vsml.tasks.sampler import EpisodeSampler, Source
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -61,24 +61,26 @@ def _member_losses(learner: Learner, loss_name: str, members: PyTree, xs, ys, in
     return jax.vmap(one)(members, xs, ys, init_keys)
 
 
-@partial(jax.jit, static_argnames=("learner", "loss_name", "num_pairs", "sigma", "length", "optimizer"))
+@partial(jax.jit, static_argnames=("learner", "loss_name", "num_pairs", "sigma", "sampler", "optimizer"))
 def es_iteration(
     learner: Learner,
     loss_name: str,
     num_pairs: int,
     sigma: float,
-    length: int,
+    sampler: EpisodeSampler,
     optimizer: optax.GradientTransformation,
     meta: PyTree,
     opt_state: optax.OptState,
-    source: EpisodeSource,
+    source: Source,
     key: jax.Array,
+    transform_key: jax.Array | None = None,
 ) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
     """One antithetic ES step. Each pair has its own episode and initial-state key, shared by its two signs
     (common random numbers, §3.1). Returns (meta, opt_state, mean loss, number of non-finite pairs)."""
     noise_key, data_key, init_key = jax.random.split(key, 3)
     eps = sample_antithetic_noise(noise_key, meta, num_pairs)
-    episodes = sample_online_episodes(source, data_key, num_pairs, length)
+    transform_key = jax.random.PRNGKey(0) if transform_key is None else transform_key
+    episodes = sampler.sample(source, data_key, num_pairs, transform_key)
     init_keys = jax.random.split(init_key, num_pairs)
 
     def twice(a):
@@ -107,14 +109,14 @@ class MetaTrainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.learner = build_learner(config.learner)
-        dataset = load_experiment_dataset(config, config.task.dataset)
-        self.train_source = make_episode_source(dataset, "train")
+        self.train_source = make_experiment_source(config, config.task.dataset, "train")
         self.eval_sources = {
-            name: make_episode_source(
-                dataset if name == dataset.name else load_experiment_dataset(config, name), "test"
-            )
-            for name in config.eval.datasets
+            name: make_experiment_source(config, name, "test") for name in config.eval.datasets
         }
+        self.sampler = experiment_sampler(config, config.task.episode_length)
+        self.eval_sampler = experiment_sampler(config, config.eval.episode_length)
+        # The population slice's fixed projection / permutation (spec §3.3), reproducible from the seed.
+        self.transform_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
         self.uses_es = config.meta_optimizer == "es"
         self.optimizer = make_es_optimizer(config.es) if self.uses_es else make_grad_optimizer(config.grad)
         self.meta = self.learner.init_meta(jax.random.PRNGKey(config.seed))
@@ -193,13 +195,13 @@ class MetaTrainer:
         grad_norm = None
         if self.uses_es:
             self.meta, self.opt_state, loss, nonfinite = es_iteration(
-                self.learner, cfg.task.loss, cfg.es.num_pairs, cfg.es.sigma, cfg.task.episode_length,
-                self.optimizer, self.meta, self.opt_state, self.train_source, key,
+                self.learner, cfg.task.loss, cfg.es.num_pairs, cfg.es.sigma, self.sampler,
+                self.optimizer, self.meta, self.opt_state, self.train_source, key, self.transform_key,
             )  # fmt: skip
         else:
             self.meta, self.opt_state, loss, grad_norm, nonfinite = grad_iteration(
-                self.learner, cfg.task.loss, cfg.grad.num_episodes, cfg.task.episode_length, cfg.grad.remat,
-                self.optimizer, self.meta, self.opt_state, self.train_source, key,
+                self.learner, cfg.task.loss, cfg.grad.num_episodes, self.sampler, cfg.grad.remat,
+                self.optimizer, self.meta, self.opt_state, self.train_source, key, self.transform_key,
             )  # fmt: skip
             grad_norm = float(grad_norm)
         result = IterationResult(float(loss), int(nonfinite), time.perf_counter() - start, grad_norm)
@@ -217,6 +219,7 @@ class MetaTrainer:
                 source,
                 num_episodes=cfg.num_episodes,
                 length=cfg.episode_length,
+                sampler=self.eval_sampler,
                 seed=cfg.seed,
             )
             metrics[f"eval_accuracy_{name}"] = result.mean_accuracy

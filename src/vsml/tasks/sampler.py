@@ -1,0 +1,47 @@
+"""One static description of how an experiment draws its episodes, whatever the source.
+
+Online sources (array datasets, streams) give T-step online episodes; few-shot sources (Omniglot) give
+`ways·shots + 1`-step few-shot episodes (spec §6.5). The optional transform (spec §3.3) is applied after
+sampling, with the population slice's fixed key; both signs of an ES pair therefore see the same data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jax
+
+from vsml.tasks.episodes import Episodes, EpisodeSource, sample_online_episodes
+from vsml.tasks.omniglot import FewShotSource, sample_few_shot_episodes
+from vsml.tasks.transforms import EpisodeTransform, transform_episodes
+
+Source = EpisodeSource | FewShotSource
+
+
+@dataclass(frozen=True)
+class EpisodeSampler:
+    length: int  # T of online episodes (few-shot episodes have ways·shots + 1 steps)
+    transform: EpisodeTransform = field(default_factory=EpisodeTransform)
+    ways: int = 5
+    shots: int = 1
+
+    @property
+    def transforms(self) -> bool:
+        return self.transform != EpisodeTransform()
+
+    def num_classes(self, source: Source) -> int:
+        base = self.ways if isinstance(source, FewShotSource) else source.num_classes
+        if self.transform.classes is not None:
+            base = len(self.transform.classes)
+        return self.transform.pad_classes_to or base
+
+    def sample(self, source: Source, key: jax.Array, num_episodes: int, transform_key: jax.Array) -> Episodes:
+        """`num_episodes` episodes from `key`; `transform_key` fixes the slice's projection / permutation."""
+        if isinstance(source, FewShotSource):
+            episodes = sample_few_shot_episodes(source, key, num_episodes, ways=self.ways, shots=self.shots)
+        else:
+            episodes = sample_online_episodes(source, key, num_episodes, self.length)
+        if not self.transforms:
+            return episodes
+        episode_key = jax.random.fold_in(key, 1) if self.transform.resample_projection_per_episode else None
+        return transform_episodes(self.transform, episodes, transform_key, episode_key=episode_key)
