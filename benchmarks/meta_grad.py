@@ -48,7 +48,9 @@ def main() -> None:
             row[f"{tag}_temp_bytes"] = int(memory.temp_size_in_bytes)
             row[f"{tag}_compile_seconds"] = round(time.perf_counter() - start, 2)
         row["memory_ratio_no_remat_over_remat"] = row["no_remat_temp_bytes"] / max(1, row["remat_temp_bytes"])
-        row["carried_state_bytes_per_step"] = 2 * 4 * args.episodes * args.inputs * args.classes * model.state_size
+        row["carried_state_bytes_per_step"] = (
+            2 * 4 * args.episodes * args.inputs * args.classes * model.state_size
+        )
         if not args.no_time:
             jax.block_until_ready(compiled[True](meta, xs, ys, keys))  # warm-up
             start = time.perf_counter()

@@ -54,6 +54,16 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class SliceConfig:
+    """One slice of a heterogeneous population (the paper's `mpi_split`, spec §3.3): a fixed dataset and
+    transform for `share` parts of the ES pairs (or of the gradient meta-batch)."""
+
+    dataset: str = "mnist"
+    transform: EpisodeTransform = EpisodeTransform()
+    share: int = 1
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
     seed: int = 42  # spec §3.1: init seed 42
@@ -65,6 +75,9 @@ class ExperimentConfig:
     es: OpenESConfig = OpenESConfig()
     grad: GradConfig = GradConfig()
     transform: EpisodeTransform = EpisodeTransform()  # spec §3.3, applied to training and evaluation episodes
+    # Empty: one population of task.dataset under `transform`. Otherwise the population is split into these
+    # slices for meta-training (evaluation still uses `transform`).
+    population: tuple[SliceConfig, ...] = ()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
@@ -104,18 +117,30 @@ def load_experiment_dataset(config: ExperimentConfig, name: str, data_dir: str |
 
 
 def make_experiment_source(
-    config: ExperimentConfig, name: str, split: str, data_dir: str | None = None
+    config: ExperimentConfig,
+    name: str,
+    split: str,
+    data_dir: str | None = None,
+    transform: EpisodeTransform | None = None,
 ) -> Source:
     """Where the experiment's episodes of dataset `name` come from: few-shot classes for Omniglot (spec §6.5),
     otherwise the normalised, class-filtered arrays of that split."""
     if name in FEW_SHOT_DATASETS:
         return make_few_shot_source(load_omniglot(data_dir or config.task.data_dir), split)
-    dataset = prepare_dataset(load_experiment_dataset(config, name, data_dir), config.transform)
+    transform = config.transform if transform is None else transform
+    dataset = prepare_dataset(load_experiment_dataset(config, name, data_dir), transform)
     return make_episode_source(dataset, split)
 
 
-def experiment_sampler(config: ExperimentConfig, length: int) -> EpisodeSampler:
-    return EpisodeSampler(length, config.transform, config.task.ways, config.task.shots)
+def experiment_sampler(
+    config: ExperimentConfig, length: int, transform: EpisodeTransform | None = None
+) -> EpisodeSampler:
+    transform = config.transform if transform is None else transform
+    return EpisodeSampler(length, transform, config.task.ways, config.task.shots)
+
+
+def population_slices(config: ExperimentConfig) -> tuple[SliceConfig, ...]:
+    return config.population or (SliceConfig(config.task.dataset, config.transform),)
 
 
 def experiment_from_dict(data: dict[str, Any]) -> ExperimentConfig:

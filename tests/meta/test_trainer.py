@@ -186,8 +186,8 @@ def test_projected_training_and_evaluation(tmp_path):
     trainer.run(iterations=2, progress=False)
     assert np.isfinite(read_metrics(tmp_path)[-1]["eval_accuracy_digits"])
     key = jax.random.PRNGKey(1)
-    projected = trainer.sampler.sample(trainer.train_source, key, 1, trainer.transform_key)
-    plain = EpisodeSampler(6).sample(trainer.train_source, key, 1, trainer.transform_key)
+    projected = trainer.samplers[0].sample(trainer.train_sources[0], key, 1, trainer.transform_keys[0])
+    plain = EpisodeSampler(6).sample(trainer.train_sources[0], key, 1, trainer.transform_keys[0])
     assert projected.xs.shape == plain.xs.shape == (1, 6, 8, 8, 1)
     np.testing.assert_array_equal(np.asarray(projected.ys), np.asarray(plain.ys))  # same examples, ...
     assert not np.allclose(np.asarray(projected.xs), np.asarray(plain.xs))  # ... projected inputs
@@ -207,5 +207,44 @@ def test_omniglot_few_shot_meta_training(tmp_path):
     trainer.run(iterations=2, progress=False)
     record = read_metrics(tmp_path)[-1]
     assert np.isfinite(record["loss"]) and 0.0 <= record["eval_final_accuracy_omniglot"] <= 1.0
-    episodes = trainer.sampler.sample(trainer.train_source, jax.random.PRNGKey(0), 2, trainer.transform_key)
+    episodes = trainer.samplers[0].sample(
+        trainer.train_sources[0], jax.random.PRNGKey(0), 2, trainer.transform_keys[0]
+    )
     assert episodes.xs.shape == (2, 6, 28, 28, 1) and episodes.ys.shape == (2, 6, 5)
+
+
+def test_heterogeneous_population_slices(tmp_path):
+    """Slices with different datasets, transforms and shapes in one run (spec §3.3, `mpi_split`)."""
+    data = json.loads(json.dumps(TINY))
+    data["es"] = {"num_pairs": 4}
+    data["population"] = [
+        {"dataset": "digits", "transform": {"project": True}},
+        {"dataset": "digits", "transform": {"classes": [0, 1, 2], "resize": [6, 6]}},
+        {"dataset": "random", "share": 2},
+    ]
+    trainer = MetaTrainer(experiment_from_dict(data), tmp_path)
+    assert trainer.slice_counts == (1, 1, 2)
+    trainer.run(iterations=2, progress=False)
+    assert all(np.isfinite(r["loss"]) for r in read_metrics(tmp_path))
+    shapes = [
+        sampler.sample(source, jax.random.PRNGKey(0), 1, key).xs.shape[2:] + (sampler.num_classes(source),)
+        for sampler, source, key in zip(
+            trainer.samplers, trainer.train_sources, trainer.transform_keys, strict=True
+        )
+    ]
+    assert shapes == [(8, 8, 1, 10), (6, 6, 1, 3), (28, 28, 1, 10)]
+    # The slices' ES losses are really combined: the same run without the random slice ends elsewhere.
+    data["population"] = data["population"][:2]
+    data["es"] = {"num_pairs": 2}
+    other = MetaTrainer(experiment_from_dict(data), tmp_path / "other")
+    other.run(iterations=2, progress=False)
+    assert not np.allclose(
+        np.asarray(jax.tree.leaves(other.meta)[0]), np.asarray(jax.tree.leaves(trainer.meta)[0])
+    )
+
+
+def test_population_smaller_than_its_slices_is_a_clear_error(tmp_path):
+    data = json.loads(json.dumps(TINY))
+    data["population"] = [{"dataset": "digits"}, {"dataset": "digits"}, {"dataset": "random"}]
+    with pytest.raises(ValueError, match="es.num_pairs=2"):
+        MetaTrainer(experiment_from_dict(data), tmp_path)

@@ -75,22 +75,25 @@ def conv_layer(
     gate_u = _pad_spatial(U @ W_u[: U.shape[-1]], pad)  # [H_in+2pad, W_in+2pad, C_in, 4H]
     gate_u = _patches(gate_u, k, stride, P, Q)  # [P, Q, k, k, C_in, 4H]
     gate_v = V @ W_v[: V.shape[-1]] + _lead(b, 4)  # [P, Q, C_out, 4H]
-    # Positions and (offset, ci) flattened: 4-D broadcasts fuse into the tanh far better on XLA:CPU than 7-D
-    # ones, and the [N, R, C_out, 4H] gate input is never materialised (≈1.7× faster at 28×28 → 14×14×8).
+    # Positions flattened to N and (offset, ci) to R: 4-D broadcasts fuse into the tanh better on XLA:CPU.
     N, R = P * Q, k * k * C_in
     gate_u = jnp.reshape(gate_u, (N, R, 1, 4 * H))
     gate_v = jnp.reshape(gate_v, (N, 1, C_out, 4 * H))
     state_shape = h.shape
     h, c = jnp.reshape(h, (R, C_out, H)), jnp.reshape(c, (R, C_out, H))
 
+    def gate(n: int, gate_h: Array) -> Array:
+        """tanh of gate block n (i, g, f, o), [N, R, C_out, H]: the three parts broadcast-added, never stored.
+
+        One expression per block lets XLA fuse each gate into its consumer instead of materialising all 4H
+        pre-activations per application (≈1.3–1.7× faster at 28×28×1 → 14×14×8)."""
+        block = slice(n * H, (n + 1) * H)
+        return jnp.tanh(gate_u[..., block] + gate_v[..., block] + gate_h[None, ..., block])
+
     for _ in range(num_micro_ticks):  # the same (U, V) every tick; only the last tick's h' feed the messages
-        t = jnp.tanh(gate_u + gate_v + (h @ W_h)[None])  # [N, R, C_out, 4H]
-        i_gate = 0.5 + 0.5 * t[..., 0:H]
-        g_cand = t[..., H : 2 * H]
-        f_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H]
-        o_gate = 0.5 + 0.5 * t[..., 3 * H :]
-        c_pos = f_gate * c[None] + i_gate * g_cand  # per-position new states from the shared one
-        h_pos = o_gate * jnp.tanh(c_pos)
+        gate_h = h @ W_h  # recurrent part: once per shared state entry, not per position
+        c_pos = (0.5 + 0.5 * gate(2, gate_h)) * c[None] + (0.5 + 0.5 * gate(0, gate_h)) * gate(1, gate_h)
+        h_pos = (0.5 + 0.5 * gate(3, gate_h)) * jnp.tanh(c_pos)  # per-position new states
         c, h = jnp.mean(c_pos, axis=0), jnp.mean(h_pos, axis=0)  # §1.5: a mean of nonlinear updates
     h, c = jnp.reshape(h, state_shape), jnp.reshape(c, state_shape)
     h_pos = jnp.reshape(h_pos, (P, Q, *state_shape))  # [P, Q, k, k, C_in, C_out, H]

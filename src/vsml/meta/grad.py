@@ -17,6 +17,7 @@ import optax
 
 from vsml.learners.base import Learner, PyTree, run_episode
 from vsml.meta.objectives import meta_loss_by_name
+from vsml.meta.population import as_slices, slice_keys
 from vsml.tasks.sampler import EpisodeSampler, Source
 
 
@@ -56,27 +57,38 @@ def meta_batch_loss(
 def grad_iteration(
     learner: Learner,
     loss_name: str,
-    num_episodes: int,
-    sampler: EpisodeSampler,
+    num_episodes: int | tuple[int, ...],
+    sampler: EpisodeSampler | tuple[EpisodeSampler, ...],
     remat: bool,
     optimizer: optax.GradientTransformation,
     meta: PyTree,
     opt_state: optax.OptState,
-    source: Source,
+    source: Source | tuple[Source, ...],
     key: jax.Array,
-    transform_key: jax.Array | None = None,
+    transform_key: jax.Array | tuple[jax.Array, ...] | None = None,
 ) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array, jax.Array]:
     """One meta-gradient step. Returns (meta, opt_state, loss, gradient norm before clipping, non-finite flag).
 
     A non-finite loss or gradient skips the update (V_M and the optimiser state are kept) and is flagged.
+    With tuples (a heterogeneous meta-batch), slice s contributes `num_episodes[s]` episodes and the loss is
+    the mean over all episodes of all slices.
     """
+    counts, samplers, sources, transform_keys = as_slices(num_episodes, sampler, source, transform_key)
     data_key, init_key = jax.random.split(key)
-    transform_key = jax.random.PRNGKey(0) if transform_key is None else transform_key
-    episodes = sampler.sample(source, data_key, num_episodes, transform_key)
-    keys = jax.random.split(init_key, num_episodes)
-    loss, grad = jax.value_and_grad(partial(meta_batch_loss, learner, loss_name, remat))(
-        meta, episodes.xs, episodes.ys, keys
-    )
+    batches = []
+    for index, (count, slice_sampler, slice_source) in enumerate(zip(counts, samplers, sources, strict=True)):
+        slice_data_key = data_key if index == 0 else jax.random.fold_in(data_key, index)
+        episodes = slice_sampler.sample(slice_source, slice_data_key, count, transform_keys[index])
+        batches.append((episodes.xs, episodes.ys, slice_keys(init_key, index, count)))
+
+    def total_loss(meta: PyTree) -> jax.Array:
+        per_slice = [
+            count * meta_batch_loss(learner, loss_name, remat, meta, *batch)
+            for count, batch in zip(counts, batches, strict=True)
+        ]
+        return sum(per_slice) / sum(counts)
+
+    loss, grad = jax.value_and_grad(total_loss)(meta)
     grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad)))
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     safe_grad = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grad)

@@ -26,13 +26,20 @@ from vsml.atomic import write_text_atomically
 from vsml.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from vsml.config import config_to_dict, dump_config
 from vsml.evaluate import evaluate_online
-from vsml.experiment import ExperimentConfig, experiment_from_dict, experiment_sampler, make_experiment_source
+from vsml.experiment import (
+    ExperimentConfig,
+    experiment_from_dict,
+    experiment_sampler,
+    make_experiment_source,
+    population_slices,
+)
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree, run_episode
 from vsml.meta.es import es_gradient_from_losses, make_es_optimizer, sample_antithetic_noise
 from vsml.meta.grad import grad_iteration, make_grad_optimizer
 from vsml.meta.objectives import meta_loss_by_name
 from vsml.meta.parallel import replicate, shard_over_population
+from vsml.meta.population import as_slices, slice_keys, split_counts
 from vsml.tasks.sampler import EpisodeSampler, Source
 
 CONFIG_FILE = "config.yaml"
@@ -65,38 +72,51 @@ def _member_losses(learner: Learner, loss_name: str, members: PyTree, xs, ys, in
 def es_iteration(
     learner: Learner,
     loss_name: str,
-    num_pairs: int,
+    num_pairs: int | tuple[int, ...],
     sigma: float,
-    sampler: EpisodeSampler,
+    sampler: EpisodeSampler | tuple[EpisodeSampler, ...],
     optimizer: optax.GradientTransformation,
     meta: PyTree,
     opt_state: optax.OptState,
-    source: Source,
+    source: Source | tuple[Source, ...],
     key: jax.Array,
-    transform_key: jax.Array | None = None,
+    transform_key: jax.Array | tuple[jax.Array, ...] | None = None,
 ) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
     """One antithetic ES step. Each pair has its own episode and initial-state key, shared by its two signs
-    (common random numbers, §3.1). Returns (meta, opt_state, mean loss, number of non-finite pairs)."""
+    (common random numbers, §3.1). Returns (meta, opt_state, mean loss, number of non-finite pairs).
+
+    A heterogeneous population (the paper's `mpi_split`, §3.3) passes tuples: slice s has `num_pairs[s]`
+    pairs drawing from `source[s]` through `sampler[s]` (its own dataset, transform and shapes). Each slice is
+    evaluated by its own vmapped call, compiled once for its shapes; ĝ averages over all pairs of all slices.
+    """
+    counts, samplers, sources, transform_keys = as_slices(num_pairs, sampler, source, transform_key)
+    total = sum(counts)
     noise_key, data_key, init_key = jax.random.split(key, 3)
-    eps = sample_antithetic_noise(noise_key, meta, num_pairs)
-    transform_key = jax.random.PRNGKey(0) if transform_key is None else transform_key
-    episodes = sampler.sample(source, data_key, num_pairs, transform_key)
-    init_keys = jax.random.split(init_key, num_pairs)
+    eps = sample_antithetic_noise(noise_key, meta, total)
 
     def twice(a):
         return jnp.concatenate([a, a], axis=0)
 
-    members = jax.tree.map(
-        lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, eps
-    )
-    losses = shard_over_population(partial(_member_losses, learner, loss_name), 2 * num_pairs)(
-        members, twice(episodes.xs), twice(episodes.ys), twice(init_keys)
-    )
-    grad, info = es_gradient_from_losses(eps, losses[:num_pairs], losses[num_pairs:], sigma)
+    plus, minus, start = [], [], 0
+    for index, (count, slice_sampler, slice_source) in enumerate(zip(counts, samplers, sources, strict=True)):
+        slice_data_key = data_key if index == 0 else jax.random.fold_in(data_key, index)
+        episodes = slice_sampler.sample(slice_source, slice_data_key, count, transform_keys[index])
+        init_keys = slice_keys(init_key, index, count)
+        slice_eps = jax.tree.map(lambda e, a=start, n=count: e[a : a + n], eps)
+        members = jax.tree.map(
+            lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, slice_eps
+        )
+        losses = shard_over_population(partial(_member_losses, learner, loss_name), 2 * count)(
+            members, twice(episodes.xs), twice(episodes.ys), twice(init_keys)
+        )
+        plus.append(losses[:count])
+        minus.append(losses[count:])
+        start += count
+    grad, info = es_gradient_from_losses(eps, jnp.concatenate(plus), jnp.concatenate(minus), sigma)
     updates, new_opt_state = optimizer.update(grad, opt_state, meta)
     new_meta = optax.apply_updates(meta, updates)
     # If every pair failed there is no information: keep V_M and Adam's moments as they were.
-    any_valid = info.num_nonfinite < num_pairs
+    any_valid = info.num_nonfinite < total
     new_meta = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_meta, meta)
     new_opt_state = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_opt_state, opt_state)
     return new_meta, new_opt_state, info.mean_loss, info.num_nonfinite
@@ -109,15 +129,25 @@ class MetaTrainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.learner = build_learner(config.learner)
-        self.train_source = make_experiment_source(config, config.task.dataset, "train")
+        slices = population_slices(config)
+        self.uses_es = config.meta_optimizer == "es"
+        members = config.es.num_pairs if self.uses_es else config.grad.num_episodes
+        what = "es.num_pairs" if self.uses_es else "grad.num_episodes"
+        self.slice_counts = split_counts(members, tuple(sl.share for sl in slices), what)
+        self.train_sources = tuple(
+            make_experiment_source(config, sl.dataset, "train", transform=sl.transform) for sl in slices
+        )
+        self.samplers = tuple(
+            experiment_sampler(config, config.task.episode_length, sl.transform) for sl in slices
+        )
+        # Each slice's fixed projection / permutation (spec §3.3), reproducible from the seed.
+        self.transform_keys = tuple(
+            jax.random.fold_in(jax.random.PRNGKey(config.seed), i) for i in range(len(slices))
+        )
         self.eval_sources = {
             name: make_experiment_source(config, name, "test") for name in config.eval.datasets
         }
-        self.sampler = experiment_sampler(config, config.task.episode_length)
         self.eval_sampler = experiment_sampler(config, config.eval.episode_length)
-        # The population slice's fixed projection / permutation (spec §3.3), reproducible from the seed.
-        self.transform_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 0)
-        self.uses_es = config.meta_optimizer == "es"
         self.optimizer = make_es_optimizer(config.es) if self.uses_es else make_grad_optimizer(config.grad)
         self.meta = self.learner.init_meta(jax.random.PRNGKey(config.seed))
         self.opt_state = self.optimizer.init(self.meta)
@@ -126,7 +156,7 @@ class MetaTrainer:
         self._prepare_run_dir(resume)
         population = 2 * config.es.num_pairs if self.uses_es else 1  # grad: one device for now
         self.meta, self.opt_state = replicate((self.meta, self.opt_state), population)
-        self.train_source = replicate(self.train_source, population)
+        self.train_sources = replicate(self.train_sources, population)
 
     # ----- run folder ------------------------------------------------------------------------------------------
 
@@ -195,13 +225,13 @@ class MetaTrainer:
         grad_norm = None
         if self.uses_es:
             self.meta, self.opt_state, loss, nonfinite = es_iteration(
-                self.learner, cfg.task.loss, cfg.es.num_pairs, cfg.es.sigma, self.sampler,
-                self.optimizer, self.meta, self.opt_state, self.train_source, key, self.transform_key,
+                self.learner, cfg.task.loss, self.slice_counts, cfg.es.sigma, self.samplers,
+                self.optimizer, self.meta, self.opt_state, self.train_sources, key, self.transform_keys,
             )  # fmt: skip
         else:
             self.meta, self.opt_state, loss, grad_norm, nonfinite = grad_iteration(
-                self.learner, cfg.task.loss, cfg.grad.num_episodes, self.sampler, cfg.grad.remat,
-                self.optimizer, self.meta, self.opt_state, self.train_source, key, self.transform_key,
+                self.learner, cfg.task.loss, self.slice_counts, self.samplers, cfg.grad.remat,
+                self.optimizer, self.meta, self.opt_state, self.train_sources, key, self.transform_keys,
             )  # fmt: skip
             grad_norm = float(grad_norm)
         result = IterationResult(float(loss), int(nonfinite), time.perf_counter() - start, grad_norm)

@@ -1,0 +1,37 @@
+"""Heterogeneous populations (the paper's `mpi_split`, spec §3.3): slices of the ES population, or of a
+gradient meta-batch, each with its own dataset, transform and input/output shapes."""
+
+from __future__ import annotations
+
+import jax
+
+
+def as_slices(counts, samplers, sources, transform_keys) -> tuple[tuple, tuple, tuple, tuple]:
+    """Normalise one-slice arguments (an int, a sampler, a source) to the tuples of a sliced population."""
+    if isinstance(counts, int):
+        counts, samplers, sources = (counts,), (samplers,), (sources,)
+        transform_keys = (transform_keys,)
+    if transform_keys is None:
+        transform_keys = (None,) * len(counts)
+    keys = tuple(jax.random.PRNGKey(0) if k is None else k for k in transform_keys)
+    if not len(counts) == len(samplers) == len(sources) == len(keys):
+        raise ValueError("population slices: counts, samplers, sources and transform keys differ in number")
+    return tuple(counts), tuple(samplers), tuple(sources), keys
+
+
+def slice_keys(key: jax.Array, index: int, count: int) -> jax.Array:
+    """`count` keys for slice `index` (slice 0 uses `key` itself, so a one-slice run is unchanged)."""
+    return jax.random.split(key if index == 0 else jax.random.fold_in(key, index), count)
+
+
+def split_counts(total: int, shares: tuple[int, ...], what: str) -> tuple[int, ...]:
+    """`total` members split over slices in proportion to `shares`, every slice getting at least one."""
+    if total < len(shares):
+        raise ValueError(f"{what}={total} is smaller than the number of population slices ({len(shares)})")
+    if any(s < 1 for s in shares):
+        raise ValueError(f"population slice shares must be >= 1, got {shares}")
+    counts = [max(1, total * s // sum(shares)) for s in shares]
+    counts[-1] += total - sum(counts)  # rounding remainder to the last slice
+    if counts[-1] < 1:
+        raise ValueError(f"cannot split {what}={total} over shares {shares}")
+    return tuple(counts)
