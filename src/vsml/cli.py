@@ -69,6 +69,14 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
     evaluate.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
+    evaluate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the meta-test setting, e.g. --set transform.shuffle=true (repeatable)",
+    )
     return parser
 
 
@@ -98,7 +106,7 @@ def _meta_train(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from vsml.meta_test import load_trained_run, meta_test, report_tables, write_report
 
-    run = load_trained_run(args.run)
+    run = load_trained_run(args.run, args.overrides)
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip()) if args.datasets else None
     report = meta_test(
         run,

@@ -17,6 +17,7 @@ import numpy as np
 
 from vsml.atomic import write_text_atomically
 from vsml.checkpoint import load_checkpoint
+from vsml.config import apply_overrides
 from vsml.evaluate import OnlineEvaluation, evaluate_online
 from vsml.experiment import ExperimentConfig, experiment_from_dict, experiment_sampler, make_experiment_source
 from vsml.learners import build_learner
@@ -39,9 +40,10 @@ class TrainedRun:
     path: Path
 
 
-def load_trained_run(path: str | Path) -> TrainedRun:
+def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainedRun:
     """A run directory (its latest checkpoint) or one checkpoint file; the experiment config travels in the
-    checkpoint's JSON, so a checkpoint file alone is enough."""
+    checkpoint's JSON, so a checkpoint file alone is enough. `overrides` (`a.b=c`) change the meta-test setting,
+    e.g. `transform.shuffle=true` or `transform.classes=[5,8,1,4,2]` for the invariance tests (spec §3.4)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -52,7 +54,7 @@ def load_trained_run(path: str | Path) -> TrainedRun:
     experiment = metadata.get("metadata", metadata).get("experiment")
     if experiment is None:
         raise ValueError(f"{json_path} holds no experiment config; was it written by `vsml meta-train`?")
-    config = experiment_from_dict(experiment)
+    config = experiment_from_dict(apply_overrides(experiment, overrides))
     learner = build_learner(config.learner)
     template = learner.init_meta(jax.random.PRNGKey(config.seed))
     step, trees, _ = load_checkpoint(path, {"meta": template}, partial=True)
