@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vsml.learners.base import Array, TaskSpec
 
@@ -58,6 +59,16 @@ class SubRNNParams(NamedTuple):
     bwd_ln_offset: Array | None = None
 
 
+class LayerPlan(NamedTuple):
+    """Static shapes of one VSML layer for a task (conv layers first, then dense ones)."""
+
+    kind: str  # "conv" or "dense"
+    in_shape: tuple[int, ...]  # units receiving forward messages: (A,) dense, (H, W, C) conv
+    out_shape: tuple[int, ...]  # units sending them: (B,) dense, (H_out, W_out, C_out) conv
+    state_shape: tuple[int, ...]  # without H: (A, B) dense, (k, k, C_in, C_out) conv
+    stride: int = 1
+
+
 class VSMLMeta(NamedTuple):
     """V_M: one or several sub-RNN parameter sets (several with `layerwise_rnns` / `separate_backward_rnn`)."""
 
@@ -79,6 +90,10 @@ class VSML:
     """Static settings of a VSML network (spec §1.7 switches; defaults are the authors' `default.yaml`)."""
 
     hidden_sizes: tuple[int, ...] = ()  # () = one dense layer input -> classes
+    # Conv VSML layers before the dense ones (spec §1.5), each (channels, kernel, stride); inputs [H, W, C].
+    conv_layers: tuple[tuple[int, int, int], ...] = ()
+    # The authors' stride-2 backward mask ("p·s < in // s"), for exact parity only; the correct mask by default.
+    authors_stride_mask_bug: bool = False
     msg_size: int = 8
     state_size: int = 16
     num_micro_ticks: int = 2
@@ -108,12 +123,19 @@ class VSML:
         if any(int(s) < 1 for s in self.hidden_sizes):
             raise ValueError(f"VSML.hidden_sizes must be positive, got {self.hidden_sizes}")
         object.__setattr__(self, "hidden_sizes", tuple(int(s) for s in self.hidden_sizes))
+        conv = tuple(tuple(int(v) for v in layer) for layer in self.conv_layers)
+        for layer in conv:
+            if len(layer) != 3 or layer[0] < 1 or layer[1] < 1 or layer[1] % 2 == 0 or layer[2] < 1:
+                raise ValueError(
+                    f"VSML.conv_layers entries are (channels >= 1, odd kernel, stride >= 1), got {layer}"
+                )
+        object.__setattr__(self, "conv_layers", conv)
 
     # ----- structure -----------------------------------------------------------------------------------------
 
     @property
     def num_layers(self) -> int:
-        return len(self.hidden_sizes) + 1
+        return len(self.conv_layers) + len(self.hidden_sizes) + 1
 
     @property
     def num_param_sets(self) -> int:
@@ -127,9 +149,21 @@ class VSML:
             index += self.num_layers if self.layerwise_rnns else 1
         return index
 
-    def layer_sizes(self, spec: TaskSpec) -> list[tuple[int, int]]:
-        sizes = [spec.input_size, *self.hidden_sizes, spec.num_classes]
-        return list(zip(sizes[:-1], sizes[1:], strict=True))
+    def layer_plans(self, spec: TaskSpec) -> list[LayerPlan]:
+        """Shapes of every layer for `spec`: conv layers on [H, W, C] inputs, then dense layers on the flat
+        units (the last conv layer's output flattened in C order)."""
+        plans = []
+        shape = tuple(spec.input_shape)
+        if self.conv_layers and len(shape) != 3:
+            raise ValueError(f"VSML conv layers need inputs [H, W, C], got input shape {shape}")
+        for channels, kernel, stride in self.conv_layers:
+            out = (-(-shape[0] // stride), -(-shape[1] // stride), channels)  # SAME: ⌈in / s⌉
+            plans.append(LayerPlan("conv", shape, out, (kernel, kernel, shape[2], channels), stride))
+            shape = out
+        sizes = [int(np.prod(shape)), *self.hidden_sizes, spec.num_classes]
+        for A, B in zip(sizes[:-1], sizes[1:], strict=True):
+            plans.append(LayerPlan("dense", (A,), (B,), (A, B)))
+        return plans
 
     # ----- the Learner interface -------------------------------------------------------------------------------
 
@@ -174,18 +208,20 @@ class VSML:
         dtype = meta.sets[0].lstm_W.dtype
         H, M = self.state_size, self.msg_size
         num_random = int(self.init_rand_proportion * H)
-        sizes = self.layer_sizes(spec)
-        keys = jax.random.split(key, len(sizes))
+        plans = self.layer_plans(spec)
+        keys = jax.random.split(key, len(plans))
         hs, cs = [], []
-        for (A, B), k in zip(sizes, keys, strict=True):
-            random_part = jax.random.truncated_normal(k, -2.0, 2.0, (A, B, num_random), dtype) / jnp.sqrt(A)
-            cs.append(jnp.concatenate([random_part, jnp.zeros((A, B, H - num_random), dtype)], axis=-1))
-            hs.append(jnp.zeros((A, B, H), dtype))
+        for plan, k in zip(plans, keys, strict=True):
+            # std 1/√(first state dimension): A for a dense layer, the kernel size for a conv layer (§1.9).
+            shape, first = plan.state_shape, plan.state_shape[0]
+            random_part = jax.random.truncated_normal(k, -2.0, 2.0, (*shape, num_random), dtype) / jnp.sqrt(first)
+            cs.append(jnp.concatenate([random_part, jnp.zeros((*shape, H - num_random), dtype)], axis=-1))
+            hs.append(jnp.zeros((*shape, H), dtype))
         return VSMLState(
             h=tuple(hs),
             c=tuple(cs),
-            fwd_in=tuple(jnp.zeros((A, M), dtype) for A, _ in sizes[1:]),
-            bwd_in=tuple(jnp.zeros((B, M), dtype) for _, B in sizes[:-1]),
+            fwd_in=tuple(jnp.zeros((*plan.in_shape, M), dtype) for plan in plans[1:]),
+            bwd_in=tuple(jnp.zeros((*plan.out_shape, M), dtype) for plan in plans[:-1]),
             feedback=jnp.zeros((spec.num_classes, 2), dtype),
         )
 
@@ -214,22 +250,28 @@ class VSML:
 
     def _example_step(self, meta: VSMLMeta, state: VSMLState, x: Array, y: Array) -> tuple[Array, VSMLState]:
         L = self.num_layers
-        A, C = state.h[0].shape[0], state.feedback.shape[0]
-        if x.size != A or y.shape != (C,):
+        C = state.feedback.shape[0]
+        plans = self.layer_plans(TaskSpec(tuple(x.shape), C)) if x.ndim else []
+        state_shapes = [tuple(h.shape[:-1]) for h in state.h]
+        if [p.state_shape for p in plans] != state_shapes or y.shape != (C,):
             raise ValueError(
                 f"VSML.step got x of shape {tuple(x.shape)} ({x.size} values) and y of shape {tuple(y.shape)}, "
-                f"but the state was built for {A} inputs and {C} classes (one-hot y). Build the state with "
-                "init_state(meta, key, TaskSpec(input_shape, num_classes)) for this task's shapes."
+                f"but the state was built for layers of shapes {state_shapes} and {C} classes (one-hot y). "
+                "Build the state with init_state(meta, key, TaskSpec(input_shape, num_classes)) for this "
+                "task's shapes."
             )
         hs, cs = list(state.h), list(state.c)
         fwd_in, bwd_in = list(state.fwd_in), list(state.bwd_in)
-        x_flat = jnp.reshape(x, (-1,)).astype(state.feedback.dtype)
+        x_in = jnp.reshape(x, plans[0].in_shape).astype(state.feedback.dtype)
+        if plans[0].kind == "conv":
+            x_in = x_in[..., None]  # channel 0 only: [H, W, C, 1]
 
         logits = None
         for k in range(L):
-            fwd_out, bwd_out, hs[k], cs[k] = self._layer(
+            fwd_out, bwd_out, hs[k], cs[k] = self._apply_layer(
+                plans[k],
                 meta.sets[self.param_set_index(k, reverse=False)],
-                self._incoming_fwd(k, x_flat, fwd_in),
+                self._incoming_fwd(k, x_in, fwd_in),
                 self._incoming_bwd(k, state.feedback, bwd_in),
                 hs[k],
                 cs[k],
@@ -239,18 +281,20 @@ class VSML:
                 fwd_channels=None if k < L - 1 else self.output_idx,
             )
             if k > 0 and not self.backward_pass:
-                bwd_in[k - 1] = bwd_out  # consumed by layer k-1 at the next step (§1.6 delay)
+                # consumed by layer k-1 at the next step (§1.6 delay)
+                bwd_in[k - 1] = jnp.reshape(bwd_out, bwd_in[k - 1].shape)
             if k < L - 1:
-                fwd_in[k] = fwd_out
+                fwd_in[k] = jnp.reshape(fwd_out, fwd_in[k].shape)
             else:
                 logits = self.tanh_bound * jnp.tanh(fwd_out / self.tanh_bound)
 
         feedback = self._feedback(logits, y)
         if self.backward_pass:
             for k in reversed(range(L)):
-                _, bwd_out, hs[k], cs[k] = self._layer(
+                _, bwd_out, hs[k], cs[k] = self._apply_layer(
+                    plans[k],
                     meta.sets[self.param_set_index(k, reverse=True)],
-                    self._incoming_fwd(k, x_flat, fwd_in),
+                    self._incoming_fwd(k, x_in, fwd_in),
                     self._incoming_bwd(k, feedback, bwd_in),
                     hs[k],
                     cs[k],
@@ -259,7 +303,7 @@ class VSML:
                     fwd_channels=None,
                 )
                 if k > 0:
-                    bwd_in[k - 1] = bwd_out  # consumed at once by the layer below
+                    bwd_in[k - 1] = jnp.reshape(bwd_out, bwd_in[k - 1].shape)  # consumed at once below
             feedback = jnp.zeros_like(feedback)  # §1.6 step 5: the next forward tick sees no feedback
 
         new_state = VSMLState(tuple(hs), tuple(cs), tuple(fwd_in), tuple(bwd_in), feedback)
@@ -267,9 +311,10 @@ class VSML:
 
     # ----- internals -------------------------------------------------------------------------------------------
 
-    def _incoming_fwd(self, k: int, x_flat: Array, fwd_in: list[Array]) -> Array:
-        """Layer 0 gets x in channel 0 only ([A] vector, rank-1 shortcut); deeper layers all M channels [A, M]."""
-        return x_flat if k == 0 else fwd_in[k - 1]
+    def _incoming_fwd(self, k: int, x_in: Array, fwd_in: list[Array]) -> Array:
+        """Layer 0 gets x in channel 0 only ([A] dense, rank-1 shortcut, or [H, W, C, 1] conv); deeper layers
+        all M channels."""
+        return x_in if k == 0 else fwd_in[k - 1]
 
     def _incoming_bwd(self, k: int, feedback: Array, bwd_in: list[Array]) -> Array:
         """The last layer gets the feedback in channels 0, 1 ([B, 2]); others all M channels [B, M]."""
@@ -280,6 +325,33 @@ class VSML:
         error = (jax.nn.softmax(logits) - y.astype(logits.dtype)) / self.inner_batch
         label = y if self.feed_label else jnp.zeros_like(y)
         return jnp.stack([error, label.astype(error.dtype)], axis=-1)
+
+    def _apply_layer(
+        self,
+        plan: LayerPlan,
+        p: SubRNNParams,
+        u: Array,
+        v: Array,
+        h: Array,
+        c: Array,
+        *,
+        want_fwd: bool,
+        want_bwd: bool,
+        fwd_channels: int | None,
+    ) -> tuple[Array | None, Array | None, Array, Array]:
+        if plan.kind == "dense":
+            return self._layer(p, u, v, h, c, want_fwd=want_fwd, want_bwd=want_bwd, fwd_channels=fwd_channels)
+        from vsml.learners.vsml_conv import conv_layer  # vsml_conv builds on this module's helpers
+
+        return conv_layer(
+            p, u, v, h, c,
+            stride=plan.stride,
+            num_micro_ticks=self.num_micro_ticks,
+            layer_norm=self.layer_norm,
+            authors_stride_mask_bug=self.authors_stride_mask_bug,
+            want_fwd=want_fwd,
+            want_bwd=want_bwd,
+        )  # fmt: skip
 
     def _layer(
         self,
