@@ -27,6 +27,22 @@ CONFIGS = {
     ),
     "tanh_bound_small": (VSML(tanh_bound=0.1, feed_label=True), (20,), 5),
     "inner_batch_3": (VSML(inner_batch=3, feed_label=True), (10,), 4),
+    "conv_dense_forward": (VSML(conv_layers=((3, 3, 2),)), (6, 6, 1), 4),
+    "conv_dense_backward_ln": (
+        VSML(conv_layers=((3, 3, 2),), backward_pass=True, feed_label=True, layer_norm=True),
+        (5, 6, 2),
+        3,
+    ),
+    "two_conv_hidden_backward_bug": (
+        VSML(
+            conv_layers=((2, 3, 1), (2, 3, 2)),
+            hidden_sizes=(4,),
+            backward_pass=True,
+            authors_stride_mask_bug=True,
+        ),
+        (5, 5, 1),
+        3,
+    ),
     "deep_backward_inner_batch_2": (VSML(hidden_sizes=(5,), backward_pass=True, inner_batch=2), (9,), 3),
 }
 
@@ -189,3 +205,20 @@ def test_gradient_flows_through_the_unroll(key):
     for a, b in zip(jax.tree_util.tree_leaves(g_fast), jax.tree_util.tree_leaves(g_ref), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
     assert float(jnp.max(jnp.abs(g_fast.sets[0].lstm_W))) > 0
+
+
+def test_conv_state_and_message_shapes(key):
+    """conv 3x3 stride 2, 8 channels: 28x28x1 -> 14x14x8, then dense 1568 -> 10 (authors' conv.yaml)."""
+    model = VSML(conv_layers=((8, 3, 2),), backward_pass=True, feed_label=True, layer_norm=True)
+    meta = model.init_meta(key)
+    state = model.init_state(meta, key, TaskSpec((28, 28, 1), 10))
+    assert [h.shape for h in state.h] == [(3, 3, 1, 8, 16), (1568, 10, 16)]
+    assert [u.shape for u in state.fwd_in] == [(1568, 8)] and [v.shape for v in state.bwd_in] == [
+        (14, 14, 8, 8)
+    ]
+    random_half = np.asarray(state.c[0][..., :8])
+    assert np.abs(random_half).max() <= 2 / np.sqrt(3) + 1e-6 and random_half.std() > 0.3  # std 1/√k (§1.9)
+    with pytest.raises(ValueError, match=r"inputs \[H, W, C\]"):
+        model.init_state(meta, key, TaskSpec((784,), 10))
+    with pytest.raises(ValueError, match="odd kernel"):
+        VSML(conv_layers=((8, 2, 2),))

@@ -10,8 +10,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from vsml.learners.base import Array
-from vsml.learners.vsml import VSML, SubRNNParams, VSMLMeta
+from vsml.learners.base import Array, TaskSpec
+from vsml.learners.vsml import VSML, LayerPlan, SubRNNParams, VSMLMeta
 
 
 def sub_rnn_apply(
@@ -68,18 +68,23 @@ def vsml_reference_episode(
         xs, ys = xs[:, None], ys[:, None]
     M, H = model.msg_size, model.state_size
     C = ys.shape[-1]
-    sizes = [int(jnp.size(xs[0, 0])), *model.hidden_sizes, C]
-    L = len(sizes) - 1
-    zero_cells = [jnp.zeros((sizes[k], sizes[k + 1], H)) for k in range(L)]
+    plans = model.layer_plans(TaskSpec(tuple(xs.shape[2:]), C))
+    L = len(plans)
+    zero_cells = [jnp.zeros((*plan.state_shape, H)) for plan in plans]
     # Per example n: h[n][k], c[n][k], U[n][k], V[n][k] (incoming fwd/bwd message of every layer), e[n].
-    h = [[jnp.zeros((sizes[k], sizes[k + 1], H)) for k in range(L)] for _ in range(batch)]
+    h = [[jnp.zeros((*plan.state_shape, H)) for plan in plans] for _ in range(batch)]
     c = [list(zero_cells if initial_cells is None else initial_cells) for _ in range(batch)]
-    U = [[jnp.zeros((sizes[k], M)) for k in range(L)] for _ in range(batch)]
-    V = [[jnp.zeros((sizes[k + 1], M)) for k in range(L)] for _ in range(batch)]
+    U = [[jnp.zeros((*plan.in_shape, M)) for plan in plans] for _ in range(batch)]
+    V = [[jnp.zeros((*plan.out_shape, M)) for plan in plans] for _ in range(batch)]
     e = [jnp.zeros((C, 2)) for _ in range(batch)]
 
     def inject_x(x: Array) -> Array:
-        return jnp.zeros((sizes[0], M)).at[:, 0].set(jnp.reshape(x, (-1,)))
+        return jnp.zeros((*plans[0].in_shape, M)).at[..., 0].set(jnp.reshape(x, plans[0].in_shape))
+
+    def layer_op(plan: LayerPlan, p: SubRNNParams, u: Array, v: Array, hh: Array, cc: Array):
+        if plan.kind == "dense":
+            return dense_layer_op(p, u, v, hh, cc, model.layer_norm)
+        return conv_layer_op(p, u, v, hh, cc, plan.stride, model.layer_norm, model.authors_stride_mask_bug)
 
     def inject_e(e: Array) -> Array:
         return jnp.zeros((C, M)).at[:, 0:2].set(e)
@@ -91,19 +96,17 @@ def vsml_reference_episode(
         for k in reversed(range(L)) if reverse else range(L):
             p = meta.sets[model.param_set_index(k, reverse)]
             for _ in range(model.num_micro_ticks):  # the same U, V; only the state evolves
-                fwd_out, bwd_out, h[n][k], c[n][k] = dense_layer_op(
-                    p, U[n][k], V[n][k], h[n][k], c[n][k], model.layer_norm
-                )
+                fwd_out, bwd_out, h[n][k], c[n][k] = layer_op(plans[k], p, U[n][k], V[n][k], h[n][k], c[n][k])
             if k > 0:
-                V[n][k - 1] = bwd_out
+                V[n][k - 1] = jnp.reshape(bwd_out, V[n][k - 1].shape)  # conv <-> dense: units flattened in C order
             if k < L - 1:
-                U[n][k + 1] = fwd_out
+                U[n][k + 1] = jnp.reshape(fwd_out, U[n][k + 1].shape)
             else:
                 raw = fwd_out[:, model.output_idx]
                 logits = model.tanh_bound * jnp.tanh(raw / model.tanh_bound)
         return logits
 
-    def merge_first_half(states: list[list[Array]]) -> None:
+    def merge_first_half(states: list[list[Array]]) -> None:  # spec §1.8
         for k in range(L):
             shared = sum(states[n][k][..., : H // 2] for n in range(batch)) / batch
             for n in range(batch):
