@@ -134,37 +134,20 @@ def test_nonfinite_losses_are_counted_and_do_not_poison_the_update():
     learner = LogLearner()
     source = make_episode_source(load_dataset("digits"), "train")
     optimizer = make_es_optimizer(tiny_config().es)
-    meta = ToyMeta(jnp.float32(0.0))
+
+    def es_step(meta):
+        return es_iteration(
+            learner, "mean", 8, 0.05, EpisodeSampler(5), optimizer, meta, optimizer.init(meta), source,
+            jax.random.PRNGKey(0),
+        )  # fmt: skip
+
     # Every pair has one negative member (w = ±σε), so every pair is non-finite: no update at all.
-    new_meta, new_opt, loss, nonfinite = es_iteration(
-        learner,
-        "mean",
-        8,
-        0.05,
-        EpisodeSampler(5),
-        optimizer,
-        meta,
-        optimizer.init(meta),
-        source,
-        jax.random.PRNGKey(0),
-    )
+    new_meta, new_opt, loss, nonfinite = es_step(ToyMeta(jnp.float32(0.0)))
     assert int(nonfinite) == 8
     assert float(new_meta.w) == 0.0
     assert all(np.all(np.asarray(x) == 0) for x in jax.tree_util.tree_leaves(new_opt[0].mu))
     # Away from zero, all members are finite and the update is finite.
-    meta = ToyMeta(jnp.float32(1.0))
-    new_meta, _, loss, nonfinite = es_iteration(
-        learner,
-        "mean",
-        8,
-        0.05,
-        EpisodeSampler(5),
-        optimizer,
-        meta,
-        optimizer.init(meta),
-        source,
-        jax.random.PRNGKey(0),
-    )
+    new_meta, _, loss, nonfinite = es_step(ToyMeta(jnp.float32(1.0)))
     assert int(nonfinite) == 0 and np.isfinite(float(new_meta.w)) and float(new_meta.w) != 1.0
 
 

@@ -98,7 +98,9 @@ def vsml_reference_episode(
             for _ in range(model.num_micro_ticks):  # the same U, V; only the state evolves
                 fwd_out, bwd_out, h[n][k], c[n][k] = layer_op(plans[k], p, U[n][k], V[n][k], h[n][k], c[n][k])
             if k > 0:
-                V[n][k - 1] = jnp.reshape(bwd_out, V[n][k - 1].shape)  # conv <-> dense: units flattened in C order
+                V[n][k - 1] = jnp.reshape(
+                    bwd_out, V[n][k - 1].shape
+                )  # conv <-> dense: units flattened in C order
             if k < L - 1:
                 U[n][k + 1] = jnp.reshape(fwd_out, U[n][k + 1].shape)
             else:

@@ -214,7 +214,9 @@ class VSML:
         for plan, k in zip(plans, keys, strict=True):
             # std 1/√(first state dimension): A for a dense layer, the kernel size for a conv layer (§1.9).
             shape, first = plan.state_shape, plan.state_shape[0]
-            random_part = jax.random.truncated_normal(k, -2.0, 2.0, (*shape, num_random), dtype) / jnp.sqrt(first)
+            random_part = jax.random.truncated_normal(k, -2.0, 2.0, (*shape, num_random), dtype) / jnp.sqrt(
+                first
+            )
             cs.append(jnp.concatenate([random_part, jnp.zeros((*shape, H - num_random), dtype)], axis=-1))
             hs.append(jnp.zeros((*shape, H), dtype))
         return VSMLState(

@@ -17,7 +17,7 @@ import optax
 
 from vsml.learners.base import Learner, PyTree, run_episode
 from vsml.meta.objectives import meta_loss_by_name
-from vsml.meta.population import as_slices, slice_keys
+from vsml.meta.population import as_slices, sample_slices
 from vsml.tasks.sampler import EpisodeSampler, Source
 
 
@@ -75,11 +75,10 @@ def grad_iteration(
     """
     counts, samplers, sources, transform_keys = as_slices(num_episodes, sampler, source, transform_key)
     data_key, init_key = jax.random.split(key)
-    batches = []
-    for index, (count, slice_sampler, slice_source) in enumerate(zip(counts, samplers, sources, strict=True)):
-        slice_data_key = data_key if index == 0 else jax.random.fold_in(data_key, index)
-        episodes = slice_sampler.sample(slice_source, slice_data_key, count, transform_keys[index])
-        batches.append((episodes.xs, episodes.ys, slice_keys(init_key, index, count)))
+    batches = [
+        (episodes.xs, episodes.ys, keys)
+        for episodes, keys in sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
+    ]
 
     def total_loss(meta: PyTree) -> jax.Array:
         per_slice = [

@@ -35,3 +35,16 @@ def split_counts(total: int, shares: tuple[int, ...], what: str) -> tuple[int, .
     if counts[-1] < 1:
         raise ValueError(f"cannot split {what}={total} over shares {shares}")
     return tuple(counts)
+
+
+def sample_slices(
+    counts, samplers, sources, transform_keys, data_key: jax.Array, init_key: jax.Array
+) -> list:
+    """Per slice: (its episodes, its initial-state keys). Slice 0 uses the keys themselves, so a one-slice
+    population draws exactly what an unsliced one would."""
+    batches = []
+    for index, (count, sampler, source) in enumerate(zip(counts, samplers, sources, strict=True)):
+        slice_data_key = data_key if index == 0 else jax.random.fold_in(data_key, index)
+        episodes = sampler.sample(source, slice_data_key, count, transform_keys[index])
+        batches.append((episodes, slice_keys(init_key, index, count)))
+    return batches

@@ -39,7 +39,7 @@ from vsml.meta.es import es_gradient_from_losses, make_es_optimizer, sample_anti
 from vsml.meta.grad import grad_iteration, make_grad_optimizer
 from vsml.meta.objectives import meta_loss_by_name
 from vsml.meta.parallel import replicate, shard_over_population
-from vsml.meta.population import as_slices, slice_keys, split_counts
+from vsml.meta.population import as_slices, sample_slices, split_counts
 from vsml.tasks.sampler import EpisodeSampler, Source
 
 CONFIG_FILE = "config.yaml"
@@ -98,10 +98,8 @@ def es_iteration(
         return jnp.concatenate([a, a], axis=0)
 
     plus, minus, start = [], [], 0
-    for index, (count, slice_sampler, slice_source) in enumerate(zip(counts, samplers, sources, strict=True)):
-        slice_data_key = data_key if index == 0 else jax.random.fold_in(data_key, index)
-        episodes = slice_sampler.sample(slice_source, slice_data_key, count, transform_keys[index])
-        init_keys = slice_keys(init_key, index, count)
+    batches = sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
+    for count, (episodes, init_keys) in zip(counts, batches, strict=True):
         slice_eps = jax.tree.map(lambda e, a=start, n=count: e[a : a + n], eps)
         members = jax.tree.map(
             lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, slice_eps
