@@ -204,14 +204,18 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     return checkpoint_paths(directory, steps[-1])[1] if steps else None
 
 
-def _resolve_json_path(path_or_dir: str | os.PathLike) -> Path:
+def resolve_checkpoint_json(path_or_dir: str | os.PathLike) -> Path:
+    """The committed checkpoint JSON that a run directory, a `.npz`, a `.json` or `latest.json` points at."""
     path = Path(path_or_dir)
     if path.name == LATEST_NAME:
         path = path.parent  # latest.json is a pointer for people; the directory scan is authoritative
     if path.is_dir():
         latest = latest_checkpoint(path)
         if latest is None:
-            raise FileNotFoundError(f"no committed checkpoint (ckpt_<step>.json + .npz) in directory {path}")
+            raise FileNotFoundError(
+                f"no committed checkpoint (ckpt_<step>.json + .npz) in directory {path}; run `vsml meta-train` "
+                "into it first"
+            )
         return latest
     if path.suffix == ".npz":
         json_path = path.with_suffix(".json")
@@ -337,7 +341,7 @@ def load_checkpoint(
     Raises `FileNotFoundError` for a missing path and `CheckpointError` naming the file and the offending leaf
     for corrupt files or a template whose leaves differ in number, path, shape or dtype.
     """
-    json_path = _resolve_json_path(path_or_dir)
+    json_path = resolve_checkpoint_json(path_or_dir)
     manifest = _read_manifest(json_path)
     try:
         step = int(manifest["step"])

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.atomic import write_text_atomically
-from vsml.checkpoint import load_checkpoint
+from vsml.checkpoint import load_checkpoint, resolve_checkpoint_json
 from vsml.config import apply_overrides
 from vsml.evaluate import OnlineEvaluation, evaluate_online
 from vsml.experiment import ExperimentConfig, experiment_from_dict, experiment_sampler, make_experiment_source
@@ -49,7 +49,7 @@ def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = 
         raise FileNotFoundError(
             f"{path} does not exist: pass a run directory made by `vsml meta-train` or a checkpoint"
         )
-    json_path = _checkpoint_json(path)
+    json_path = resolve_checkpoint_json(path)
     metadata = json.loads(json_path.read_text())
     experiment = metadata.get("metadata", metadata).get("experiment")
     if experiment is None:
@@ -59,17 +59,6 @@ def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     template = learner.init_meta(jax.random.PRNGKey(config.seed))
     step, trees, _ = load_checkpoint(path, {"meta": template}, partial=True)
     return TrainedRun(config, learner, trees["meta"], step, path if path.is_dir() else path.parent)
-
-
-def _checkpoint_json(path: Path) -> Path:
-    from vsml.checkpoint import latest_checkpoint
-
-    if path.is_dir():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise FileNotFoundError(f"{path} holds no checkpoint yet; run `vsml meta-train` into it first")
-        path = latest
-    return path.with_suffix(".json")
 
 
 def tune_learning_rate(

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from vsml.atomic import write_text_atomically
 from vsml.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from vsml.config import config_to_dict, dump_config
+from vsml.config import config_to_dict, dump_config, read_yaml_mapping
 from vsml.evaluate import evaluate_online
 from vsml.experiment import (
     ExperimentConfig,
@@ -176,9 +176,7 @@ class MetaTrainer:
         saved_path = self.run_dir / CONFIG_FILE
         if not saved_path.exists():
             return
-        import yaml
-
-        saved = config_to_dict(experiment_from_dict(yaml.safe_load(saved_path.read_text())))
+        saved = config_to_dict(experiment_from_dict(read_yaml_mapping(saved_path)))
         current = config_to_dict(self.config)
         saved["train"].pop("iterations"), current["train"].pop("iterations")
         differing = sorted(_differing_keys(saved, current))
