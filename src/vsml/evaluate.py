@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.learners.base import Learner, PyTree, run_episodes
-from vsml.meta.objectives import per_step_cross_entropy
+from vsml.meta.objectives import per_step_cross_entropy, run_with_query
 from vsml.tasks.sampler import EpisodeSampler, Source
 
 DEFAULT_EVAL_SEED = 22  # spec §2: evaluation uses a fixed key (seed 22), the same episodes every time
@@ -19,8 +19,11 @@ DEFAULT_EVAL_SEED = 22  # spec §2: evaluation uses a fixed key (seed 22), the s
 class OnlineEvaluation(NamedTuple):
     """Accuracy of the prediction made before each label, over N held-out episodes of T steps."""
 
-    accuracy: np.ndarray  # [N, T] 1 where the online prediction was right
-    loss: np.ndarray  # [N, T] cross-entropy of each online prediction
+    accuracy: (
+        np.ndarray
+    )  # [N, T] 1 where the online prediction was right (batch accuracy with an inner batch)
+    loss: np.ndarray  # [N, T] cross-entropy of each online prediction (batch mean)
+    query_accuracy: np.ndarray | None = None  # [N] forward-only accuracy on the query steps after learning
 
     @property
     def curve(self) -> np.ndarray:  # [T] mean online accuracy per step
@@ -44,8 +47,21 @@ class OnlineEvaluation(NamedTuple):
     def mean_loss(self) -> float:
         return float(self.loss.mean())
 
+    @property
+    def mean_query_accuracy(self) -> float | None:
+        return None if self.query_accuracy is None else float(self.query_accuracy.mean())
 
-@partial(jax.jit, static_argnames=("learner", "num_episodes", "sampler"))
+
+def _per_step(a: jax.Array) -> jax.Array:
+    """[N, T, *batch] -> [N, T]: an inner batch counts as one step (its mean)."""
+    return a.reshape(a.shape[:2] + (-1,)).mean(axis=-1)
+
+
+def _correct(logits: jax.Array, ys: jax.Array) -> jax.Array:
+    return (jnp.argmax(logits, axis=-1) == jnp.argmax(ys, axis=-1)).astype(jnp.float32)
+
+
+@partial(jax.jit, static_argnames=("learner", "num_episodes", "sampler", "query_steps"))
 def _evaluate_batch(
     learner: Learner,
     meta: PyTree,
@@ -54,12 +70,21 @@ def _evaluate_batch(
     num_episodes: int,
     sampler: EpisodeSampler,
     transform_key: jax.Array,
-) -> tuple[jax.Array, jax.Array]:
+    query_steps: int = 0,
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     data_key, init_key = jax.random.split(key)
     episodes = sampler.sample(source, data_key, num_episodes, transform_key)
-    logits = run_episodes(learner, meta, jax.random.split(init_key, num_episodes), episodes.xs, episodes.ys)
-    correct = jnp.argmax(logits, axis=-1) == jnp.argmax(episodes.ys, axis=-1)
-    return correct.astype(jnp.float32), per_step_cross_entropy(logits, episodes.ys)
+    init_keys = jax.random.split(init_key, num_episodes)
+    xs, ys = episodes.xs, episodes.ys
+    query = None
+    if query_steps:
+        run = partial(run_with_query, learner, meta, query_steps=query_steps)
+        logits, query_logits = jax.vmap(run)(init_keys, xs, ys)
+        ys, query_ys = ys[:, :-query_steps], ys[:, -query_steps:]
+        query = _correct(query_logits, query_ys).reshape((num_episodes, -1)).mean(axis=-1)
+    else:
+        logits = run_episodes(learner, meta, init_keys, xs, ys)
+    return _per_step(_correct(logits, ys)), _per_step(per_step_cross_entropy(logits, ys)), query
 
 
 def evaluate_online(
@@ -72,28 +97,32 @@ def evaluate_online(
     seed: int = DEFAULT_EVAL_SEED,
     batch_size: int = 64,
     sampler: EpisodeSampler | None = None,
+    query_steps: int = 0,
 ) -> OnlineEvaluation:
     """Run `num_episodes` online episodes of `length` steps (in batches, to bound memory); fixed seed.
 
     `sampler` (default: plain online episodes of `length`) may add a transform or make few-shot episodes; the
     evaluation's transform key is derived from `seed`, so it differs from the meta-training slice's (as the
-    authors' evaluation workers drew their own projections).
+    authors' evaluation workers drew their own projections). With `query_steps`, the sampler's episodes end
+    with that many forward-only query steps (`sampler.length` counts them), reported as `query_accuracy`.
     """
     sampler = sampler or EpisodeSampler(length)
     if num_episodes < 1 or length < 1 or batch_size < 1:
         raise ValueError(
             f"num_episodes, length and batch_size must be >= 1, got {num_episodes}, {length}, {batch_size}"
         )
-    accuracies, losses = [], []
+    accuracies, losses, queries = [], [], []
     key = jax.random.PRNGKey(seed)
     transform_key = jax.random.fold_in(key, 1 << 30)
     done = 0
     while done < num_episodes:
         count = min(batch_size, num_episodes - done)
-        correct, loss = _evaluate_batch(
-            learner, meta, source, jax.random.fold_in(key, done), count, sampler, transform_key
+        correct, loss, query = _evaluate_batch(
+            learner, meta, source, jax.random.fold_in(key, done), count, sampler, transform_key, query_steps
         )
         accuracies.append(np.asarray(correct))
         losses.append(np.asarray(loss))
+        queries.append(None if query is None else np.asarray(query))
         done += count
-    return OnlineEvaluation(np.concatenate(accuracies), np.concatenate(losses))
+    query_accuracy = np.concatenate(queries) if query_steps else None
+    return OnlineEvaluation(np.concatenate(accuracies), np.concatenate(losses), query_accuracy)

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from vsml.config import config_from_dict, load_config
+from vsml.meta.cmaes import CMAESConfig
 from vsml.meta.es import OpenESConfig
 from vsml.meta.grad import GradConfig
+from vsml.meta.objectives import Objective
 from vsml.tasks.datasets import Dataset, load_dataset
 from vsml.tasks.episodes import make_episode_source
 from vsml.tasks.omniglot import load_omniglot, make_few_shot_source
@@ -17,7 +19,7 @@ from vsml.tasks.transforms import NORMALISATIONS, EpisodeTransform, apply_normal
 
 FEW_SHOT_DATASETS = ("omniglot",)
 
-META_OPTIMIZERS = ("es", "grad")
+META_OPTIMIZERS = ("es", "grad", "cmaes")
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,10 @@ class TaskConfig:
     normalisation: str = "dataset"
     ways: int = 5  # few-shot datasets (omniglot) only: classes per episode
     shots: int = 1  # few-shot: examples per class before the query (spec §6.5: 5-way 1-shot, T = 6)
+    batch_size: int = 1  # examples per inner step (BLUR: 128, blur.md §9); > 1 gives episodes [N, T, B, ...]
+    # Forward-only query steps after the T learning steps, scored by the `query_*` losses (BLUR's held-out
+    # batches after the unroll, blur.md §5, §9); the learner needs a `predict`.
+    query_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,7 @@ class ExperimentConfig:
     )
     es: OpenESConfig = OpenESConfig()
     grad: GradConfig = GradConfig()
+    cmaes: CMAESConfig = CMAESConfig()  # meta_optimizer "cmaes" (BLUR, blur.md §6)
     transform: EpisodeTransform = EpisodeTransform()  # spec §3.3, applied to training and evaluation episodes
     # Empty: one population of task.dataset under `transform`. Otherwise the population is split into these
     # slices for meta-training (evaluation still uses `transform`).
@@ -90,7 +97,9 @@ class ExperimentConfig:
             "eval.every": self.eval.every,
             "eval.num_episodes": self.eval.num_episodes,
             "eval.episode_length": self.eval.episode_length,
+            "task.batch_size": self.task.batch_size,
         }
+        Objective(self.task.loss, self.task.query_steps)  # validates the loss and its query steps
         if self.meta_optimizer not in META_OPTIMIZERS:
             raise ValueError(
                 f"config key meta_optimizer must be one of {', '.join(META_OPTIMIZERS)}, got {self.meta_optimizer!r}"
@@ -136,7 +145,8 @@ def experiment_sampler(
     config: ExperimentConfig, length: int, transform: EpisodeTransform | None = None
 ) -> EpisodeSampler:
     transform = config.transform if transform is None else transform
-    return EpisodeSampler(length, transform, config.task.ways, config.task.shots)
+    task = config.task
+    return EpisodeSampler(length + task.query_steps, transform, task.ways, task.shots, task.batch_size)
 
 
 def population_slices(config: ExperimentConfig) -> tuple[SliceConfig, ...]:

@@ -117,3 +117,67 @@ def test_shape_mismatch_is_a_clear_error(episodes):
         mean_online_cross_entropy(logits, ys[0])
     with pytest.raises(ValueError, match=r"\[\.\.\., T, C\]"):
         online_accuracy(logits[0, 0], ys[0, 0])
+
+
+# ----- query losses and inner batches (BLUR, blur.md §5–6) -------------------------------------------------------
+
+
+class _Memoriser:
+    """A toy learner with a forward-only `predict`: it remembers the label of the last example of each class
+    sign, so learning (step) changes its query predictions and prediction alone does not."""
+
+    def init_meta(self, key):
+        return jnp.zeros(())
+
+    def init_state(self, meta, key, spec):
+        return jnp.zeros((spec.num_classes,))
+
+    def step(self, meta, state, x, y):
+        logits = jnp.broadcast_to(state, y.shape)
+        return logits, state + jnp.sum(y.reshape((-1, y.shape[-1])), axis=0)
+
+    def predict(self, meta, state, x):
+        return jnp.broadcast_to(state, x.shape[:-1] + state.shape)
+
+
+def test_query_losses_score_predictions_after_learning():
+    from vsml.meta.objectives import Objective, episode_meta_loss
+
+    # 3 learning steps of class 2, then 2 query steps: the memoriser predicts class 2 for every query.
+    ys = jax.nn.one_hot(jnp.array([2, 2, 2, 2, 0]), 4)
+    xs = jnp.zeros((5, 3))
+    error = episode_meta_loss(_Memoriser(), Objective("query_error", 2), None, jax.random.PRNGKey(0), xs, ys)
+    assert float(error) == pytest.approx(0.5)  # right on the 4th step's class 2, wrong on the class-0 query
+    ce = episode_meta_loss(_Memoriser(), Objective("query_ce", 2), None, jax.random.PRNGKey(0), xs, ys)
+    logits = jnp.array([0.0, 0.0, 3.0, 0.0])  # the state after 3 learning steps; the query steps do not learn
+    expected = np.mean([-jax.nn.log_softmax(logits)[2], -jax.nn.log_softmax(logits)[0]])
+    assert float(ce) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_online_losses_average_an_inner_batch_over_its_steps():
+    from vsml.meta.objectives import episode_meta_loss
+
+    rng = np.random.default_rng(1)
+    ys = jnp.asarray(np.eye(3, dtype=np.float32)[rng.integers(0, 3, size=(4, 5))])  # [T, B, C]
+    xs = jnp.zeros((4, 5, 2))
+    loss = episode_meta_loss(_Memoriser(), "mean", None, jax.random.PRNGKey(0), xs, ys)
+    counts, expected = np.zeros(3), []
+    for t in range(4):
+        logits = counts.astype(np.float64)
+        expected += [-(logits - np.log(np.exp(logits).sum()))[np.argmax(ys[t, b])] for b in range(5)]
+        counts = counts + np.asarray(ys[t]).sum(axis=0)
+    assert float(loss) == pytest.approx(float(np.mean(expected)), rel=1e-5)
+
+
+def test_bad_objectives_are_clear_errors():
+    from vsml.learners import VSML
+    from vsml.meta.objectives import Objective, check_learner_supports
+
+    with pytest.raises(ValueError, match="task.query_steps >= 1"):
+        Objective("query_error")
+    with pytest.raises(ValueError, match="needs a query loss"):
+        Objective("mean", query_steps=3)
+    with pytest.raises(ValueError, match="unknown meta-loss"):
+        Objective("accuracy")
+    with pytest.raises(ValueError, match="no forward-only predict"):
+        check_learner_supports(VSML(), Objective("query_ce", 2))

@@ -169,7 +169,7 @@ def test_projected_training_and_evaluation(tmp_path):
     trainer.run(iterations=2, progress=False)
     assert np.isfinite(read_metrics(tmp_path)[-1]["eval_accuracy_digits"])
     key = jax.random.PRNGKey(1)
-    projected = trainer.samplers[0].sample(trainer.train_sources[0], key, 1, trainer.transform_keys[0])
+    projected = trainer.samplers(0)[0].sample(trainer.train_sources[0], key, 1, trainer.transform_keys[0])
     plain = EpisodeSampler(6).sample(trainer.train_sources[0], key, 1, trainer.transform_keys[0])
     assert projected.xs.shape == plain.xs.shape == (1, 6, 8, 8, 1)
     np.testing.assert_array_equal(np.asarray(projected.ys), np.asarray(plain.ys))  # same examples, ...
@@ -190,7 +190,7 @@ def test_omniglot_few_shot_meta_training(tmp_path):
     trainer.run(iterations=2, progress=False)
     record = read_metrics(tmp_path)[-1]
     assert np.isfinite(record["loss"]) and 0.0 <= record["eval_final_accuracy_omniglot"] <= 1.0
-    episodes = trainer.samplers[0].sample(
+    episodes = trainer.samplers(0)[0].sample(
         trainer.train_sources[0], jax.random.PRNGKey(0), 2, trainer.transform_keys[0]
     )
     assert episodes.xs.shape == (2, 6, 28, 28, 1) and episodes.ys.shape == (2, 6, 5)
@@ -212,7 +212,7 @@ def test_heterogeneous_population_slices(tmp_path):
     shapes = [
         sampler.sample(source, jax.random.PRNGKey(0), 1, key).xs.shape[2:] + (sampler.num_classes(source),)
         for sampler, source, key in zip(
-            trainer.samplers, trainer.train_sources, trainer.transform_keys, strict=True
+            trainer.samplers(0), trainer.train_sources, trainer.transform_keys, strict=True
         )
     ]
     assert shapes == [(8, 8, 1, 10), (6, 6, 1, 3), (28, 28, 1, 10)]
@@ -231,3 +231,58 @@ def test_population_smaller_than_its_slices_is_a_clear_error(tmp_path):
     data["population"] = [{"dataset": "digits"}, {"dataset": "digits"}, {"dataset": "random"}]
     with pytest.raises(ValueError, match="es.num_pairs=2"):
         MetaTrainer(experiment_from_dict(data), tmp_path)
+
+
+BLUR_TINY = {
+    "name": "blur_tiny",
+    "seed": 5,
+    "learner": {
+        "name": "blur",
+        "hidden_sizes": [8],
+        "scale_by_channels": True,
+        "last_layer_activation": "identity",
+    },
+    "task": {
+        "dataset": "digits",
+        "episode_length": 3,
+        "batch_size": 4,
+        "query_steps": 2,
+        "loss": "query_error",
+    },
+    "meta_optimizer": "cmaes",
+    "cmaes": {"population_size": 6, "sigma": 0.2, "num_episodes": 2},
+    "train": {"iterations": 4, "checkpoint_every": 2},
+    "eval": {"datasets": ["digits"], "every": 2, "num_episodes": 3, "episode_length": 3},
+}
+
+
+def test_cmaes_meta_training_logs_query_accuracy_and_resumes_exactly(tmp_path):
+    """BLUR's outer loop (blur.md §6): CMA-ES through the same trainer, checkpoints and exact resume."""
+    full = MetaTrainer(experiment_from_dict(BLUR_TINY), tmp_path / "full")
+    full.run(progress=False)
+    records = read_metrics(tmp_path / "full")
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4]
+    assert all(0.0 <= r["loss"] <= 1.0 and r["best_loss"] <= r["loss"] for r in records)
+    assert 0.0 <= records[-1]["eval_query_accuracy_digits"] <= 1.0
+    assert int(full.opt_state.generation) == 4
+
+    part = MetaTrainer(experiment_from_dict(BLUR_TINY), tmp_path / "part")
+    part.run(iterations=2, progress=False)
+    resumed = MetaTrainer(experiment_from_dict(BLUR_TINY), tmp_path / "part", resume=True)
+    assert resumed.iteration == 2
+    resumed.run(progress=False)
+    for a, b in zip(
+        leaves((full.meta, full.opt_state)), leaves((resumed.meta, resumed.opt_state)), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_gradient_curriculum_grows_the_unroll(tmp_path):
+    data = json.loads(json.dumps(BLUR_TINY))
+    data["meta_optimizer"] = "grad"
+    data["task"]["loss"] = "query_ce"
+    data["grad"] = {"num_episodes": 2, "curriculum_increment": 2, "curriculum_every": 2, "clip_norm": 10.0}
+    trainer = MetaTrainer(experiment_from_dict(data), tmp_path)
+    trainer.run(progress=False)
+    assert [r["episode_length"] for r in read_metrics(tmp_path)] == [3, 3, 5, 5]
+    assert all(np.isfinite(r["loss"]) for r in read_metrics(tmp_path))

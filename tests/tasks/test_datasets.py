@@ -19,6 +19,7 @@ from vsml.tasks.datasets import (
     sample_sum_sign,
 )
 from vsml.tasks.idx import DataError, write_idx
+from vsml.tasks.toy2d import TOY2D_TASKS
 
 SHARED_DATA = Path(os.environ.get("VSML_DATA") or Path(__file__).resolve().parents[3] / "shared" / "datasets")
 MNIST_MU, MNIST_S = 0.13066, 0.30811  # spec §3.3
@@ -56,7 +57,7 @@ def test_unknown_dataset_lists_the_known_names() -> None:
         load_dataset("cifar100")
     for name in ("mnist", "fashion_mnist", "digits", "random", "sum"):
         assert name in str(info.value)
-    assert set(DATASET_NAMES) == {"mnist", "fashion_mnist", "digits", "random", "sum"}
+    assert set(DATASET_NAMES) == {"mnist", "fashion_mnist", "digits", "random", "sum", *TOY2D_TASKS}
 
 
 def test_normalisation_constants_are_the_spec_values() -> None:

@@ -15,6 +15,7 @@ from vsml.tasks.episodes import Episodes, make_episode_source, sample_online_epi
 from vsml.tasks.transforms import (
     EpisodeTransform,
     apply_normalisation,
+    centre_crop,
     filter_classes,
     pad_inputs,
     pad_labels,
@@ -285,3 +286,64 @@ def test_transforms_compose_with_sampled_episodes():
         transform_episodes(
             t, sample_online_episodes(unfiltered, jax.random.PRNGKey(0), 2, 5), jax.random.PRNGKey(1)
         )
+
+
+# ----- centre crop (BLUR's MNIST "crop to 20x20, resize to 10x10", spec/blur.md §9 Fig. 5) ----------------------
+
+
+def test_centre_crop_is_the_central_window():
+    episodes = _episodes(shape=(28, 28, 1))
+    out = transform_episodes(EpisodeTransform(crop=(20, 20)), episodes, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(out.xs, np.asarray(episodes.xs)[:, :, 4:24, 4:24])
+    np.testing.assert_array_equal(out.ys, episodes.ys)
+    # Odd margins: offset (H - h) // 2, so the extra row / column is dropped at the bottom / right.
+    image = np.arange(7 * 5 * 2, dtype=np.float32).reshape(7, 5, 2)
+    np.testing.assert_array_equal(centre_crop(jnp.asarray(image), (4, 2)), image[1:5, 1:3])
+    np.testing.assert_array_equal(
+        centre_crop(jnp.asarray(image[..., 0]), (4, 2)), image[1:5, 1:3, 0]
+    )  # [H, W]
+    # [H, W] examples inside episodes [N, T, H, W].
+    flat = _episodes(shape=(6, 6))
+    out = transform_episodes(EpisodeTransform(crop=(3, 4)), flat, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(out.xs, np.asarray(flat.xs)[:, :, 1:4, 1:5])
+    same = transform_episodes(EpisodeTransform(crop=(28, 28)), episodes, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(same.xs, episodes.xs)  # a full-size crop is the identity
+
+
+def test_crop_then_resize_gives_blurs_10x10_mnist():
+    t = EpisodeTransform(crop=[20, 20], resize=[10, 10])
+    assert t.crop == (20, 20) and t.output_shapes((28, 28, 1), 10) == ((10, 10, 1), 10)
+    episodes = _episodes(shape=(28, 28, 1))
+    out = transform_episodes(t, episodes, jax.random.PRNGKey(0))
+    assert out.xs.shape == (2, 3, 10, 10, 1)
+    expected = resize_images(jnp.asarray(np.asarray(episodes.xs)[:, :, 4:24, 4:24]), (10, 10))
+    np.testing.assert_allclose(out.xs, expected, rtol=1e-6, atol=1e-6)
+    assert EpisodeTransform(crop=None) == EpisodeTransform()  # off by default: the old behaviour
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"crop": (20,)}, "height, width"),
+        ({"crop": (0, 20)}, r"crop\[0\] must be >= 1"),
+        ({"crop": (20.0, 20)}, "integer"),
+    ],
+)
+def test_bad_crop_settings_are_clear_errors(settings, message):
+    with pytest.raises(ValueError, match=message):
+        EpisodeTransform(**settings)
+
+
+def test_crop_that_does_not_fit_is_a_clear_error():
+    with pytest.raises(ValueError, match=r"crop=\[30, 20\] is larger than the 28x28"):
+        EpisodeTransform(crop=(30, 20)).output_shapes((28, 28, 1), 10)
+    with pytest.raises(ValueError, match=r"\[H, W\] or \[H, W, C\]"):
+        EpisodeTransform(crop=(4, 4)).output_shapes((64,), 10)
+    with pytest.raises(ValueError, match="after crop"):
+        EpisodeTransform(crop=(20, 20), pad_input_to=(10, 10, 1)).output_shapes((28, 28, 1), 10)
+    with pytest.raises(ValueError, match="larger than"):
+        transform_episodes(EpisodeTransform(crop=(5, 5)), _episodes(), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match="larger than the 4x4"):
+        centre_crop(jnp.zeros((4, 4, 1)), (5, 4))
+    with pytest.raises(ValueError, match="crop needs images"):
+        centre_crop(jnp.zeros((2, 3, 4, 4, 1)), (2, 2))  # 5 axes: pass input_ndim for batches

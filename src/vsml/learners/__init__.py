@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from vsml.learners.base import Learner, TaskSpec, run_episode, run_episode_from_state, run_episodes
+from vsml.learners.blur import BLUR
 from vsml.learners.sgd import OnlineSGD
 from vsml.learners.vsml import VSML
 
-LEARNERS: dict[str, type] = {"vsml": VSML, "sgd": OnlineSGD}
+LEARNERS: dict[str, type] = {"vsml": VSML, "sgd": OnlineSGD, "blur": BLUR}
 
 
 def build_learner(settings: dict[str, Any]) -> Learner:
@@ -30,6 +31,7 @@ def learner_name(learner: Learner) -> str:
 
 
 __all__ = [
+    "BLUR",
     "LEARNERS",
     "Learner",
     "OnlineSGD",

@@ -15,8 +15,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vsml.learners.base import Learner, PyTree, run_episode
-from vsml.meta.objectives import meta_loss_by_name
+from vsml.learners.base import Learner, PyTree
+from vsml.meta.objectives import Objective, episode_meta_loss
 from vsml.meta.population import as_slices, sample_slices
 from vsml.tasks.sampler import EpisodeSampler, Source
 
@@ -27,9 +27,16 @@ class GradConfig:
     learning_rate: float = 1e-3
     clip_norm: float = 25.0
     remat: bool = True  # jax.checkpoint per step
+    # Unroll curriculum (BLUR, blur.md §6): T grows by `curriculum_increment` every `curriculum_every` steps.
+    curriculum_increment: int = 0
+    curriculum_every: int = 10_000
 
     def __post_init__(self) -> None:
-        for name in ("num_episodes", "learning_rate", "clip_norm"):
+        if self.curriculum_increment < 0:
+            raise ValueError(
+                f"config key grad.curriculum_increment must be >= 0, got {self.curriculum_increment}"
+            )
+        for name in ("num_episodes", "learning_rate", "clip_norm", "curriculum_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"config key grad.{name} must be positive, got {getattr(self, name)}")
 
@@ -42,21 +49,26 @@ def make_grad_optimizer(cfg: GradConfig) -> optax.GradientTransformation:
 
 
 def meta_batch_loss(
-    learner: Learner, loss_name: str, remat: bool, meta: PyTree, xs: jax.Array, ys: jax.Array, keys: jax.Array
+    learner: Learner,
+    objective: str | Objective,
+    remat: bool,
+    meta: PyTree,
+    xs: jax.Array,
+    ys: jax.Array,
+    keys: jax.Array,
 ) -> jax.Array:
     """Mean meta-loss over a batch of episodes xs [N, T, ...], ys [N, T, C], init keys [N]."""
-    meta_loss = meta_loss_by_name(loss_name)
 
     def one(x, y, k):
-        return meta_loss(run_episode(learner, meta, k, x, y, remat=remat), y)
+        return episode_meta_loss(learner, objective, meta, k, x, y, remat=remat)
 
     return jnp.mean(jax.vmap(one)(xs, ys, keys))
 
 
-@partial(jax.jit, static_argnames=("learner", "loss_name", "num_episodes", "sampler", "remat", "optimizer"))
+@partial(jax.jit, static_argnames=("learner", "objective", "num_episodes", "sampler", "remat", "optimizer"))
 def grad_iteration(
     learner: Learner,
-    loss_name: str,
+    objective: str | Objective,
     num_episodes: int | tuple[int, ...],
     sampler: EpisodeSampler | tuple[EpisodeSampler, ...],
     remat: bool,
@@ -82,7 +94,7 @@ def grad_iteration(
 
     def total_loss(meta: PyTree) -> jax.Array:
         per_slice = [
-            count * meta_batch_loss(learner, loss_name, remat, meta, *batch)
+            count * meta_batch_loss(learner, objective, remat, meta, *batch)
             for count, batch in zip(counts, batches, strict=True)
         ]
         return sum(per_slice) / sum(counts)

@@ -34,10 +34,12 @@ from vsml.experiment import (
     population_slices,
 )
 from vsml.learners import build_learner
-from vsml.learners.base import Learner, PyTree, run_episode
+from vsml.learners.base import Learner, PyTree
+from vsml.meta.cmaes import cmaes_init, ravel_meta
+from vsml.meta.cmaes_iteration import cmaes_iteration
 from vsml.meta.es import es_gradient_from_losses, make_es_optimizer, sample_antithetic_noise
 from vsml.meta.grad import grad_iteration, make_grad_optimizer
-from vsml.meta.objectives import meta_loss_by_name
+from vsml.meta.objectives import Objective, as_objective, check_learner_supports, episode_meta_loss
 from vsml.meta.parallel import replicate, shard_over_population
 from vsml.meta.population import as_slices, sample_slices, split_counts
 from vsml.tasks.sampler import EpisodeSampler, Source
@@ -56,22 +58,18 @@ class IterationResult:
     num_nonfinite: int  # ES: pairs left out; grad: 1 if the step was skipped
     seconds: float
     grad_norm: float | None = None  # grad only, before clipping
+    best_loss: float | None = None  # cmaes only: the generation's best candidate
 
 
-def _member_losses(learner: Learner, loss_name: str, members: PyTree, xs, ys, init_keys) -> jax.Array:
+def _member_losses(learner: Learner, objective: Objective, members: PyTree, xs, ys, init_keys) -> jax.Array:
     """Meta-loss of each population member on its own episode: [2P] (vmapped, sharded over devices)."""
-    meta_loss = meta_loss_by_name(loss_name)
-
-    def one(meta, x, y, k):
-        return meta_loss(run_episode(learner, meta, k, x, y), y)
-
-    return jax.vmap(one)(members, xs, ys, init_keys)
+    return jax.vmap(partial(episode_meta_loss, learner, objective))(members, init_keys, xs, ys)
 
 
-@partial(jax.jit, static_argnames=("learner", "loss_name", "num_pairs", "sigma", "sampler", "optimizer"))
+@partial(jax.jit, static_argnames=("learner", "objective", "num_pairs", "sigma", "sampler", "optimizer"))
 def es_iteration(
     learner: Learner,
-    loss_name: str,
+    objective: str | Objective,
     num_pairs: int | tuple[int, ...],
     sigma: float,
     sampler: EpisodeSampler | tuple[EpisodeSampler, ...],
@@ -104,7 +102,7 @@ def es_iteration(
         members = jax.tree.map(
             lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, slice_eps
         )
-        losses = shard_over_population(partial(_member_losses, learner, loss_name), 2 * count)(
+        losses = shard_over_population(partial(_member_losses, learner, as_objective(objective)), 2 * count)(
             members, twice(episodes.xs), twice(episodes.ys), twice(init_keys)
         )
         plus.append(losses[:count])
@@ -127,17 +125,22 @@ class MetaTrainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.learner = build_learner(config.learner)
+        self.objective = Objective(config.task.loss, config.task.query_steps)
+        check_learner_supports(self.learner, self.objective)
         slices = population_slices(config)
         self.uses_es = config.meta_optimizer == "es"
-        members = config.es.num_pairs if self.uses_es else config.grad.num_episodes
-        what = "es.num_pairs" if self.uses_es else "grad.num_episodes"
+        self.uses_cmaes = config.meta_optimizer == "cmaes"
+        members, what = {
+            "es": (config.es.num_pairs, "es.num_pairs"),
+            "grad": (config.grad.num_episodes, "grad.num_episodes"),
+            "cmaes": (len(slices), "the population slices"),  # cmaes: every candidate sees every slice
+        }[config.meta_optimizer]
         self.slice_counts = split_counts(members, tuple(sl.share for sl in slices), what)
+        self.slice_transforms = tuple(sl.transform for sl in slices)
         self.train_sources = tuple(
             make_experiment_source(config, sl.dataset, "train", transform=sl.transform) for sl in slices
         )
-        self.samplers = tuple(
-            experiment_sampler(config, config.task.episode_length, sl.transform) for sl in slices
-        )
+        self._samplers: dict[int, tuple[EpisodeSampler, ...]] = {}
         # Each slice's fixed projection / permutation (spec §3.3), reproducible from the seed.
         self.transform_keys = tuple(
             jax.random.fold_in(jax.random.PRNGKey(config.seed), i) for i in range(len(slices))
@@ -146,13 +149,20 @@ class MetaTrainer:
             name: make_experiment_source(config, name, "test") for name in config.eval.datasets
         }
         self.eval_sampler = experiment_sampler(config, config.eval.episode_length)
-        self.optimizer = make_es_optimizer(config.es) if self.uses_es else make_grad_optimizer(config.grad)
         self.meta = self.learner.init_meta(jax.random.PRNGKey(config.seed))
-        self.opt_state = self.optimizer.init(self.meta)
+        if self.uses_cmaes:  # the search distribution's state plays the optimiser state's role
+            flat, self.unravel = ravel_meta(self.meta)
+            self.optimizer = None
+            self.opt_state = cmaes_init(config.cmaes, flat)
+        else:
+            self.optimizer = (
+                make_es_optimizer(config.es) if self.uses_es else make_grad_optimizer(config.grad)
+            )
+            self.opt_state = self.optimizer.init(self.meta)
         self.iteration = 0
         self.total_nonfinite = 0
         self._prepare_run_dir(resume)
-        population = 2 * config.es.num_pairs if self.uses_es else 1  # grad: one device for now
+        population = 2 * config.es.num_pairs if self.uses_es else 1  # grad, cmaes: one device for now
         self.meta, self.opt_state = replicate((self.meta, self.opt_state), population)
         self.train_sources = replicate(self.train_sources, population)
 
@@ -214,23 +224,49 @@ class MetaTrainer:
     def iteration_key(self, iteration: int) -> jax.Array:
         return jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), iteration)
 
+    def episode_length(self, iteration: int) -> int:
+        """T at `iteration`: fixed, or BLUR's unroll curriculum with gradients (blur.md §6: 10, then +5 every N)."""
+        cfg = self.config
+        if cfg.meta_optimizer != "grad":
+            return cfg.task.episode_length
+        return cfg.task.episode_length + cfg.grad.curriculum_increment * (
+            iteration // cfg.grad.curriculum_every
+        )
+
+    def samplers(self, iteration: int) -> tuple[EpisodeSampler, ...]:
+        """One sampler per population slice for the episode length at `iteration` (each length compiles once)."""
+        length = self.episode_length(iteration)
+        if length not in self._samplers:
+            self._samplers[length] = tuple(
+                experiment_sampler(self.config, length, transform) for transform in self.slice_transforms
+            )
+        return self._samplers[length]
+
     def step(self) -> IterationResult:
         cfg = self.config
         start = time.perf_counter()
         key = self.iteration_key(self.iteration)
-        grad_norm = None
+        samplers = self.samplers(self.iteration)
+        grad_norm = best = None
         if self.uses_es:
             self.meta, self.opt_state, loss, nonfinite = es_iteration(
-                self.learner, cfg.task.loss, self.slice_counts, cfg.es.sigma, self.samplers,
+                self.learner, self.objective, self.slice_counts, cfg.es.sigma, samplers,
                 self.optimizer, self.meta, self.opt_state, self.train_sources, key, self.transform_keys,
             )  # fmt: skip
+        elif self.uses_cmaes:
+            self.opt_state, loss, best, nonfinite = cmaes_iteration(
+                self.learner, self.objective, cfg.cmaes, samplers, self.unravel, self.opt_state,
+                self.train_sources, key, self.transform_keys,
+            )  # fmt: skip
+            self.meta = self.unravel(self.opt_state.mean)  # evaluated and checkpointed: the search's centre
+            best = float(best)
         else:
             self.meta, self.opt_state, loss, grad_norm, nonfinite = grad_iteration(
-                self.learner, cfg.task.loss, self.slice_counts, self.samplers, cfg.grad.remat,
+                self.learner, self.objective, self.slice_counts, samplers, cfg.grad.remat,
                 self.optimizer, self.meta, self.opt_state, self.train_sources, key, self.transform_keys,
             )  # fmt: skip
             grad_norm = float(grad_norm)
-        result = IterationResult(float(loss), int(nonfinite), time.perf_counter() - start, grad_norm)
+        result = IterationResult(float(loss), int(nonfinite), time.perf_counter() - start, grad_norm, best)
         self.iteration += 1
         self.total_nonfinite += result.num_nonfinite
         return result
@@ -247,11 +283,24 @@ class MetaTrainer:
                 length=cfg.episode_length,
                 sampler=self.eval_sampler,
                 seed=cfg.seed,
+                query_steps=self.config.task.query_steps,
             )
+            if result.query_accuracy is not None:
+                metrics[f"eval_query_accuracy_{name}"] = result.mean_query_accuracy
             metrics[f"eval_accuracy_{name}"] = result.mean_accuracy
             metrics[f"eval_final_accuracy_{name}"] = result.final_accuracy
             metrics[f"eval_loss_{name}"] = result.mean_loss
         return metrics
+
+    def _nonfinite_message(self, count: int) -> str:
+        if self.uses_es:
+            return (
+                f"iteration {self.iteration}: {count} of {self.config.es.num_pairs} pairs had a non-finite loss "
+                "and were left out of the update"
+            )
+        if self.uses_cmaes:
+            return f"iteration {self.iteration}: {count} candidates had a non-finite fitness (ranked last)"
+        return f"iteration {self.iteration}: non-finite meta-loss or gradient; update skipped"
 
     def run(self, iterations: int | None = None, progress: bool = True) -> dict[str, Any]:
         """Meta-train until `train.iterations` (or `iterations` more steps, to simulate an interruption)."""
@@ -280,13 +329,12 @@ class MetaTrainer:
                 }
                 if result.grad_norm is not None:
                     record["grad_norm"] = result.grad_norm
+                if result.best_loss is not None:
+                    record["best_loss"] = result.best_loss
+                if cfg.meta_optimizer == "grad" and cfg.grad.curriculum_increment:
+                    record["episode_length"] = self.episode_length(self.iteration - 1)
                 if result.num_nonfinite:
-                    tqdm.write(
-                        f"iteration {self.iteration}: {result.num_nonfinite} of {cfg.es.num_pairs} pairs had a "
-                        "non-finite loss and were left out of the update"
-                        if self.uses_es
-                        else f"iteration {self.iteration}: non-finite meta-loss or gradient; update skipped"
-                    )
+                    tqdm.write(self._nonfinite_message(result.num_nonfinite))
                 evaluated = self.iteration % cfg.eval.every == 0 or self.iteration == cfg.train.iterations
                 if evaluated:
                     record.update(self.evaluate())

@@ -1,12 +1,13 @@
-"""In-memory dataset registry: mnist, fashion_mnist, digits, random, sum (spec/vsml.md §3.3).
+"""In-memory dataset registry: mnist, fashion_mnist, digits, random, sum (spec/vsml.md §3.3), and BLUR's 2-D toy
+tasks (xor, and, twomoon, ...; spec/blur.md §7, `vsml.tasks.toy2d`).
 
 A `Dataset` holds whole splits as numpy arrays, already preprocessed as spec §3.3 steps 1 and 4 say: pixels
 to [0, 1], then ``(x - mu) / s`` with the per-dataset scalar constants. Labels stay integers here; episodes
 turn them into one-hot vectors (learners/base.py). `sum` ("Sum Sign") is an infinite generated stream, so its
-Dataset holds no arrays but a `stream` function that draws examples on device from a key.
+Dataset holds no arrays but a `stream` function that draws examples on device from a key (so do the 2-D toys).
 
 Nothing is downloaded (DESIGN.md, Data): MNIST and Fashion-MNIST are read from IDX files under a data folder
-(see `resolve_data_dir`); digits ships with scikit-learn; random and sum are synthetic.
+(see `resolve_data_dir`); digits ships with scikit-learn; random, sum and the 2-D toys are synthetic.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.tasks.idx import DataError, read_idx
+from vsml.tasks.toy2d import TOY2D_TASKS, toy2d_stream
 
 __all__ = [
     "DATASET_NAMES",
@@ -46,6 +48,8 @@ NORMALISATION: Mapping[str, tuple[float, float]] = MappingProxyType(
         "digits": (0.30526, 0.37605),
         "random": (0.0, 1.0),
         "sum": (0.0, 1.0),
+        # The 2-D toys are generated at unit scale, mostly in [-1, 1]^2 (spec/blur.md §7): the identity.
+        **{name: (0.0, 1.0) for name in TOY2D_TASKS},
     }
 )
 
@@ -235,12 +239,20 @@ def _load_sum(data_dir: str | os.PathLike[str] | None, seed: int) -> Dataset:
     return Dataset("sum", None, None, None, None, 2, _IMAGE_28, stream=sample_sum_sign)
 
 
+def _load_toy2d(name: str, data_dir: str | os.PathLike[str] | None, seed: int) -> Dataset:
+    """A BLUR 2-D toy task as an infinite stream of ``[2]`` inputs; `seed` only freezes fixed_random_xor."""
+    del data_dir
+    stream, num_classes = toy2d_stream(name, seed)
+    return Dataset(name, None, None, None, None, num_classes, (2,), stream=stream)
+
+
 _LOADERS: dict[str, Callable[[str | os.PathLike[str] | None, int], Dataset]] = {
     "mnist": functools.partial(_load_idx_dataset, "mnist"),
     "fashion_mnist": functools.partial(_load_idx_dataset, "fashion_mnist"),
     "digits": _load_digits,
     "random": _load_random,
     "sum": _load_sum,
+    **{name: functools.partial(_load_toy2d, name) for name in TOY2D_TASKS},
 }
 DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
 
@@ -249,7 +261,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, seed
     """Load a registered dataset by name (spec §3.3): one of `DATASET_NAMES`.
 
     ``data_dir`` is used only by file-backed datasets (mnist, fashion_mnist; see `resolve_data_dir`). ``seed``
-    is used only by ``random`` (which 20 images); digits' split is fixed and sum is sampled from keys later.
+    is used only by ``random`` (which 20 images) and ``fixed_random_xor`` (its frozen P and b); digits' split is
+    fixed and the streams (sum, the 2-D toys) are sampled from keys later.
     Hyphens are accepted for underscores (``fashion-mnist``). IDX files are cached per file, so repeated loads
     only redo the normalisation.
     """

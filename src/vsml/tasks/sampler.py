@@ -24,6 +24,13 @@ class EpisodeSampler:
     transform: EpisodeTransform = field(default_factory=EpisodeTransform)
     ways: int = 5
     shots: int = 1
+    # > 1: every step is a batch of this many examples (BLUR's inner batch, VSML's `inner_batch`); episodes are
+    # then xs [N, T, B, *input_shape], ys [N, T, B, C], drawn as N·T·B examples and transformed before reshaping.
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"task.batch_size must be >= 1, got {self.batch_size}")
 
     @property
     def transforms(self) -> bool:
@@ -38,10 +45,18 @@ class EpisodeSampler:
     def sample(self, source: Source, key: jax.Array, num_episodes: int, transform_key: jax.Array) -> Episodes:
         """`num_episodes` episodes from `key`; `transform_key` fixes the slice's projection / permutation."""
         if isinstance(source, FewShotSource):
+            if self.batch_size > 1:
+                raise ValueError("few-shot episodes (omniglot) have no inner batch: set task.batch_size = 1")
             episodes = sample_few_shot_episodes(source, key, num_episodes, ways=self.ways, shots=self.shots)
         else:
-            episodes = sample_online_episodes(source, key, num_episodes, self.length)
-        if not self.transforms:
+            episodes = sample_online_episodes(source, key, num_episodes, self.length * self.batch_size)
+        if self.transforms:
+            episode_key = (
+                jax.random.fold_in(key, 1) if self.transform.resample_projection_per_episode else None
+            )
+            episodes = transform_episodes(self.transform, episodes, transform_key, episode_key=episode_key)
+        if self.batch_size == 1:
             return episodes
-        episode_key = jax.random.fold_in(key, 1) if self.transform.resample_projection_per_episode else None
-        return transform_episodes(self.transform, episodes, transform_key, episode_key=episode_key)
+        return jax.tree.map(
+            lambda a: a.reshape((a.shape[0], self.length, self.batch_size) + a.shape[2:]), episodes
+        )

@@ -4,7 +4,8 @@ Two kinds, by when they must act:
 
 - On the dataset arrays, once, before episodes are sampled: the normalisation mode (`apply_normalisation`) and
   the class filter (`filter_classes`, step 2), which changes which examples are eligible.
-- On sampled episodes (xs ``[N, T, *input_shape]``, ys one-hot ``[N, T, K]``), jittable: resize (step 3),
+- On sampled episodes (xs ``[N, T, *input_shape]``, ys one-hot ``[N, T, K]``), jittable: centre crop (not in
+  spec §3.3: BLUR's "crop to 20x20, resize to 10x10" of MNIST, spec/blur.md §9 Fig. 5), resize (step 3),
   padding (step 5), pixel shuffle (step 6), random projection (step 7), in that order, by
   `transform_episodes` from the static settings of an `EpisodeTransform`.
 
@@ -36,6 +37,7 @@ __all__ = [
     "NORMALISATIONS",
     "EpisodeTransform",
     "apply_normalisation",
+    "centre_crop",
     "filter_classes",
     "pad_inputs",
     "pad_labels",
@@ -164,6 +166,26 @@ def filter_classes(dataset: Dataset, classes: Sequence[int]) -> Dataset:
 # ----- per-example maps (jittable; leading batch axes allowed) ------------------------------------------------
 
 
+def centre_crop(x: Array, size: tuple[int, int], *, input_ndim: int | None = None) -> Array:
+    """The central ``(height, width)`` window of images ``[H, W]`` or ``[H, W, C]`` (BLUR's MNIST crop, spec/blur.md
+    §9 Fig. 5). The last `input_ndim` axes of `x` are one image (default: all of them). An odd margin leaves the
+    extra row / column at the bottom / right: the offset is ``(H - height) // 2``, as in TF's
+    ``tf.image.resize_with_crop_or_pad``.
+    """
+    size = _int_tuple(size, "crop", 1)
+    if len(size) != 2:
+        raise ValueError(f"crop must be (height, width), got {size}")
+    lead, example = _example_shape(x, input_ndim, "crop")
+    if len(example) not in (2, 3):
+        raise ValueError(f"crop needs images [H, W] or [H, W, C], got example shape {example}")
+    (height, width), (in_height, in_width) = size, example[:2]
+    if height > in_height or width > in_width:
+        raise ValueError(f"crop {size} is larger than the {in_height}x{in_width} images")
+    top, left = (in_height - height) // 2, (in_width - width) // 2
+    window = (slice(None),) * len(lead) + (slice(top, top + height), slice(left, left + width))
+    return x[window]
+
+
 def resize_images(x: Array, size: tuple[int, int]) -> Array:
     """Bilinear resize of images ``[..., H, W, C]`` to ``[..., *size, C]`` (spec §3.3 step 3).
 
@@ -251,7 +273,8 @@ class EpisodeTransform:
     """Static settings of the transforms of one population slice (spec §3.3); hashable, so a jit static arg.
 
     ``classes`` is applied to the dataset arrays before sampling (`prepare_dataset`); the rest to episodes
-    (`transform_episodes`), in the spec's order: resize, padding, shuffle (only without projection), projection.
+    (`transform_episodes`), in the spec's order: crop, resize, padding, shuffle (only without projection),
+    projection.
     Lists (from YAML) are stored as tuples. The defaults are the identity.
     """
 
@@ -262,6 +285,7 @@ class EpisodeTransform:
     classes: tuple[int, ...] | None = None  # step 2: keep these labels, relabelled to their index here
     pad_input_to: tuple[int, ...] | None = None  # step 5: e.g. (28, 28, 1)
     pad_classes_to: int | None = None  # step 5: e.g. 62
+    crop: tuple[int, int] | None = None  # (height, width) centre crop before resize, e.g. BLUR's (20, 20)
 
     def __post_init__(self) -> None:
         for name in ("project", "resample_projection_per_episode", "shuffle"):
@@ -274,6 +298,11 @@ class EpisodeTransform:
             if len(resize) != 2:
                 raise ValueError(f"transform.resize must be [height, width], got {list(resize)}")
             object.__setattr__(self, "resize", resize)
+        if self.crop is not None:
+            crop = _int_tuple(self.crop, "transform.crop", 1)
+            if len(crop) != 2:
+                raise ValueError(f"transform.crop must be [height, width], got {list(crop)}")
+            object.__setattr__(self, "crop", crop)
         if self.classes is not None:
             object.__setattr__(self, "classes", _check_classes(self.classes, "transform.classes"))
         if self.pad_input_to is not None:
@@ -303,6 +332,16 @@ class EpisodeTransform:
                 f"episodes have {num_classes} classes but transform.classes lists {len(self.classes)}; filter "
                 "the dataset first with prepare_dataset (the class filter acts before sampling, spec §3.3 step 2)"
             )
+        if self.crop is not None:
+            if len(shape) not in (2, 3):
+                raise ValueError(
+                    f"transform.crop needs image inputs [H, W] or [H, W, C], got input shape {shape}"
+                )
+            if self.crop[0] > shape[0] or self.crop[1] > shape[1]:
+                raise ValueError(
+                    f"transform.crop={list(self.crop)} is larger than the {shape[0]}x{shape[1]} input images"
+                )
+            shape = (*self.crop, *shape[2:])
         if self.resize is not None:
             if len(shape) != 3:
                 raise ValueError(f"transform.resize needs image inputs [H, W, C], got input shape {shape}")
@@ -313,7 +352,8 @@ class EpisodeTransform:
             ):
                 raise ValueError(
                     f"transform.pad_input_to={list(self.pad_input_to)} cannot hold inputs of shape {list(shape)}"
-                    f"{' (after resize)' if self.resize else ''}: it needs as many axes and none smaller"
+                    f"{' (after resize)' if self.resize else ' (after crop)' if self.crop else ''}: it needs as many "
+                    "axes and none smaller"
                 )
             shape = self.pad_input_to
         if self.pad_classes_to is not None:
@@ -341,7 +381,7 @@ def transform_episodes(
 ) -> Episodes:
     """Episodes xs ``[N, T, *input_shape]``, ys one-hot ``[N, T, K]`` -> transformed episodes (spec §3.3).
 
-    Order: resize, padding (inputs and labels), pixel shuffle (only if projection is off), projection.
+    Order: crop, resize, padding (inputs and labels), pixel shuffle (only if projection is off), projection.
     `key` is the population slice's key, fixed for a run: ``projection_key, permutation_key = split(key)`` give
     its fixed P (`sample_projection`) and permutation (`sample_permutation`), shared by all its episodes. With
     ``resample_projection_per_episode``, episode i instead uses P from ``split(episode_key, N)[i]``; pass a fresh
@@ -370,6 +410,8 @@ def _transform_episodes(
     input_shape, _ = transform.output_shapes(xs.shape[2:], ys.shape[-1])
     input_ndim = len(input_shape)
     size = math.prod(input_shape)
+    if transform.crop is not None:
+        xs = centre_crop(xs, transform.crop, input_ndim=xs.ndim - 2)
     if transform.resize is not None:
         xs = resize_images(xs, transform.resize)
     if transform.pad_input_to is not None:
