@@ -46,6 +46,9 @@ class TrainConfig:
     iterations: int = 500
     checkpoint_every: int = 50
     log_every: int = 1
+    # A run directory or checkpoint whose meta-parameters start this run (warm start; its optimiser state is
+    # not taken). The learner settings must give meta-parameters of the same structure.
+    init_from: str | None = None
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ measured on the same held-out episodes (test split, fixed key), so the compariso
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +23,18 @@ from vsml.evaluate import OnlineEvaluation, evaluate_online
 from vsml.experiment import ExperimentConfig, experiment_from_dict, experiment_sampler, make_experiment_source
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
-from vsml.learners.sgd import OnlineSGD, OnlineSGDMeta, online_adam, online_sgd
+from vsml.learners.blur import BLUR, backprop_blur, backprop_genome
+from vsml.learners.sgd import OnlineSGDMeta, online_adam, online_sgd
+from vsml.learners.vsml import VSML
 from vsml.report import block_labels, block_means, markdown_table, plot_learning_curves
 from vsml.tasks.sampler import EpisodeSampler
 
 _OPTIMIZER_LABEL = {"es": "ES", "grad": "meta-gradient"}
 SGD_LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
 ADAM_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
+# On the batch-*summed* loss (BLUR's Hebbian sum): 1e-3 is a mean-loss rate of 0.128 at a batch of 128.
+BATCH_SGD_LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
+_LEARNER_LABEL = {VSML: ("VSML", "V_M"), BLUR: ("BLUR", "genome")}
 
 
 @dataclass(frozen=True)
@@ -62,25 +68,64 @@ def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = 
 
 
 def tune_learning_rate(
-    learner: OnlineSGD,
+    learner: Learner,
     rates: tuple[float, ...],
     source,
     num_episodes: int,
     sampler: EpisodeSampler,
     seed: int,
     by_final_step: bool = False,
+    meta_for_rate: Callable[[float], PyTree] | None = None,
+    query_steps: int = 0,
 ) -> tuple[float, dict[float, float]]:
     """The rate with the best mean online accuracy on `source` (the meta-training split); with
-    `by_final_step`, the best last-step accuracy instead (few-shot: the query is what counts, spec §6.5).
+    `by_final_step`, the best last-step accuracy instead (few-shot: the query is what counts, spec §6.5); with
+    `query_steps`, the best query accuracy after the learning steps.
 
-    The rate lives in the meta-parameters, not in the (static) learner, so the sweep compiles once.
+    The rate lives in the meta-parameters (`meta_for_rate`, default `OnlineSGDMeta`), not in the (static)
+    learner, so the sweep compiles once.
     """
+    meta_for_rate = meta_for_rate or sgd_meta
     scores = {}
     for rate in rates:
-        meta = OnlineSGDMeta(jnp.log(jnp.float32(rate)))
-        result = evaluate_online(learner, meta, source, num_episodes=num_episodes, seed=seed, sampler=sampler)
-        scores[rate] = result.final_accuracy if by_final_step else result.mean_accuracy
+        result = evaluate_online(
+            learner, meta_for_rate(rate), source, num_episodes=num_episodes, seed=seed, sampler=sampler,
+            query_steps=query_steps,
+        )  # fmt: skip
+        if query_steps:
+            scores[rate] = result.mean_query_accuracy
+        else:
+            scores[rate] = result.final_accuracy if by_final_step else result.mean_accuracy
     return max(scores, key=scores.get), scores
+
+
+def sgd_meta(rate: float) -> OnlineSGDMeta:
+    return OnlineSGDMeta(jnp.log(jnp.float32(rate)))
+
+
+def same_unroll_sgd(learner: Learner) -> BLUR:
+    """Plain SGD on the same MLP and batches as a batched learner: BLUR's backprop genome, which is exactly SGD
+    on the batch-summed cross-entropy (tests/learners/test_blur.py), tanh hidden units, the same initial
+    synapse distribution when `learner` is BLUR."""
+    init = {}
+    if isinstance(learner, BLUR):
+        init = {"init_scale": learner.init_scale, "scale_by_channels": learner.scale_by_channels}
+    return backprop_blur(getattr(learner, "hidden_sizes", ()), "tanh", "ce", **init)
+
+
+def _baselines(
+    cfg: ExperimentConfig, learner: Learner
+) -> list[tuple[str, Learner, tuple[float, ...], Callable]]:
+    """(label, learner, learning rates to sweep, meta for a rate) of each hand-designed contender."""
+    if cfg.task.batch_size > 1 or cfg.task.query_steps:
+        sgd = same_unroll_sgd(learner)
+        return [
+            ("SGD, same MLP and batches", sgd, BATCH_SGD_LEARNING_RATES, lambda r: backprop_genome(2, -r))
+        ]
+    return [
+        ("online SGD", online_sgd(SGD_LEARNING_RATES[0]), SGD_LEARNING_RATES, sgd_meta),
+        ("online Adam", online_adam(ADAM_LEARNING_RATES[0]), ADAM_LEARNING_RATES, sgd_meta),
+    ]
 
 
 def meta_test(
@@ -99,10 +144,12 @@ def meta_test(
     length = length or cfg.eval.episode_length
     data_dir = data_dir or cfg.task.data_dir
     untrained = run.learner.init_meta(jax.random.PRNGKey(cfg.seed))
+    query_steps = cfg.task.query_steps
     report: dict[str, Any] = {
         "iteration": run.iteration,
         "episodes": num_episodes,
         "length": length,
+        "query_steps": query_steps,
         "datasets": {},
     }
     for name in datasets:
@@ -113,30 +160,27 @@ def meta_test(
 
         def evaluate(learner: Learner, meta: PyTree, test=test, sampler=sampler) -> OnlineEvaluation:
             return evaluate_online(
-                learner, meta, test, num_episodes=num_episodes, seed=cfg.eval.seed, sampler=sampler
-            )
+                learner, meta, test, num_episodes=num_episodes, seed=cfg.eval.seed, sampler=sampler,
+                query_steps=query_steps,
+            )  # fmt: skip
 
+        name_label, meta_label = _LEARNER_LABEL.get(type(run.learner), (type(run.learner).__name__, "meta"))
+        optimizer = _OPTIMIZER_LABEL[cfg.meta_optimizer]
         results: dict[str, OnlineEvaluation] = {
-            "VSML, untrained V_M": evaluate(run.learner, untrained),
-            f"VSML, meta-trained V_M ({run.iteration} {_OPTIMIZER_LABEL[cfg.meta_optimizer]} it.)": evaluate(
+            f"{name_label}, untrained {meta_label}": evaluate(run.learner, untrained),
+            f"{name_label}, meta-trained {meta_label} ({run.iteration} {optimizer} it.)": evaluate(
                 run.learner, run.meta
             ),
         }
         tuned = {}
         if baselines:
-            for label, make, rates in (
-                ("online SGD", online_sgd, SGD_LEARNING_RATES),
-                ("online Adam", online_adam, ADAM_LEARNING_RATES),
-            ):
+            for label, learner, rates, meta_for_rate in _baselines(cfg, run.learner):
                 # Tune on the meta-training split with a different key, then test on held-out episodes.
-                learner = make(rates[0])
                 rate, scores = tune_learning_rate(
                     learner, rates, train, min(num_episodes, 32), sampler, seed=1,
-                    by_final_step=cfg.task.loss == "last",
+                    by_final_step=cfg.task.loss == "last", meta_for_rate=meta_for_rate, query_steps=query_steps,
                 )  # fmt: skip
-                results[f"{label} (lr {rate:g})"] = evaluate(
-                    learner, OnlineSGDMeta(jnp.log(jnp.float32(rate)))
-                )
+                results[f"{label} (lr {rate:g})"] = evaluate(learner, meta_for_rate(rate))
                 tuned[label] = {
                     "chosen": rate,
                     "train_split_accuracy": {str(k): v for k, v in scores.items()},
@@ -150,6 +194,7 @@ def meta_test(
                     "mean_accuracy": r.mean_accuracy,
                     "final_accuracy": r.final_accuracy,
                     "mean_loss": r.mean_loss,
+                    "query_accuracy": r.mean_query_accuracy,
                     "block_accuracy": block_means(r.curve, num_blocks).tolist(),
                     "curve": r.curve.tolist(),
                     "curve_std": r.curve_std.tolist(),
@@ -168,9 +213,13 @@ def report_tables(report: dict[str, Any], num_blocks: int = 5) -> str:
         rows = []
         for label, r in entry["learners"].items():
             row = {"learner": label, "mean": r["mean_accuracy"], "final": r["final_accuracy"]}
+            if r.get("query_accuracy") is not None:
+                row["query"] = r["query_accuracy"]
             row.update({f"steps {b}": v for b, v in zip(labels, r["block_accuracy"], strict=True)})
             rows.append(row)
         chance = {"learner": "chance", "mean": entry["chance"], "final": entry["chance"]}
+        if report.get("query_steps"):
+            chance["query"] = entry["chance"]
         chance.update({f"steps {b}": entry["chance"] for b in labels})
         rows.append(chance)
         parts.append(

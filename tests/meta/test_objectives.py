@@ -152,6 +152,9 @@ def test_query_losses_score_predictions_after_learning():
     logits = jnp.array([0.0, 0.0, 3.0, 0.0])  # the state after 3 learning steps; the query steps do not learn
     expected = np.mean([-jax.nn.log_softmax(logits)[2], -jax.nn.log_softmax(logits)[0]])
     assert float(ce) == pytest.approx(float(expected), rel=1e-6)
+    l2 = episode_meta_loss(_Memoriser(), Objective("query_l2", 2), None, jax.random.PRNGKey(0), xs, ys)
+    targets = np.array([[-1, -1, 1, -1], [1, -1, -1, -1]], np.float32)
+    assert float(l2) == pytest.approx(float(np.mean((np.asarray(logits)[None] - targets) ** 2)), rel=1e-6)
 
 
 def test_online_losses_average_an_inner_batch_over_its_steps():

@@ -286,3 +286,18 @@ def test_gradient_curriculum_grows_the_unroll(tmp_path):
     trainer.run(progress=False)
     assert [r["episode_length"] for r in read_metrics(tmp_path)] == [3, 3, 5, 5]
     assert all(np.isfinite(r["loss"]) for r in read_metrics(tmp_path))
+
+
+def test_warm_start_takes_the_meta_parameters_of_another_run(uninterrupted, tmp_path):
+    source_dir, source = uninterrupted
+    data = json.loads(json.dumps(TINY))
+    data["train"]["init_from"] = str(source_dir)
+    data["train"]["iterations"] = 1
+    trainer = MetaTrainer(experiment_from_dict(data), tmp_path)
+    for a, b in zip(leaves(trainer.meta), leaves(source.meta), strict=True):
+        np.testing.assert_array_equal(a, b)
+    trainer.run(progress=False)
+    assert read_metrics(tmp_path)[-1]["iteration"] == 1
+    data["train"]["init_from"] = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError):
+        MetaTrainer(experiment_from_dict(data), tmp_path / "other")

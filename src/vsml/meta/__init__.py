@@ -4,6 +4,7 @@ Only the pure building blocks are re-exported here; the trainer and the parallel
 their own modules (`vsml.meta.trainer`, `vsml.meta.parallel`), so importing `vsml.meta` stays light.
 """
 
+from vsml.meta.cmaes import CMAESConfig, CMAESState, cmaes_ask, cmaes_init, cmaes_tell, ravel_meta
 from vsml.meta.es import (
     ESInfo,
     OpenESConfig,
@@ -16,6 +17,9 @@ from vsml.meta.es import (
 )
 from vsml.meta.objectives import (
     META_LOSSES,
+    QUERY_LOSSES,
+    Objective,
+    episode_meta_loss,
     final_step_accuracy,
     last_step_cross_entropy,
     mean_online_cross_entropy,
@@ -27,8 +31,17 @@ from vsml.meta.objectives import (
 )
 
 __all__ = [
+    "CMAESConfig",
+    "CMAESState",
     "ESInfo",
     "META_LOSSES",
+    "QUERY_LOSSES",
+    "Objective",
+    "cmaes_ask",
+    "cmaes_init",
+    "cmaes_tell",
+    "episode_meta_loss",
+    "ravel_meta",
     "OpenESConfig",
     "es_gradient",
     "es_gradient_from_losses",

@@ -120,8 +120,18 @@ def query_error(logits: Array, ys: Array) -> Array:
     return 1.0 - jnp.mean(_correct(logits, ys))
 
 
+def query_l2(logits: Array, ys: Array) -> Array:
+    """Mean squared error of the query outputs against ±1 one-hot targets: the authors' code and colab meta-loss
+    (`−l2_score`, blur.md §6), where the paper uses cross-entropy (§10.3)."""
+    return jnp.mean((logits - (2.0 * ys - 1.0)) ** 2)
+
+
 # Losses of the query steps after the learning steps (the learner's forward-only `predict`).
-QUERY_LOSSES: dict[str, MetaLoss] = {"query_ce": query_cross_entropy, "query_error": query_error}
+QUERY_LOSSES: dict[str, MetaLoss] = {
+    "query_ce": query_cross_entropy,
+    "query_error": query_error,
+    "query_l2": query_l2,
+}
 LOSS_NAMES = tuple(sorted(META_LOSSES) + sorted(QUERY_LOSSES))
 
 

@@ -150,6 +150,9 @@ class MetaTrainer:
         }
         self.eval_sampler = experiment_sampler(config, config.eval.episode_length)
         self.meta = self.learner.init_meta(jax.random.PRNGKey(config.seed))
+        if config.train.init_from is not None:
+            _, trees, _ = load_checkpoint(config.train.init_from, {"meta": self.meta}, partial=True)
+            self.meta = trees["meta"]
         if self.uses_cmaes:  # the search distribution's state plays the optimiser state's role
             flat, self.unravel = ravel_meta(self.meta)
             self.optimizer = None
