@@ -467,6 +467,8 @@ COMBOS = {
     "normalize_in_activations": {"normalize_in_activations": True},
     "normalize_in_activations_rescale": {"normalize_in_activations": True, "rescale": True},
     "oja": {"oja": True},
+    "oja_code_form": {"oja": True, "oja_form": "code"},
+    "oja_code_form_symmetric": {"oja": True, "oja_form": "code", "symmetric_in_out": True},
     "oja_symmetric_kappa": {
         "oja": True,
         "symmetric_in_out": True,
@@ -515,6 +517,7 @@ COMBOS = {
         "per_layer_genome": True,
         "symmetric_in_out": True,
         "oja": True,
+        "oja_form": "code",
         "normalize_in_activations": True,
         "rescale": True,
         "activation_normalization": "both",

@@ -28,8 +28,12 @@ Documented choices where the paper and the code disagree or are silent (spec §1
   an option. `feedback="mse"` / `"ce"` write ∂L/∂z_L instead (what makes the backprop genome exactly SGD, §8).
 - Activation normalisation is the paper's (§3.4), not in the code: batch-norm-like over the batch (optionally
   also the neurons) of the pre-activation, with the genome's γ, β; off by default.
-- Neurons are always reset at the start of a step (`zero_out_neurons=True`, the default); the Oja form is the
-  code's, not the paper's eq. (8); the optional Hebbian update after the forward pass is not implemented.
+- Oja: the paper's eq. (8) weight-norm decay by default (`oja_form="paper"`); the code's activity form
+  (`oja_form="code"`, the only one the authors' code runs) is an option. Meta-losses: the paper's cross-entropy
+  (`query_ce`) or CMA-ES's error rate; the code's L2 against ±1 targets is `query_l2` (meta/objectives.py).
+  Meta-optimiser settings in configs follow the paper (Adam 5e−4, clip 10), not the colab (1e−3, no clip).
+- Neurons are always reset at the start of a step (`zero_out_neurons=True`, the default); the optional Hebbian
+  update after the forward pass and `supervised_every` are not implemented.
 - With `per_layer_genome`, genome arrays get a leading [L] axis; connection ℓ's genome drives the forward update
   into layer ℓ+1, the backward update into layer ℓ and the synapses of connection ℓ.
 - Initial synapses: U(−1, 1)·`init_scale` (divided by √(n+1+m) with `scale_by_channels`, as the code), drawn from
@@ -65,6 +69,7 @@ NORMALISATIONS = ("none", "forward", "backward", "both")
 NORM_AXES = ("batch", "batch_neurons")
 GENOME_INITS = ("random", "backprop")
 SATURATIONS = ("none", "exp_update")
+OJA_FORMS = ("paper", "code")
 COLNORM_EPS = 1e-9  # spec §4
 ACTIVATION_NORM_EPS = 1e-5
 
@@ -121,6 +126,9 @@ class BLUR:
     normalize_in_activations: bool = False  # colnorm only when computing U and V
     rescale: bool = False  # multiply normalised synapses by the genome's r
     oja: bool = False
+    # "paper": eq. (8)'s weight-norm decay −|ρ|·w_ij·Σ_r w_rj² (the rows feeding column j); "code": the authors'
+    # implementation −|ρ|·w_ij·Σ_b y_bj² with y = X₀·μ̃ᵀ (spec §4, §10.5). Both made a decay by −sign(η̃).
+    oja_form: str = "paper"
     oja_extra_multiplier: float = 1.0  # κ of spec §4
     saturation_type: str = "none"
     saturation_epsilon: float = 0.0  # ε of exp_update; unknown in the spec, 0 by our choice
@@ -148,6 +156,7 @@ class BLUR:
             "activation_norm_axes": NORM_AXES,
             "genome_init": GENOME_INITS,
             "saturation_type": SATURATIONS,
+            "oja_form": OJA_FORMS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -328,12 +337,16 @@ class BLUR:
         delta_f = jnp.einsum("bic,bjc->ijc", p_pre, q_post)  # a batch sum, not a mean (spec §10.7)
         delta_g = jnp.einsum("bjc,bic->jic", p_post, q_pre)
         delta_f, delta_g = self._sync(delta_f, delta_g)
-        if self.oja:  # added after the syncs (spec §4); y = X₀·μ̃ᵀ, the bias set to 0, i.e. q without bias
+        if self.oja:  # added after the syncs (spec §4)
             decay = (
                 -jnp.sign(genome.synapse_update) * self.oja_extra_multiplier * jnp.abs(genome.oja_multiplier)
             )
-            delta_f = delta_f + decay * f * jnp.sum(q_post**2, axis=0)[None]
-            delta_g = delta_g + decay * g * jnp.sum(q_pre**2, axis=0)[None]
+            if self.oja_form == "paper":  # Σ_r w_rj² over the rows feeding column j: axis 0 of F and of G
+                delta_f = delta_f + decay * f * jnp.sum(f**2, axis=0, keepdims=True)
+                delta_g = delta_g + decay * g * jnp.sum(g**2, axis=0, keepdims=True)
+            else:  # y = X₀·μ̃ᵀ with the bias set to 0, i.e. q without its bias row
+                delta_f = delta_f + decay * f * jnp.sum(q_post**2, axis=0)[None]
+                delta_g = delta_g + decay * g * jnp.sum(q_pre**2, axis=0)[None]
         return self._apply_update(genome, f, delta_f), self._apply_update(genome, g, delta_g)
 
     def _apply_update(self, genome: BLURGenome, w: Array, delta: Array) -> Array:

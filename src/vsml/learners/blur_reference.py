@@ -254,10 +254,19 @@ def hebbian(genome: BLURGenome, pre: Array, post: Array) -> Array:
 
 
 def oja_term(blur: BLUR, genome: BLURGenome, W: Array, pre: Array, post: Array) -> Array:
-    """O[i,j,c] = −sign(η̃)·κ·|ρ|·W[i,j,c]·Σ_b y[b,j,c]², y[b,j,c] = Σ_l μ̃[c,l]·X₀[b,j,l], X₀ = X with bias 0."""
+    """Code form: O[i,j,c] = −sign(η̃)·κ·|ρ|·W[i,j,c]·Σ_b y[b,j,c]², y[b,j,c] = Σ_l μ̃[c,l]·X₀[b,j,l], X₀ = X with
+    bias 0. Paper form (eq. 8): O[i,j,c] = −sign(η̃)·κ·|ρ|·W[i,j,c]·Σ_r W[r,j,c]², r over the rows of i's group
+    (pre + bias rows for the forward block, post rows for the backward block)."""
+    scale = -jnp.sign(genome.synapse_update) * blur.oja_extra_multiplier * jnp.abs(genome.oja_multiplier)
+    if blur.oja_form == "paper":
+        n_pre = pre.shape[1] + 1  # pre neurons and the bias row
+        column_norms = jnp.zeros_like(W)
+        for i in range(W.shape[0]):
+            group = slice(0, n_pre) if i < n_pre else slice(n_pre, W.shape[0])
+            column_norms = column_norms.at[i].set(jnp.sum(W[group] ** 2, axis=0))
+        return scale * W * column_norms
     X0 = packed_activity(pre, post, bias=0.0)
     y = jnp.einsum("cl,bjl->bjc", genome.synapse_post, X0)
-    scale = -jnp.sign(genome.synapse_update) * blur.oja_extra_multiplier * jnp.abs(genome.oja_multiplier)
     return scale * jnp.einsum("ijc,jc->ijc", W, jnp.sum(y**2, axis=0))
 
 
