@@ -29,7 +29,7 @@ from vsml.learners.vsml import VSML
 from vsml.report import block_labels, block_means, markdown_table, plot_learning_curves
 from vsml.tasks.sampler import EpisodeSampler
 
-_OPTIMIZER_LABEL = {"es": "ES", "grad": "meta-gradient"}
+_OPTIMIZER_LABEL = {"es": "ES", "grad": "meta-gradient", "cmaes": "CMA-ES"}
 SGD_LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
 ADAM_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
 # On the batch-*summed* loss (BLUR's Hebbian sum): 1e-3 is a mean-loss rate of 0.128 at a batch of 128.

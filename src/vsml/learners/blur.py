@@ -27,7 +27,8 @@ Documented choices where the paper and the code disagree or are silent (spec §1
 - Labels enter as a ±1 one-hot (`label_encoding="pm1"`, inferred from the authors' accuracy helpers); "01" is
   an option. `feedback="mse"` / `"ce"` write ∂L/∂z_L instead (what makes the backprop genome exactly SGD, §8).
 - Activation normalisation is the paper's (§3.4), not in the code: batch-norm-like over the batch (optionally
-  also the neurons) of the pre-activation, with the genome's γ, β; off by default.
+  also the neurons) of the pre-activation, with the genome's γ, β. The learner's default is the code's (off:
+  batch statistics are degenerate for one online example); the paper configs (configs/blur) turn it on.
 - Oja: the paper's eq. (8) weight-norm decay by default (`oja_form="paper"`); the code's activity form
   (`oja_form="code"`, the only one the authors' code runs) is an option. Meta-losses: the paper's cross-entropy
   (`query_ce`) or CMA-ES's error rate; the code's L2 against ±1 targets is `query_l2` (meta/objectives.py).
@@ -108,7 +109,8 @@ class Activity(NamedTuple):
 
 @dataclass(frozen=True)
 class BLUR:
-    """Static settings of a BLUR network; defaults are the authors' `default_network_spec` (spec §4)."""
+    """Static settings of a BLUR network; defaults are the authors' `default_network_spec` (spec §4), except
+    the Oja form, where the paper's eq. (8) is the default."""
 
     hidden_sizes: tuple[int, ...] = (512,)
     num_states: int = 2  # k
@@ -132,6 +134,8 @@ class BLUR:
     oja_extra_multiplier: float = 1.0  # κ of spec §4
     saturation_type: str = "none"
     saturation_epsilon: float = 0.0  # ε of exp_update; unknown in the spec, 0 by our choice
+    # The paper's normalisation (§3.4, Fig. 8) is off by default only because statistics over the batch are
+    # degenerate for a single online example; every BLUR config in configs/blur turns it on ("both").
     activation_normalization: str = "none"
     activation_norm_axes: str = "batch"
     init_scale: float = 1.0
@@ -489,6 +493,7 @@ def backprop_blur(
         symmetric_in_out=True,
         symmetric_states=True,
         feedback=feedback,
+        activation_normalization="none",
         genome_init="backprop",
         **settings,
     )
