@@ -6,11 +6,10 @@ from functools import partial
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from vsml.learners.base import Learner, PyTree, run_episodes
-from vsml.meta.objectives import per_step_cross_entropy, run_with_query
+from vsml.meta.objectives import correct_predictions, per_step_cross_entropy, run_with_query
 from vsml.tasks.sampler import EpisodeSampler, Source
 
 DEFAULT_EVAL_SEED = 22  # spec §2: evaluation uses a fixed key (seed 22), the same episodes every time
@@ -21,7 +20,7 @@ class OnlineEvaluation(NamedTuple):
 
     accuracy: (
         np.ndarray
-    )  # [N, T] 1 where the online prediction was right (batch accuracy with an inner batch)
+    )  # [N, T] 1 where the online prediction was right (a batch's mean with an inner batch)
     loss: np.ndarray  # [N, T] cross-entropy of each online prediction (batch mean)
     query_accuracy: np.ndarray | None = None  # [N] forward-only accuracy on the query steps after learning
 
@@ -57,10 +56,6 @@ def _per_step(a: jax.Array) -> jax.Array:
     return a.reshape(a.shape[:2] + (-1,)).mean(axis=-1)
 
 
-def _correct(logits: jax.Array, ys: jax.Array) -> jax.Array:
-    return (jnp.argmax(logits, axis=-1) == jnp.argmax(ys, axis=-1)).astype(jnp.float32)
-
-
 @partial(jax.jit, static_argnames=("learner", "num_episodes", "sampler", "query_steps"))
 def _evaluate_batch(
     learner: Learner,
@@ -81,10 +76,10 @@ def _evaluate_batch(
         run = partial(run_with_query, learner, meta, query_steps=query_steps)
         logits, query_logits = jax.vmap(run)(init_keys, xs, ys)
         ys, query_ys = ys[:, :-query_steps], ys[:, -query_steps:]
-        query = _correct(query_logits, query_ys).reshape((num_episodes, -1)).mean(axis=-1)
+        query = correct_predictions(query_logits, query_ys).reshape((num_episodes, -1)).mean(axis=-1)
     else:
         logits = run_episodes(learner, meta, init_keys, xs, ys)
-    return _per_step(_correct(logits, ys)), _per_step(per_step_cross_entropy(logits, ys)), query
+    return _per_step(correct_predictions(logits, ys)), _per_step(per_step_cross_entropy(logits, ys)), query
 
 
 def evaluate_online(

@@ -21,11 +21,12 @@ from vsml.meta.population import as_slices, sample_slices
 from vsml.tasks.sampler import EpisodeSampler, Source
 
 
-@partial(jax.jit, static_argnames=("learner", "objective", "config", "sampler", "unravel"))
+@partial(jax.jit, static_argnames=("learner", "objective", "config", "num_episodes", "sampler", "unravel"))
 def cmaes_iteration(
     learner: Learner,
     objective: str | Objective,
     config: CMAESConfig,
+    num_episodes: int | tuple[int, ...],
     sampler: EpisodeSampler | tuple[EpisodeSampler, ...],
     unravel: Callable[[jax.Array], PyTree],
     state: CMAESState,
@@ -35,12 +36,12 @@ def cmaes_iteration(
 ) -> tuple[CMAESState, jax.Array, jax.Array, jax.Array]:
     """Returns (new state, mean finite fitness, best fitness of this generation, number of non-finite ones).
 
-    `unravel` maps a flat candidate back to the learner's meta-parameters (from `ravel_meta`; static, so keep
-    the same function object across calls to avoid recompiling).
+    Slice s gives `num_episodes[s]` episodes, which every candidate runs (`cmaes.num_episodes` per slice in the
+    trainer); the fitness averages the slices. `unravel` maps a flat candidate back to the learner's
+    meta-parameters (from `ravel_meta`; static, so keep the same function object across calls to avoid
+    recompiling).
     """
-    num_slices = len(sampler) if isinstance(sampler, tuple) else 1
-    counts = (config.num_episodes,) * num_slices if isinstance(sampler, tuple) else config.num_episodes
-    counts, samplers, sources, transform_keys = as_slices(counts, sampler, source, transform_key)
+    counts, samplers, sources, transform_keys = as_slices(num_episodes, sampler, source, transform_key)
     ask_key, data_key, init_key = jax.random.split(key, 3)
     candidates = cmaes_ask(config, state, ask_key)
     members = jax.vmap(unravel)(candidates)

@@ -63,7 +63,8 @@ def last_step_cross_entropy(logits: Array, ys: Array) -> Array:
     return softmax_cross_entropy(logits[..., -1, :], ys[..., -1, :])
 
 
-def _correct(logits: Array, ys: Array) -> Array:
+def correct_predictions(logits: Array, ys: Array) -> Array:
+    """1. where argmax(logits) is the one-hot label's class, else 0., over the last axis."""
     # argmax of a one-hot row is its class; padded label spaces (all-zero columns) are never the target.
     return (jnp.argmax(logits, axis=-1) == jnp.argmax(ys, axis=-1)).astype(jnp.float32)
 
@@ -71,19 +72,19 @@ def _correct(logits: Array, ys: Array) -> Array:
 def online_accuracy(logits: Array, ys: Array) -> Array:
     """Fraction of steps whose prediction (made before the label) was right, `[..., T, C] -> [...]` (§2)."""
     _check_episode_shapes(logits, ys)
-    return jnp.mean(_correct(logits, ys), axis=-1)
+    return jnp.mean(correct_predictions(logits, ys), axis=-1)
 
 
 def final_step_accuracy(logits: Array, ys: Array) -> Array:
     """Whether the last prediction of each episode was right (0. or 1.), `[..., T, C] -> [...]` (§2)."""
     _check_episode_shapes(logits, ys)
-    return _correct(logits[..., -1, :], ys[..., -1, :])
+    return correct_predictions(logits[..., -1, :], ys[..., -1, :])
 
 
 def online_accuracy_curve(logits: Array, ys: Array) -> Array:
     """The learning curve: accuracy at each step averaged over every leading axis, `[..., T, C] -> [T]`."""
     _check_episode_shapes(logits, ys)
-    correct = _correct(logits, ys)
+    correct = correct_predictions(logits, ys)
     return jnp.mean(correct.reshape((-1, correct.shape[-1])), axis=0)
 
 
@@ -117,7 +118,7 @@ def query_cross_entropy(logits: Array, ys: Array) -> Array:
 
 def query_error(logits: Array, ys: Array) -> Array:
     """1 − accuracy of forward-only query predictions `[Q, ..., C] -> []` (BLUR's CMA-ES fitness, blur.md §6)."""
-    return 1.0 - jnp.mean(_correct(logits, ys))
+    return 1.0 - jnp.mean(correct_predictions(logits, ys))
 
 
 def query_l2(logits: Array, ys: Array) -> Array:

@@ -130,12 +130,15 @@ class MetaTrainer:
         slices = population_slices(config)
         self.uses_es = config.meta_optimizer == "es"
         self.uses_cmaes = config.meta_optimizer == "cmaes"
-        members, what = {
-            "es": (config.es.num_pairs, "es.num_pairs"),
-            "grad": (config.grad.num_episodes, "grad.num_episodes"),
-            "cmaes": (len(slices), "the population slices"),  # cmaes: every candidate sees every slice
-        }[config.meta_optimizer]
-        self.slice_counts = split_counts(members, tuple(sl.share for sl in slices), what)
+        if self.uses_cmaes:  # every candidate runs every slice's episodes: no split
+            self.slice_counts = (config.cmaes.num_episodes,) * len(slices)
+        else:
+            members, what = (
+                (config.es.num_pairs, "es.num_pairs")
+                if self.uses_es
+                else (config.grad.num_episodes, "grad.num_episodes")
+            )
+            self.slice_counts = split_counts(members, tuple(sl.share for sl in slices), what)
         self.slice_transforms = tuple(sl.transform for sl in slices)
         self.train_sources = tuple(
             make_experiment_source(config, sl.dataset, "train", transform=sl.transform) for sl in slices
@@ -258,7 +261,7 @@ class MetaTrainer:
             )  # fmt: skip
         elif self.uses_cmaes:
             self.opt_state, loss, best, nonfinite = cmaes_iteration(
-                self.learner, self.objective, cfg.cmaes, samplers, self.unravel, self.opt_state,
+                self.learner, self.objective, cfg.cmaes, self.slice_counts, samplers, self.unravel, self.opt_state,
                 self.train_sources, key, self.transform_keys,
             )  # fmt: skip
             self.meta = self.unravel(self.opt_state.mean)  # evaluated and checkpointed: the search's centre
