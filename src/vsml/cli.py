@@ -77,7 +77,98 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="change the meta-test setting, e.g. --set transform.shuffle=true (repeatable)",
     )
+
+    sweep = commands.add_parser(
+        "sweep-lr",
+        help="tune the learning rates of the online SGD/Adam baselines",
+        description="Mean online accuracy of each learning rate for every dataset x optimizer x architecture, "
+        "on the same episodes; writes lr_sweep.json and lr_sweep.md into --out.",
+    )
+    sweep.add_argument("--datasets", required=True, help="comma-separated datasets, e.g. mnist,fashion_mnist")
+    sweep.add_argument("--optimizers", default="sgd,adam", help="comma-separated: sgd, adam (default: both)")
+    sweep.add_argument(
+        "--hidden",
+        default="0,160",
+        help="comma-separated architectures: 0 = linear, 160 = one tanh layer of 160, 128x64 = two layers "
+        "(default: 0,160)",
+    )
+    sweep.add_argument(
+        "--rates",
+        help="comma-separated learning rates for every optimizer, e.g. 0.001,0.01,0.1 "
+        "(default: the grids `vsml evaluate` sweeps, per optimizer)",
+    )
+    sweep.add_argument("--episodes", type=int, default=32, help="episodes per rate (default: 32)")
+    sweep.add_argument(
+        "--length", type=int, default=500, help="online steps per episode; tune at the length you compare at"
+    )
+    sweep.add_argument(
+        "--seed", type=int, default=1, help="episode key (default: 1, the key `vsml evaluate` tunes with)"
+    )
+    sweep.add_argument(
+        "--split", default="train", choices=("train", "test"), help="dataset split (default: train)"
+    )
+    sweep.add_argument("--out", type=Path, required=True, help="directory for lr_sweep.json and lr_sweep.md")
+    sweep.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="transform.* or task.normalisation, e.g. --set transform.pad_input_to=[28,28,1] (repeatable)",
+    )
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    compare = commands.add_parser(
+        "compare",
+        help="the dataset-generalisation grid: runs and hand-designed optimisers on the same episodes",
+        description="Mean online accuracy (± 95%% interval over episodes) of every contender on every dataset, "
+        "on the same held-out episodes; datasets a run was meta-trained on are marked. Hand-designed "
+        "optimisers (sgd, adam, sgd-160, adam-160) get a learning rate tuned per dataset on the training "
+        "split. Writes grid.json, grid.md and grid.png into --out.",
+    )
+    compare.add_argument(
+        "contenders",
+        nargs="+",
+        metavar="RUN_OR_LEARNER",
+        help="run directories, or sgd, adam, sgd-160, adam-160",
+    )
+    compare.add_argument("--datasets", required=True, help="comma-separated meta-test datasets")
+    compare.add_argument(
+        "--episodes", type=int, default=16, help="held-out episodes per dataset (default 16)"
+    )
+    compare.add_argument("--length", type=int, default=500, help="online steps per episode (default 500)")
+    compare.add_argument("--seed", type=int, default=22, help="evaluation seed (default 22, spec §2)")
+    compare.add_argument("--out", type=Path, required=True, help="where to write the grid")
+    compare.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    compare.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change every run's meta-test setting, e.g. --set transform.resize=null (repeatable)",
+    )
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from vsml.compare import contenders_from_arguments, generalisation_grid, grid_table, write_grid
+
+    datasets = _comma_list(args.datasets, "--datasets", "mnist,fashion_mnist")
+    if args.episodes < 1 or args.length < 1:
+        raise ValueError(f"--episodes and --length must be >= 1, got {args.episodes} and {args.length}")
+    contenders = contenders_from_arguments(args.contenders, args.overrides)
+    report = generalisation_grid(
+        contenders, datasets, args.episodes, args.length, args.seed, args.data_dir, progress=not args.quiet
+    )
+    caption = "Command: vsml compare " + " ".join(args.contenders) + f" --datasets {args.datasets}"
+    caption += f" --episodes {args.episodes} --length {args.length} --seed {args.seed}"
+    caption += "".join(f" --set {o}" for o in args.overrides)
+    print(grid_table(report))
+    for path in write_grid(report, args.out, caption=caption):
+        print(f"wrote {path}")
+    return 0
 
 
 def _meta_train(args: argparse.Namespace) -> int:
@@ -122,10 +213,80 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _comma_list(text: str, flag: str, example: str) -> list[str]:
+    items = [item.strip() for item in text.split(",")]
+    if not text.strip() or any(not item for item in items):
+        raise ValueError(
+            f"{flag} {text!r} has an empty item: give a comma-separated list, e.g. {flag} {example}"
+        )
+    return items
+
+
+def _hidden_sizes(item: str) -> tuple[int, ...]:
+    """ "0" -> () (linear), "160" -> (160,), "128x64" -> (128, 64)."""
+    try:
+        sizes = tuple(int(part) for part in item.lower().split("x"))
+    except ValueError:
+        sizes = None
+    if sizes == (0,):
+        return ()
+    if not sizes or any(h < 1 for h in sizes):
+        raise ValueError(
+            f"--hidden item {item!r} is not an architecture: use 0 (linear), 160 (one tanh layer) or 128x64"
+        )
+    return sizes
+
+
+def _learning_rate(item: str) -> float:
+    try:
+        return float(item)
+    except ValueError:
+        raise ValueError(f"--rates item {item!r} is not a number: e.g. --rates 0.001,0.01,0.1") from None
+
+
+# A sweep trains no meta-learner, so only the settings that change its episodes may be overridden.
+_SWEEP_OVERRIDE_KEYS = ("transform.", "task.normalisation=")
+
+
+def _sweep_lr(args: argparse.Namespace) -> int:
+    from vsml.config import apply_overrides
+    from vsml.experiment import experiment_from_dict
+    from vsml.sweep import sweep_learning_rates, sweep_table, write_sweep
+
+    for override in args.overrides:
+        if not override.strip().startswith(_SWEEP_OVERRIDE_KEYS):
+            raise ValueError(
+                f"--set {override!r}: sweep-lr accepts only transform.* and task.normalisation, "
+                "e.g. --set transform.pad_input_to=[28,28,1]"
+            )
+    config = experiment_from_dict(apply_overrides({}, args.overrides))
+    rates = None
+    if args.rates is not None:
+        rates = [_learning_rate(r) for r in _comma_list(args.rates, "--rates", "0.001,0.01,0.1")]
+    report = sweep_learning_rates(
+        _comma_list(args.datasets, "--datasets", "mnist,fashion_mnist"),
+        optimizers=[o.lower() for o in _comma_list(args.optimizers, "--optimizers", "sgd,adam")],
+        hidden_sizes_options=[_hidden_sizes(h) for h in _comma_list(args.hidden, "--hidden", "0,160")],
+        rates=rates,
+        num_episodes=args.episodes,
+        length=args.length,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        transform=config.transform,
+        normalisation=config.task.normalisation,
+        split=args.split,
+        quiet=args.quiet,
+    )
+    print(sweep_table(report))
+    for path in write_sweep(report, args.out):
+        print(f"wrote {path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     _use_cpu_cores(args.cpu_devices)
-    handlers = {"meta-train": _meta_train, "evaluate": _evaluate}
+    handlers = {"meta-train": _meta_train, "evaluate": _evaluate, "sweep-lr": _sweep_lr, "compare": _compare}
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:

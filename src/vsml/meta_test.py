@@ -24,6 +24,9 @@ from vsml.experiment import ExperimentConfig, experiment_from_dict, experiment_s
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
 from vsml.learners.blur import BLUR, backprop_blur, backprop_genome
+from vsml.learners.fast_weights import FWP, FWMemory
+from vsml.learners.hebbian import HebbianFW
+from vsml.learners.metarnn import MetaRNN
 from vsml.learners.sgd import OnlineSGDMeta, online_adam, online_sgd
 from vsml.learners.vsml import VSML
 from vsml.report import block_labels, block_means, markdown_table, plot_learning_curves
@@ -34,7 +37,20 @@ SGD_LEARNING_RATES = (0.01, 0.03, 0.1, 0.3, 1.0)
 ADAM_LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1)
 # On the batch-*summed* loss (BLUR's Hebbian sum): 1e-3 is a mean-loss rate of 0.128 at a batch of 128.
 BATCH_SGD_LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
-_LEARNER_LABEL = {VSML: ("VSML", "V_M"), BLUR: ("BLUR", "genome")}
+# How reports name each learner and its meta-parameters.
+LEARNER_LABELS = {
+    VSML: ("VSML", "V_M"),
+    BLUR: ("BLUR", "genome"),
+    MetaRNN: ("Meta-RNN", "weights"),
+    HebbianFW: ("Hebbian FW", "meta-parameters"),
+    FWP: ("FWP", "slow weights"),
+    FWMemory: ("FWMemory", "slow weights"),
+}
+
+
+def learner_labels(learner: Learner) -> tuple[str, str]:
+    """(name of the learner, name of its meta-parameters) for tables and plot legends."""
+    return LEARNER_LABELS.get(type(learner), (type(learner).__name__, "meta-parameters"))
 
 
 @dataclass(frozen=True)
@@ -164,7 +180,7 @@ def meta_test(
                 query_steps=query_steps,
             )  # fmt: skip
 
-        name_label, meta_label = _LEARNER_LABEL.get(type(run.learner), (type(run.learner).__name__, "meta"))
+        name_label, meta_label = learner_labels(run.learner)
         optimizer = _OPTIMIZER_LABEL[cfg.meta_optimizer]
         results: dict[str, OnlineEvaluation] = {
             f"{name_label}, untrained {meta_label}": evaluate(run.learner, untrained),

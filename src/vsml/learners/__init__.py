@@ -6,10 +6,21 @@ from typing import Any
 
 from vsml.learners.base import Learner, TaskSpec, run_episode, run_episode_from_state, run_episodes
 from vsml.learners.blur import BLUR
+from vsml.learners.fast_weights import FWP, FWMemory
+from vsml.learners.hebbian import HebbianFW
+from vsml.learners.metarnn import MetaRNN
 from vsml.learners.sgd import OnlineSGD
 from vsml.learners.vsml import VSML
 
-LEARNERS: dict[str, type] = {"vsml": VSML, "sgd": OnlineSGD, "blur": BLUR}
+LEARNERS: dict[str, type] = {
+    "vsml": VSML,
+    "sgd": OnlineSGD,
+    "blur": BLUR,
+    "metarnn": MetaRNN,
+    "hebbian": HebbianFW,
+    "fwp": FWP,
+    "fwmemory": FWMemory,
+}
 
 
 def build_learner(settings: dict[str, Any]) -> Learner:
@@ -32,8 +43,12 @@ def learner_name(learner: Learner) -> str:
 
 __all__ = [
     "BLUR",
+    "FWP",
+    "FWMemory",
+    "HebbianFW",
     "LEARNERS",
     "Learner",
+    "MetaRNN",
     "OnlineSGD",
     "TaskSpec",
     "VSML",

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import optax
 
 from vsml.learners.base import Array, PyTree, TaskSpec, softmax_cross_entropy
+from vsml.learners.modules import DenseParams, bound_logits, init_dense
 
 OPTIMIZERS = ("sgd", "adam")
 # Adam's constants: optax's defaults (spec §5 names no others).
@@ -41,13 +42,6 @@ class OnlineSGDMeta(NamedTuple):
     """What an outer loop could optimise: only the learning rate, in log space so it stays positive."""
 
     log_learning_rate: Array  # [] log α
-
-
-class DenseParams(NamedTuple):
-    """One affine layer, y = x·w + b."""
-
-    w: Array  # [fan_in, fan_out]
-    b: Array  # [fan_out]
 
 
 class OnlineSGDState(NamedTuple):
@@ -122,7 +116,7 @@ class OnlineSGD:
         for layer in params[:-1]:
             h = jnp.tanh(h @ layer.w + layer.b)
         out = h @ params[-1].w + params[-1].b
-        return self.tanh_bound * jnp.tanh(out / self.tanh_bound)
+        return bound_logits(out, self.tanh_bound)
 
     def _direction(self) -> optax.GradientTransformation:
         """The optimiser without its learning rate: α·direction is subtracted in `step`."""
@@ -134,13 +128,7 @@ class OnlineSGD:
 def init_mlp_params(key: Array, sizes: tuple[int, ...]) -> tuple[DenseParams, ...]:
     """Haiku's default `Linear` init for layers sizes[0]→…→sizes[-1]: w ~ N(0, 1/fan_in) cut at ±2σ, b = 0."""
     keys = jax.random.split(key, len(sizes) - 1)
-    return tuple(
-        DenseParams(
-            w=jax.random.truncated_normal(k, -2.0, 2.0, (fan_in, fan_out), jnp.float32) / math.sqrt(fan_in),
-            b=jnp.zeros((fan_out,), jnp.float32),
-        )
-        for k, fan_in, fan_out in zip(keys, sizes[:-1], sizes[1:], strict=True)
-    )
+    return tuple(init_dense(k, i, o) for k, i, o in zip(keys, sizes[:-1], sizes[1:], strict=True))
 
 
 def online_sgd(

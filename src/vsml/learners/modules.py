@@ -1,0 +1,178 @@
+"""Small network pieces shared by the meta-learned baselines (VSML spec §5): Haiku-equivalent layers as pure
+functions over NamedTuples of arrays, so the baselines' parameter counts and initialisations match the authors'
+Haiku code without depending on Haiku.
+
+- `DenseParams` / `init_dense`: `hk.Linear` (w ~ N(0, 1/fan_in) truncated at ±2σ, b = 0).
+- `init_lstm` / `lstm_cell`: `hk.LSTM` (one Linear on [x, h] to the i, g, f, o gates; +1 on the forget gate).
+- `init_conv_trunk` / `conv_trunk`: 3 × `hk.Conv2D(channels, 3, stride 2, SAME)` (VarianceScaling fan-in init).
+- `bound_logits` (every baseline's 100·tanh(·/100)), `cross_entropy_feedback` (g = ∂CE/∂ŷ),
+  `layer_norm_without_params` (`hk.LayerNorm(-1, False, False)`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vsml.learners.base import Array, TaskSpec
+
+# Haiku's VarianceScaling divides by the std of a unit normal truncated at ±2, so the weights get std 1/√fan_in.
+TRUNCATED_NORMAL_STD = 0.87962566103423978
+# The Meta-RNN, Hebbian and FWMemory trunks (spec §5): ReLU, ReLU, tanh.
+TRUNK_ACTIVATIONS = (jax.nn.relu, jax.nn.relu, jnp.tanh)
+LAYER_NORM_EPS = 1e-5  # hk.LayerNorm's default
+
+
+class DenseParams(NamedTuple):
+    """One affine layer, y = x·w + b."""
+
+    w: Array  # [fan_in, fan_out]
+    b: Array  # [fan_out]
+
+
+class ConvParams(NamedTuple):
+    """One 3×3 convolution, HWIO kernel."""
+
+    w: Array  # [3, 3, in_channels, out_channels]
+    b: Array  # [out_channels]
+
+
+class LSTMState(NamedTuple):
+    h: Array  # [H] hidden
+    c: Array  # [H] cell
+
+
+def init_dense(key: Array, fan_in: int, fan_out: int) -> DenseParams:
+    """`hk.Linear`'s default init: w ~ N(0, 1/fan_in) truncated at ±2σ, zero bias."""
+    w = jax.random.truncated_normal(key, -2.0, 2.0, (fan_in, fan_out), jnp.float32) / math.sqrt(fan_in)
+    return DenseParams(w=w, b=jnp.zeros((fan_out,), jnp.float32))
+
+
+def dense(params: DenseParams, x: Array) -> Array:
+    return x @ params.w + params.b
+
+
+def init_lstm(key: Array, input_size: int, hidden_size: int) -> DenseParams:
+    """`hk.LSTM(hidden_size)`: a single Linear from [x, h] to the four gates (i, g, f, o order)."""
+    return init_dense(key, input_size + hidden_size, 4 * hidden_size)
+
+
+def lstm_cell(params: DenseParams, x: Array, state: LSTMState) -> LSTMState:
+    """One `hk.LSTM` step: c' = σ(f + 1)·c + σ(i)·tanh(g), h' = σ(o)·tanh(c') (Haiku adds +1 to the forget gate)."""
+    gates = dense(params, jnp.concatenate([x, state.h]))
+    i, g, f, o = jnp.split(gates, 4)
+    c = jax.nn.sigmoid(f + 1.0) * state.c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return LSTMState(h=jax.nn.sigmoid(o) * jnp.tanh(c), c=c)
+
+
+def zero_lstm_state(hidden_size: int) -> LSTMState:
+    return LSTMState(h=jnp.zeros((hidden_size,), jnp.float32), c=jnp.zeros((hidden_size,), jnp.float32))
+
+
+def init_conv_trunk(
+    key: Array, in_channels: int, channels: int, num_layers: int = 3
+) -> tuple[ConvParams, ...]:
+    """Haiku `Conv2D` init: VarianceScaling(1, fan_in, truncated normal), fan_in = 3·3·in_channels; zero bias."""
+    layers = []
+    for k in jax.random.split(key, num_layers):
+        fan_in = 9 * in_channels
+        std = math.sqrt(1.0 / fan_in) / TRUNCATED_NORMAL_STD
+        w = std * jax.random.truncated_normal(k, -2.0, 2.0, (3, 3, in_channels, channels), jnp.float32)
+        layers.append(ConvParams(w=w, b=jnp.zeros((channels,), jnp.float32)))
+        in_channels = channels
+    return tuple(layers)
+
+
+def conv_trunk(layers: tuple[ConvParams, ...], x: Array) -> Array:
+    """3×3 stride-2 SAME convolutions with ReLU, ReLU, tanh (spec §5); x [H, W, C] → flat features."""
+    h = x[None]
+    for layer, activation in zip(layers, TRUNK_ACTIVATIONS, strict=False):
+        h = jax.lax.conv_general_dilated(
+            h, layer.w, window_strides=(2, 2), padding="SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        h = activation(h + layer.b.reshape(1, 1, 1, -1))  # explicit broadcast (no implicit rank promotion)
+    return h.reshape(-1)
+
+
+def trunk_output_size(input_shape: tuple[int, ...], channels: int, num_layers: int = 3) -> int:
+    """Flat feature size after `num_layers` stride-2 SAME convolutions: each halves H and W, rounding up."""
+    height, width = input_shape[0], input_shape[1]
+    for _ in range(num_layers):
+        height, width = -(-height // 2), -(-width // 2)
+    return height * width * channels
+
+
+def image_shape(input_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """[H, W] or [H, W, C] inputs as [H, W, C] for the conv trunk; anything else cannot be convolved."""
+    if len(input_shape) == 2:
+        return (*input_shape, 1)
+    if len(input_shape) == 3:
+        return tuple(input_shape)  # type: ignore[return-value]
+    raise ValueError(f"use_conv needs image inputs [H, W] or [H, W, C], got input_shape {list(input_shape)}")
+
+
+def features_of(trunk: tuple[ConvParams, ...], x: Array, input_shape: tuple[int, ...]) -> Array:
+    """The conv trunk's flat features, or the flat input when there is no trunk."""
+    if trunk:
+        return conv_trunk(trunk, jnp.reshape(x, image_shape(input_shape)).astype(jnp.float32))
+    return jnp.reshape(x, (-1,)).astype(jnp.float32)
+
+
+def bound_logits(out: Array, bound: float) -> Array:
+    """Every baseline's output bound, bound·tanh(out/bound) (spec §5)."""
+    return bound * jnp.tanh(out / bound)
+
+
+def cross_entropy_feedback(logits: Array, y: Array) -> Array:
+    """g = ∂CE(softmax(ŷ), y)/∂ŷ = softmax(ŷ) − y, the error every baseline feeds back (spec §5)."""
+    return jax.nn.softmax(logits) - y
+
+
+def layer_norm_without_params(x: Array) -> Array:
+    """`hk.LayerNorm(axis=-1, create_scale=False, create_offset=False)`."""
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.var(x, axis=-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + LAYER_NORM_EPS)
+
+
+def fixed_shape_settings(learner: object) -> None:
+    """Validate and normalise the shared settings of a fixed-size baseline (a frozen dataclass) in place."""
+    name = type(learner).__name__
+    shape = tuple(int(d) for d in learner.input_shape)  # lists from YAML would break jit caching
+    if not shape or any(d <= 0 for d in shape):
+        raise ValueError(
+            f"{name}.input_shape must be positive sizes, e.g. [28, 28, 1]; got {learner.input_shape}"
+        )
+    object.__setattr__(learner, "input_shape", shape)
+    if int(learner.num_classes) < 2:
+        raise ValueError(f"{name}.num_classes must be >= 2, got {learner.num_classes}")
+    if not learner.tanh_bound > 0:
+        raise ValueError(f"{name}.tanh_bound must be > 0, got {learner.tanh_bound}")
+    if getattr(learner, "use_conv", False):
+        image_shape(shape)
+
+
+def check_fixed_shape(
+    learner: object, spec: TaskSpec, input_shape: tuple[int, ...], num_classes: int
+) -> None:
+    """Baselines with a fixed input and output size: a clear error naming the padding that fixes a mismatch."""
+    name = type(learner).__name__
+    if spec.input_size != math.prod(input_shape) or spec.num_classes != num_classes:
+        raise ValueError(
+            f"{name} was built for inputs {list(input_shape)} and {num_classes} classes but the task has inputs "
+            f"{list(spec.input_shape)} and {spec.num_classes} classes. Its meta-parameters have a fixed size: pad "
+            f"the task (transform.pad_input_to={list(input_shape)}, transform.pad_classes_to={num_classes}) or "
+            f"set learner.input_shape / learner.num_classes to the task's sizes."
+        )
+
+
+def check_single_example(learner: object, x: Array, input_size: int) -> None:
+    """The baselines implement no state merging (spec §5), so they take one example per step."""
+    if x.size != input_size:
+        raise ValueError(
+            f"{type(learner).__name__} takes one example per step (input size {input_size}), got x of shape "
+            f"{list(x.shape)}; the baselines do not merge states over an inner batch: set task.batch_size=1"
+        )
