@@ -301,3 +301,29 @@ def test_warm_start_takes_the_meta_parameters_of_another_run(uninterrupted, tmp_
     data["train"]["init_from"] = str(tmp_path / "missing")
     with pytest.raises(FileNotFoundError):
         MetaTrainer(experiment_from_dict(data), tmp_path / "other")
+
+
+@pytest.mark.parametrize(
+    ("name", "optimizer"), [("metarnn", "es"), ("hebbian", "grad"), ("fwp", "grad"), ("fwmemory", "es")]
+)
+def test_baselines_meta_train_with_both_trainers_and_resume(name, optimizer, tmp_path):
+    # The fixed-size baselines (spec §5) run through the same trainers; digits padded like pad.yaml does MNIST.
+    data = json.loads(json.dumps(TINY))
+    data["learner"] = {"name": name, "input_shape": [10, 10, 1], "num_classes": 12}
+    data["transform"] = {"pad_input_to": [10, 10, 1], "pad_classes_to": 12}
+    data["meta_optimizer"] = optimizer
+    data["grad"] = {"num_episodes": 2}
+    data["train"] = {"iterations": 2, "checkpoint_every": 1}
+    full = MetaTrainer(experiment_from_dict(data), tmp_path / "full")
+    initial = leaves(full.meta)
+    full.run(progress=False)
+    records = read_metrics(tmp_path / "full")
+    assert [r["iteration"] for r in records] == [1, 2] and all(np.isfinite(r["loss"]) for r in records)
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(full.meta), initial, strict=True))
+    data["train"]["iterations"] = 1
+    MetaTrainer(experiment_from_dict(data), tmp_path / "cut").run(progress=False)
+    data["train"]["iterations"] = 2
+    resumed = MetaTrainer(experiment_from_dict(data), tmp_path / "cut", resume=True)
+    resumed.run(progress=False)
+    for a, b in zip(leaves(resumed.meta), leaves(full.meta), strict=True):
+        np.testing.assert_array_equal(a, b)

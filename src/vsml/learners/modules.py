@@ -4,7 +4,7 @@ Haiku code without depending on Haiku.
 
 - `DenseParams` / `init_dense`: `hk.Linear` (w ~ N(0, 1/fan_in) truncated at ±2σ, b = 0).
 - `init_lstm` / `lstm_cell`: `hk.LSTM` (one Linear on [x, h] to the i, g, f, o gates; +1 on the forget gate).
-- `init_conv_trunk` / `conv_trunk`: 3 × `hk.Conv2D(channels, 3, stride 2, SAME)` (VarianceScaling fan-in init).
+- `init_conv_trunk` / `conv_trunk`: 3 × `hk.Conv2D(channels, 3, stride 2, SAME)` (Haiku's default init, as Linear).
 - `bound_logits` (every baseline's 100·tanh(·/100)), `cross_entropy_feedback` (g = ∂CE/∂ŷ),
   `layer_norm_without_params` (`hk.LayerNorm(-1, False, False)`).
 """
@@ -75,12 +75,13 @@ def zero_lstm_state(hidden_size: int) -> LSTMState:
 def init_conv_trunk(
     key: Array, in_channels: int, channels: int, num_layers: int = 3
 ) -> tuple[ConvParams, ...]:
-    """Haiku `Conv2D` init: VarianceScaling(1, fan_in, truncated normal), fan_in = 3·3·in_channels; zero bias."""
+    """`hk.Conv2D`'s default init: w ~ N(0, 1/fan_in) truncated at ±2σ (no variance correction, as `hk.Linear`),
+    fan_in = 3·3·in_channels; zero bias."""
     layers = []
     for k in jax.random.split(key, num_layers):
         fan_in = 9 * in_channels
-        std = math.sqrt(1.0 / fan_in) / TRUNCATED_NORMAL_STD
-        w = std * jax.random.truncated_normal(k, -2.0, 2.0, (3, 3, in_channels, channels), jnp.float32)
+        w = jax.random.truncated_normal(k, -2.0, 2.0, (3, 3, in_channels, channels), jnp.float32)
+        w = w / math.sqrt(fan_in)
         layers.append(ConvParams(w=w, b=jnp.zeros((channels,), jnp.float32)))
         in_channels = channels
     return tuple(layers)
