@@ -108,3 +108,8 @@ def test_a_dataset_larger_than_the_padding_is_not_available_to_that_contender():
     report = generalisation_grid(contenders, ["digits", "sum"], num_episodes=2, length=10, progress=False)
     assert "cannot hold inputs" in report["rows"][0]["cells"]["sum"]["unavailable"]
     assert "n/a" in grid_table(report).splitlines()[4]
+
+
+def test_meta_test_overrides_reach_hand_designed_contenders_too():
+    projected = contenders_from_arguments(["adam"], ["transform.project=true"])[0]
+    assert projected.config.transform.project and not contender_from_token("adam").config.transform.project

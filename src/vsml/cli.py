@@ -146,7 +146,7 @@ def _build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="change every run's meta-test setting, e.g. --set transform.resize=null (repeatable)",
+        help="change every contender's meta-test setting, e.g. --set transform.project=true (repeatable)",
     )
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser

@@ -23,8 +23,15 @@ import numpy as np
 
 from vsml.atomic import write_atomically, write_text_atomically
 from vsml.checkpoint import resolve_checkpoint_json
+from vsml.config import apply_overrides
 from vsml.evaluate import OnlineEvaluation, evaluate_online
-from vsml.experiment import ExperimentConfig, experiment_sampler, make_experiment_source, population_slices
+from vsml.experiment import (
+    ExperimentConfig,
+    experiment_from_dict,
+    experiment_sampler,
+    make_experiment_source,
+    population_slices,
+)
 from vsml.learners import learner_name
 from vsml.learners.base import Learner, PyTree
 from vsml.learners.sgd import online_adam, online_sgd
@@ -70,22 +77,26 @@ def contender_from_run(path: str | Path, overrides: Sequence[str] = ()) -> Conte
     )
 
 
-def contender_from_token(token: str) -> Contender:
-    """A hand-designed optimiser by name; it keeps the authors' per-dataset normalisation and no transform."""
+def contender_from_token(token: str, overrides: Sequence[str] = ()) -> Contender:
+    """A hand-designed optimiser by name: the authors' per-dataset normalisation, no transform unless
+    `overrides` (the same meta-test changes the runs get, e.g. `transform.project=true`) set one."""
     if token not in HAND_DESIGNED:
         raise ValueError(
             f"{token!r} is neither a run directory nor a hand-designed learner; use a path made by "
             f"`vsml meta-train` or one of {', '.join(HAND_DESIGNED)}"
         )
     label, make, rates = HAND_DESIGNED[token]
-    return Contender(label, make(), ExperimentConfig(), rates=rates)
+    return Contender(label, make(), experiment_from_dict(apply_overrides({}, overrides)), rates=rates)
 
 
 def contenders_from_arguments(tokens: Sequence[str], overrides: Sequence[str] = ()) -> list[Contender]:
     """Paths become runs (with `overrides`), known names become hand-designed optimisers."""
     if not tokens:
         raise ValueError("compare needs at least one run directory or learner name")
-    return [contender_from_run(t, overrides) if Path(t).exists() else contender_from_token(t) for t in tokens]
+    return [
+        contender_from_run(t, overrides) if Path(t).exists() else contender_from_token(t, overrides)
+        for t in tokens
+    ]
 
 
 def meta_training_datasets(config: ExperimentConfig, depth: int = 0) -> set[str]:
@@ -98,8 +109,6 @@ def meta_training_datasets(config: ExperimentConfig, depth: int = 0) -> set[str]
             return seen  # the warm start is gone; what it saw cannot be known here
         experiment = metadata.get("metadata", metadata).get("experiment")
         if experiment is not None:
-            from vsml.experiment import experiment_from_dict
-
             seen |= meta_training_datasets(experiment_from_dict(experiment), depth + 1)
     return seen
 
@@ -240,9 +249,11 @@ def plot_grid(
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
     ax.set_xticks(range(len(datasets)), [f"{d}\n(chance {report['chance'][d]:.2f})" for d in datasets])
     ax.set_yticks(range(len(labels)), labels)
-    ax.set_title(
-        title or f"Meta-test accuracy ({SEEN_MARK}, red box: seen in meta-training)", fontsize="medium"
+    default_title = (
+        f"Mean online accuracy, {report['episodes']} held-out episodes × {report['length']} steps "
+        f"({SEEN_MARK}, red box: seen in meta-training)"
     )
+    ax.set_title(title or default_title, fontsize="medium")
     fig.colorbar(image, ax=ax, label="mean online accuracy")
     return write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=PNG_DPI))
 

@@ -347,7 +347,6 @@ def test_crop_that_does_not_fit_is_a_clear_error():
         centre_crop(jnp.zeros((2, 3, 4, 4, 1)), (2, 2))  # 5 axes: pass input_ndim for batches
 
 
-
 def test_per_feature_normalisation_leaves_a_generated_stream_unchanged():
     stream = load_dataset("sum")
     assert apply_normalisation(stream, "per_feature") is stream

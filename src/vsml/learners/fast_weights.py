@@ -76,7 +76,7 @@ class FWP:
     num_classes: int = 62
     fast_size: int = 64  # K
     tanh_bound: float = 100.0
-    normalize_keys: bool = True  # k, q ← k/‖k‖, q/‖q‖ (see the module docstring); False: the authors' raw keys
+    normalize_keys: bool = True  # k, q ← k/‖k‖, q/‖q‖ (module docstring); False: the authors' raw keys
 
     def __post_init__(self) -> None:
         fixed_shape_settings(self)
