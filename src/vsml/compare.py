@@ -250,8 +250,8 @@ def plot_grid(
     ax.set_xticks(range(len(datasets)), [f"{d}\n(chance {report['chance'][d]:.2f})" for d in datasets])
     ax.set_yticks(range(len(labels)), labels)
     default_title = (
-        f"Mean online accuracy, {report['episodes']} held-out episodes × {report['length']} steps "
-        f"({SEEN_MARK}, red box: seen in meta-training)"
+        f"Mean online accuracy, {report['episodes']} held-out episodes × {report['length']} steps\n"
+        f"{SEEN_MARK} and red box: seen in meta-training"
     )
     ax.set_title(title or default_title, fontsize="medium")
     fig.colorbar(image, ax=ax, label="mean online accuracy")
