@@ -18,6 +18,13 @@ def _use_cpu_cores(count: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The repeatable `--set KEY=VALUE` option every command shares."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help_text
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vsml", description="Meta-learned learning algorithms (VSML, BLUR and baselines) in JAX."
@@ -38,14 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("config", type=Path, help="experiment YAML (see configs/)")
     train.add_argument("--out", type=Path, required=True, help="run directory")
-    train.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config value, e.g. --set es.num_pairs=32 (repeatable)",
-    )
+    _add_overrides(train, "override a config value, e.g. --set es.num_pairs=32 (repeatable)")
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
@@ -69,14 +69,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
     evaluate.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
-    evaluate.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change the meta-test setting, e.g. --set transform.shuffle=true (repeatable)",
-    )
+    _add_overrides(evaluate, "change the meta-test setting, e.g. --set transform.shuffle=true (repeatable)")
 
     sweep = commands.add_parser(
         "sweep-lr",
@@ -109,13 +102,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--out", type=Path, required=True, help="directory for lr_sweep.json and lr_sweep.md")
     sweep.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
-    sweep.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="transform.* or task.normalisation, e.g. --set transform.pad_input_to=[28,28,1] (repeatable)",
+    _add_overrides(
+        sweep, "transform.* or task.normalisation, e.g. --set transform.pad_input_to=[28,28,1] (repeatable)"
     )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     compare = commands.add_parser(
@@ -140,13 +128,8 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--seed", type=int, default=22, help="evaluation seed (default 22, spec §2)")
     compare.add_argument("--out", type=Path, required=True, help="where to write the grid")
     compare.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
-    compare.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="change every contender's meta-test setting, e.g. --set transform.project=true (repeatable)",
+    _add_overrides(
+        compare, "change every contender's meta-test setting, e.g. transform.project=true (repeatable)"
     )
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
