@@ -304,12 +304,17 @@ def test_warm_start_takes_the_meta_parameters_of_another_run(uninterrupted, tmp_
 
 
 @pytest.mark.parametrize(
-    ("name", "optimizer"), [("metarnn", "es"), ("hebbian", "grad"), ("fwp", "grad"), ("fwmemory", "es")]
+    ("name", "optimizer"),
+    [("metarnn", "es"), ("hebbian", "grad"), ("fwp", "grad"), ("fwmemory", "es"), ("sgd", "grad")],
 )
 def test_baselines_meta_train_with_both_trainers_and_resume(name, optimizer, tmp_path):
     # The fixed-size baselines (spec §5) run through the same trainers; digits padded like pad.yaml does MNIST.
     data = json.loads(json.dumps(TINY))
     data["learner"] = {"name": name, "input_shape": [10, 10, 1], "num_classes": 12}
+    if (
+        name == "sgd"
+    ):  # online SGD's only meta-parameter is its learning rate (spec §5: tunable by the trainer)
+        data["learner"] = {"name": name, "learning_rate": 0.05}
     data["transform"] = {"pad_input_to": [10, 10, 1], "pad_classes_to": 12}
     data["meta_optimizer"] = optimizer
     data["grad"] = {"num_episodes": 2}
