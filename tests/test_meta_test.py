@@ -63,3 +63,41 @@ def test_same_unroll_sgd_uses_the_learners_mlp_and_initial_synapses():
     np.testing.assert_array_equal(
         np.asarray(second.backward[0][..., 0]), np.asarray(jnp.transpose(first.forward[0][:-1, :, 0]))
     )
+
+
+VSML_RUN = {
+    "name": "vsml_seeds",
+    "learner": {"name": "vsml", "feed_label": True},
+    "task": {"dataset": "digits", "episode_length": 4},
+    "es": {"num_pairs": 2},
+    "train": {"iterations": 1, "checkpoint_every": 1},
+    "eval": {"datasets": ["digits"], "every": 1, "num_episodes": 2, "episode_length": 4},
+}
+
+
+def test_intervals_csv_and_several_runs_combined(tmp_path):
+    from vsml.meta_test import combine_runs, curves_csv, write_report
+
+    reports = []
+    for seed in (1, 2):
+        MetaTrainer(experiment_from_dict({**VSML_RUN, "seed": seed}), tmp_path / f"s{seed}").run(progress=False)
+        reports.append(meta_test(load_trained_run(tmp_path / f"s{seed}"), num_episodes=5, length=6, num_blocks=2))
+    entry = reports[0]["datasets"]["digits"]["learners"]
+    assert {r["role"] for r in entry.values()} == {"untrained", "meta-trained", "baseline"}
+    for r in entry.values():
+        per_episode_std = np.std(r["curve"])  # a loose bound: the interval is over 5 episodes
+        assert 0.0 <= r["mean_accuracy_interval_95"] <= 1.0 and len(r["loss_curve"]) == 6
+        assert np.isfinite(per_episode_std)
+    combined = combine_runs(reports, ["s1", "s2"])
+    seeds = combined["datasets"]["digits"]["seeds"]
+    trained = [
+        next(r for r in rep["datasets"]["digits"]["learners"].values() if r["role"] == "meta-trained")
+        for rep in reports
+    ]
+    assert seeds["mean_accuracy"] == [t["mean_accuracy"] for t in trained]
+    assert seeds["mean_accuracy_mean"] == pytest.approx(np.mean(seeds["mean_accuracy"]))
+    assert "over 2 runs (s1, s2)" in report_tables(combined, num_blocks=2)
+    csv = curves_csv(combined).splitlines()
+    assert csv[0] == "dataset,learner,step,accuracy,accuracy_std,loss" and len(csv) == 1 + 6 * len(entry)
+    written = {p.name for p in write_report(combined, tmp_path / "out")}
+    assert {"evaluation.json", "evaluation.md", "evaluation.csv", "learning_curves_digits.png"} == written

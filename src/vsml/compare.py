@@ -13,7 +13,6 @@ run saw during meta-training (its population, and the runs it was warm-started f
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -52,7 +51,6 @@ HAND_DESIGNED: dict[str, tuple[str, Callable[[], Learner], tuple[float, ...]]] =
     "adam-160": ("online Adam, 160 tanh", lambda: online_adam(hidden_sizes=(160,)), ADAM_LEARNING_RATES),
 }
 SEEN_MARK = "†"  # a dataset the contender was meta-trained on (or warm-started from)
-Z_95 = 1.96
 
 
 @dataclass(frozen=True)
@@ -170,13 +168,10 @@ def _evaluate_cell(
     result: OnlineEvaluation = evaluate_online(
         contender.learner, meta, test, num_episodes=num_episodes, seed=seed, sampler=sampler
     )
-    per_episode = result.accuracy.mean(axis=1)
     half = result.accuracy.shape[1] // 2
     cell.update(
         mean_accuracy=result.mean_accuracy,
-        interval_95=Z_95 * float(per_episode.std(ddof=1)) / math.sqrt(len(per_episode))
-        if len(per_episode) > 1
-        else 0.0,
+        interval_95=result.accuracy_interval,
         final_accuracy=result.final_accuracy,
         second_half_accuracy=float(result.accuracy[:, half:].mean()),
         curve=result.curve.tolist(),

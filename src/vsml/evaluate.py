@@ -10,6 +10,7 @@ import numpy as np
 
 from vsml.learners.base import Learner, PyTree, run_episodes
 from vsml.meta.objectives import correct_predictions, per_step_cross_entropy, run_with_query
+from vsml.report import interval_95
 from vsml.tasks.sampler import EpisodeSampler, Source
 
 DEFAULT_EVAL_SEED = 22  # spec §2: evaluation uses a fixed key (seed 22), the same episodes every time
@@ -45,6 +46,18 @@ class OnlineEvaluation(NamedTuple):
     @property
     def mean_loss(self) -> float:
         return float(self.loss.mean())
+
+    @property
+    def loss_curve(self) -> np.ndarray:  # [T] mean online cross-entropy per step
+        return self.loss.mean(axis=0)
+
+    @property
+    def accuracy_interval(self) -> float:  # 95% interval of `mean_accuracy` over episodes
+        return interval_95(self.accuracy.mean(axis=1))
+
+    @property
+    def final_accuracy_interval(self) -> float:  # 95% interval of `final_accuracy` over episodes
+        return interval_95(self.accuracy[:, -1])
 
     @property
     def mean_query_accuracy(self) -> float | None:

@@ -29,7 +29,7 @@ from vsml.learners.hebbian import HebbianFW
 from vsml.learners.metarnn import MetaRNN
 from vsml.learners.sgd import OnlineSGDMeta, online_adam, online_sgd
 from vsml.learners.vsml import VSML
-from vsml.report import block_labels, block_means, markdown_table, plot_learning_curves
+from vsml.report import block_labels, block_means, interval_95, markdown_table, plot_learning_curves
 from vsml.tasks.sampler import EpisodeSampler
 
 _OPTIMIZER_LABEL = {"es": "ES", "grad": "meta-gradient", "cmaes": "CMA-ES"}
@@ -190,6 +190,7 @@ def meta_test(
                 run.learner, run.meta
             ),
         }
+        roles = dict(zip(results, ("untrained", "meta-trained"), strict=True))
         tuned = {}
         if baselines:
             for label, learner, rates, meta_for_rate in _baselines(cfg, run.learner):
@@ -199,6 +200,7 @@ def meta_test(
                     by_final_step=cfg.task.loss == "last", meta_for_rate=meta_for_rate, query_steps=query_steps,
                 )  # fmt: skip
                 results[f"{label} (lr {rate:g})"] = evaluate(learner, meta_for_rate(rate))
+                roles[f"{label} (lr {rate:g})"] = "baseline"
                 tuned[label] = {
                     "chosen": rate,
                     "train_split_accuracy": {str(k): v for k, v in scores.items()},
@@ -209,13 +211,17 @@ def meta_test(
             "tuned_learning_rates": tuned,
             "learners": {
                 label: {
+                    "role": roles[label],
                     "mean_accuracy": r.mean_accuracy,
+                    "mean_accuracy_interval_95": r.accuracy_interval,
                     "final_accuracy": r.final_accuracy,
+                    "final_accuracy_interval_95": r.final_accuracy_interval,
                     "mean_loss": r.mean_loss,
                     "query_accuracy": r.mean_query_accuracy,
                     "block_accuracy": block_means(r.curve, num_blocks).tolist(),
                     "curve": r.curve.tolist(),
                     "curve_std": r.curve_std.tolist(),
+                    "loss_curve": r.loss_curve.tolist(),
                 }
                 for label, r in results.items()
             },
@@ -223,14 +229,48 @@ def meta_test(
     return report
 
 
-def report_tables(report: dict[str, Any], num_blocks: int = 5) -> str:
-    """Markdown: one table per dataset, online accuracy by blocks of steps, the mean and the chance row."""
+def combine_runs(reports: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Several runs (seeds) meta-tested on the same episodes: the first report, plus per dataset the meta-trained
+    learner of every run and their mean ± 95% interval over runs (`seeds`)."""
+    if len(reports) != len(names) or not reports:
+        raise ValueError(
+            f"combine_runs needs one name per report, got {len(reports)} reports, {len(names)} names"
+        )
+    combined = json.loads(json.dumps(reports[0]))
+    combined["runs"] = list(names)
+    for dataset, entry in combined["datasets"].items():
+        trained = []
+        for report in reports:
+            learners = report["datasets"][dataset]["learners"]
+            trained.append(next(r for r in learners.values() if r.get("role") == "meta-trained"))
+        means = [r["mean_accuracy"] for r in trained]
+        finals = [r["final_accuracy"] for r in trained]
+        entry["seeds"] = {
+            "runs": list(names),
+            "mean_accuracy": [float(v) for v in means],
+            "final_accuracy": [float(v) for v in finals],
+            "mean_accuracy_mean": float(np.mean(means)),
+            "mean_accuracy_interval_95": interval_95(np.asarray(means)),
+            "final_accuracy_mean": float(np.mean(finals)),
+            "final_accuracy_interval_95": interval_95(np.asarray(finals)),
+        }
+    return combined
+
+
+def report_tables(report: dict[str, Any], num_blocks: int | None = None) -> str:
+    """Markdown: one table per dataset, online accuracy by blocks of steps, the mean (± 95% interval over
+    episodes), the final step, and the chance row; with several runs, their mean ± 95% interval over runs."""
     parts = []
-    labels = block_labels(report["length"], num_blocks)
     for name, entry in report["datasets"].items():
+        # The blocks the report was made with, unless the caller asks for the same number explicitly.
+        blocks = num_blocks or len(next(iter(entry["learners"].values()))["block_accuracy"])
+        labels = block_labels(report["length"], blocks)
         rows = []
         for label, r in entry["learners"].items():
-            row = {"learner": label, "mean": r["mean_accuracy"], "final": r["final_accuracy"]}
+            row = {"learner": label, "mean": r["mean_accuracy"]}
+            if "mean_accuracy_interval_95" in r:
+                row["± 95%"] = r["mean_accuracy_interval_95"]
+            row["final"] = r["final_accuracy"]
             if r.get("query_accuracy") is not None:
                 row["query"] = r["query_accuracy"]
             row.update({f"steps {b}": v for b, v in zip(labels, r["block_accuracy"], strict=True)})
@@ -240,19 +280,29 @@ def report_tables(report: dict[str, Any], num_blocks: int = 5) -> str:
             chance["query"] = entry["chance"]
         chance.update({f"steps {b}": entry["chance"] for b in labels})
         rows.append(chance)
-        parts.append(
+        text = (
             f"### {name}: online accuracy ({report['episodes']} held-out episodes of {report['length']} steps)\n\n"
             + markdown_table(rows)
         )
+        if "seeds" in entry:
+            seeds = entry["seeds"]
+            text += (
+                f"\n\nMeta-trained over {len(seeds['runs'])} runs ({', '.join(seeds['runs'])}): mean "
+                f"{seeds['mean_accuracy_mean']:.3f} ± {seeds['mean_accuracy_interval_95']:.3f}, final step "
+                f"{seeds['final_accuracy_mean']:.3f} ± {seeds['final_accuracy_interval_95']:.3f} (95% over runs)"
+            )
+        parts.append(text)
     return "\n\n".join(parts) + "\n"
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path, smooth: int = 5) -> list[Path]:
-    """evaluation.json, evaluation.md and one learning-curve PNG per dataset, all written atomically."""
+    """evaluation.json, evaluation.md, evaluation.csv (per-step curves) and one learning-curve PNG per dataset,
+    all written atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = [write_text_atomically(out_dir / "evaluation.json", json.dumps(report, indent=1))]
     written.append(write_text_atomically(out_dir / "evaluation.md", report_tables(report)))
+    written.append(write_text_atomically(out_dir / "evaluation.csv", curves_csv(report)))
     for name, entry in report["datasets"].items():
         curves = {label: np.asarray(r["curve"]) for label, r in entry["learners"].items()}
         written.append(
@@ -265,3 +315,15 @@ def write_report(report: dict[str, Any], out_dir: str | Path, smooth: int = 5) -
             )
         )
     return written
+
+
+def curves_csv(report: dict[str, Any]) -> str:
+    """One line per dataset, learner and online step: mean accuracy, its std over episodes, mean loss."""
+    lines = ["dataset,learner,step,accuracy,accuracy_std,loss"]
+    for name, entry in report["datasets"].items():
+        for label, r in entry["learners"].items():
+            quoted = '"' + label.replace('"', '""') + '"'
+            losses = r.get("loss_curve") or [float("nan")] * len(r["curve"])
+            for step, (acc, std, loss) in enumerate(zip(r["curve"], r["curve_std"], losses, strict=True), 1):
+                lines.append(f"{name},{quoted},{step},{acc:.6g},{std:.6g},{loss:.6g}")
+    return "\n".join(lines) + "\n"

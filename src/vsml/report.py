@@ -50,6 +50,14 @@ def markdown_table(
     return "\n".join([line(header), alignment, *(line(c) for c in cells)])
 
 
+def interval_95(values: np.ndarray) -> float:
+    """Half-width of the normal 95% confidence interval of the mean of `values` (1.96·s/√n); 0 for one value."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size < 2:
+        return 0.0
+    return float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
+
+
 def moving_average(curve: np.ndarray, window: int) -> np.ndarray:
     """Trailing moving average over the last axis; the first window−1 points average what exists so far.
 
