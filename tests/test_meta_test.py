@@ -80,8 +80,12 @@ def test_intervals_csv_and_several_runs_combined(tmp_path):
 
     reports = []
     for seed in (1, 2):
-        MetaTrainer(experiment_from_dict({**VSML_RUN, "seed": seed}), tmp_path / f"s{seed}").run(progress=False)
-        reports.append(meta_test(load_trained_run(tmp_path / f"s{seed}"), num_episodes=5, length=6, num_blocks=2))
+        MetaTrainer(experiment_from_dict({**VSML_RUN, "seed": seed}), tmp_path / f"s{seed}").run(
+            progress=False
+        )
+        reports.append(
+            meta_test(load_trained_run(tmp_path / f"s{seed}"), num_episodes=5, length=6, num_blocks=2)
+        )
     entry = reports[0]["datasets"]["digits"]["learners"]
     assert {r["role"] for r in entry.values()} == {"untrained", "meta-trained", "baseline"}
     for r in entry.values():

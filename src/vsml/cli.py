@@ -132,6 +132,30 @@ def _build_parser() -> argparse.ArgumentParser:
         compare, "change every contender's meta-test setting, e.g. transform.project=true (repeatable)"
     )
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    introspect = commands.add_parser(
+        "introspect",
+        help="class probabilities over short episodes: how fast a class is recognised (VSML paper Sec. 5)",
+        description="Run a trained learner and online SGD (learning rate tuned on the training split) on the "
+        "same short held-out episodes of a few classes; report the probability of the true class by the "
+        "number k of earlier labelled examples of that class. For a BLUR run, also the asymmetry of its update "
+        "Jacobian (BLUR paper Sec. 3.5). Writes introspection.json and introspection.png into --out.",
+    )
+    introspect.add_argument("run", type=Path, help="run directory or checkpoint file")
+    introspect.add_argument("--dataset", help="an array dataset (default: the config's first eval dataset)")
+    introspect.add_argument("--length", type=int, default=30, help="online steps per episode (default 30)")
+    introspect.add_argument("--ways", type=int, default=5, help="classes per episode (default 5)")
+    introspect.add_argument("--episodes", type=int, default=32, help="held-out episodes (default 32)")
+    introspect.add_argument("--seed", type=int, default=22, help="episode key (default 22, spec §2)")
+    introspect.add_argument("--no-sgd", action="store_true", help="skip the online-SGD comparison")
+    introspect.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
+    introspect.add_argument(
+        "--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)"
+    )
+    _add_overrides(
+        introspect, "change the meta-test setting, e.g. --set task.normalisation=dataset (repeatable)"
+    )
+    introspect.add_argument("--quiet", action="store_true", help="no progress messages")
     return parser
 
 
@@ -194,6 +218,38 @@ def _evaluate(args: argparse.Namespace) -> int:
     for path in write_report(report, args.out or run.path):
         print(f"wrote {path}")
     return 0
+
+
+def _introspect(args: argparse.Namespace) -> int:
+    from vsml.introspect import introspect_run, introspection_table, write_introspection
+    from vsml.meta_test import load_trained_run
+
+    run = load_trained_run(args.run, args.overrides)
+    report = introspect_run(
+        run,
+        dataset=args.dataset,
+        length=args.length,
+        ways=args.ways,
+        episodes=args.episodes,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        sgd=not args.no_sgd,
+        log=None if args.quiet else lambda message: print(f"introspect: {message}", file=sys.stderr),
+    )
+    print(introspection_table(report))
+    for layer in report.get("gradient_asymmetry", {}).get("layers", []):
+        learned, sgd = layer["relative_max_asymmetry"], layer["sgd_reference"]["relative_max_asymmetry"]
+        print(
+            f"BLUR layer {layer['layer']} ({layer['measured_synapses']} of {layer['synapses']} synapses): "
+            f"max |J - J^T| / max |J| = {_ratio(learned)}; plain SGD (J a Hessian): {_ratio(sgd)}"
+        )
+    for path in write_introspection(report, args.out or run.path):
+        print(f"wrote {path}")
+    return 0
+
+
+def _ratio(value: float | None) -> str:
+    return "J = 0" if value is None else f"{value:.3g}"
 
 
 def _comma_list(text: str, flag: str, example: str) -> list[str]:
@@ -269,7 +325,13 @@ def _sweep_lr(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     _use_cpu_cores(args.cpu_devices)
-    handlers = {"meta-train": _meta_train, "evaluate": _evaluate, "sweep-lr": _sweep_lr, "compare": _compare}
+    handlers = {
+        "meta-train": _meta_train,
+        "evaluate": _evaluate,
+        "sweep-lr": _sweep_lr,
+        "compare": _compare,
+        "introspect": _introspect,
+    }
     try:
         return handlers[args.command](args)
     except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
