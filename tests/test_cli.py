@@ -55,6 +55,26 @@ def test_meta_train_then_evaluate(config_file, tmp_path, capsys):
         run("evaluate", str(out / "ckpt_00000001.json"), "--no-baselines", "--out", str(tmp_path / "e")) == 0
     )
     assert "(1 ES it.)" in capsys.readouterr().out
+    # Two checkpoints as two "seeds": meta-tested on the same episodes, combined, CSV written.
+    both = [str(out / "ckpt_00000001.json"), str(out / "ckpt_00000002.json")]
+    assert run("evaluate", *both, "--no-baselines", "--episodes", "2", "--length", "5") == 2
+    assert "several runs need --out" in capsys.readouterr().err
+    assert (
+        run(
+            "evaluate",
+            *both,
+            "--no-baselines",
+            "--episodes",
+            "2",
+            "--length",
+            "5",
+            "--out",
+            str(tmp_path / "s"),
+        )
+        == 0
+    )
+    assert "Meta-trained over 2 runs" in capsys.readouterr().out
+    assert (tmp_path / "s" / "evaluation.csv").read_text().startswith("dataset,learner,step,")
     # Running into the same directory again needs --resume; with it, there is nothing left to do.
     assert run("meta-train", str(config_file), "--out", str(out), "--no-progress") == 2
     assert "--resume" in capsys.readouterr().err

@@ -55,10 +55,18 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="meta-test a trained run against its untrained start, online SGD/Adam and chance",
-        description="Online accuracy on held-out episodes; writes evaluation.json, evaluation.md and "
-        "learning-curve PNGs into the run directory (or --out).",
+        description="Online accuracy and loss per step on held-out episodes (mean and final step, ± 95%% "
+        "interval over episodes); writes evaluation.json, evaluation.md, evaluation.csv and learning-curve PNGs "
+        "into the run directory (or --out). Several runs (seeds of one config) are meta-tested on the same "
+        "episodes and also summarised as mean ± 95%% over runs.",
     )
-    evaluate.add_argument("run", type=Path, help="run directory or checkpoint file")
+    evaluate.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        metavar="RUN",
+        help="run directories or checkpoint files (several: seeds)",
+    )
     evaluate.add_argument(
         "--datasets", help="comma-separated meta-test datasets (default: the config's eval.datasets)"
     )
@@ -202,20 +210,26 @@ def _meta_train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from vsml.meta_test import load_trained_run, meta_test, report_tables, write_report
+    from vsml.meta_test import combine_runs, load_trained_run, meta_test, report_tables, write_report
 
-    run = load_trained_run(args.run, args.overrides)
+    if len(args.runs) > 1 and not args.out:
+        raise ValueError("several runs need --out: where to write their combined report")
+    runs = [load_trained_run(path, args.overrides) for path in args.runs]
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip()) if args.datasets else None
-    report = meta_test(
-        run,
-        datasets=datasets,
-        num_episodes=args.episodes,
-        length=args.length,
-        baselines=not args.no_baselines,
-        data_dir=args.data_dir,
-    )
+    reports = [
+        meta_test(
+            run,
+            datasets=datasets,
+            num_episodes=args.episodes,
+            length=args.length,
+            baselines=not args.no_baselines and index == 0,  # the baselines do not depend on the run's seed
+            data_dir=args.data_dir,
+        )
+        for index, run in enumerate(runs)
+    ]
+    report = reports[0] if len(runs) == 1 else combine_runs(reports, [str(path) for path in args.runs])
     print(report_tables(report))
-    for path in write_report(report, args.out or run.path):
+    for path in write_report(report, args.out or runs[0].path):
         print(f"wrote {path}")
     return 0
 
