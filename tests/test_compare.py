@@ -63,7 +63,13 @@ def test_grid_marks_seen_datasets_uses_true_chance_and_ranks_learners(hebbian_ru
     table = grid_table(report)
     assert f"{SEEN_MARK}" in table.splitlines()[4] and "(lr " in table.splitlines()[5]
     written = write_grid(report, tmp_path / "grid", caption="test")
-    assert [p.name for p in written] == ["grid.json", "grid.md", "grid.png"]
+    assert [p.name for p in written] == [
+        "grid.json",
+        "grid.md",
+        "grid.png",
+        "curves_digits.png",
+        "curves_sum.png",
+    ]
     assert json.loads(written[0].read_text())["rows"][0]["label"].startswith("Hebbian FW")
     assert written[2].stat().st_size > 10_000
 
@@ -87,7 +93,7 @@ def test_compare_command_writes_the_grid(hebbian_run, tmp_path, capsys):
          "--out", str(out), "--quiet"]
     )  # fmt: skip
     assert code == 0
-    assert {p.name for p in out.iterdir()} == {"grid.json", "grid.md", "grid.png"}
+    assert {p.name for p in out.iterdir()} == {"grid.json", "grid.md", "grid.png", "curves_digits.png"}
     assert "online Adam, linear" in capsys.readouterr().out
     assert main(["compare", "nonsense", "--datasets", "digits", "--out", str(out)]) == 2
     assert "hand-designed" in capsys.readouterr().err
@@ -113,3 +119,20 @@ def test_a_dataset_larger_than_the_padding_is_not_available_to_that_contender():
 def test_meta_test_overrides_reach_hand_designed_contenders_too():
     projected = contenders_from_arguments(["adam"], ["transform.project=true"])[0]
     assert projected.config.transform.project and not contender_from_token("adam").config.transform.project
+
+
+def test_invariance_grid_has_a_column_per_dataset_and_setting(hebbian_run, tmp_path):
+    from vsml.compare import invariance_grid
+
+    settings = {"5 classes": ["transform.classes=[5,8,1,4,2]"], "48×48": ["transform.resize=[48,48]"]}
+    report = invariance_grid(
+        [str(hebbian_run), "sgd"], ["digits"], settings, num_episodes=2, length=10, progress=False
+    )
+    assert list(report["chance"]) == ["digits · 5 classes", "digits · 48×48"]
+    assert report["chance"]["digits · 5 classes"] == pytest.approx(0.2)
+    hebbian, sgd = report["rows"]
+    # The padded baseline cannot take 48×48 inputs; SGD and shape-free learners can.
+    assert "unavailable" in hebbian["cells"]["digits · 48×48"] and "curve" in sgd["cells"]["digits · 48×48"]
+    assert hebbian["seen"] == ["digits · 5 classes", "digits · 48×48"]
+    names = {p.name for p in write_grid(report, tmp_path)}
+    assert {"grid.md", "grid.png", "curves_digits__5_classes.png", "curves_digits__48_48.png"} <= names

@@ -42,13 +42,23 @@ from vsml.meta_test import (
     sgd_meta,
     tune_learning_rate,
 )
-from vsml.report import PNG_DPI, markdown_table
+from vsml.report import PNG_DPI, markdown_table, plot_learning_curves
 
 HAND_DESIGNED: dict[str, tuple[str, Callable[[], Learner], tuple[float, ...]]] = {
     "sgd": ("online SGD, linear", lambda: online_sgd(), SGD_LEARNING_RATES),
     "adam": ("online Adam, linear", lambda: online_adam(), ADAM_LEARNING_RATES),
     "sgd-160": ("online SGD, 160 tanh", lambda: online_sgd(hidden_sizes=(160,)), SGD_LEARNING_RATES),
     "adam-160": ("online Adam, 160 tanh", lambda: online_adam(hidden_sizes=(160,)), ADAM_LEARNING_RATES),
+}
+# Paper Sec. 4.3 meta-test settings (spec §3.4, the authors' eval_invariances.yaml): 5 classes, all 10, inputs
+# resized to 48×48 and 21×21 (sizes never meta-trained on), a new random projection, shuffled pixels.
+INVARIANCE_SETTINGS: dict[str, tuple[str, ...]] = {
+    "5 classes": ("transform.classes=[5,8,1,4,2]",),
+    "10 classes": (),
+    "48×48": ("transform.resize=[48,48]",),
+    "21×21": ("transform.resize=[21,21]",),
+    "projected": ("transform.project=true",),
+    "shuffled": ("transform.shuffle=true",),
 }
 SEEN_MARK = "†"  # a dataset the contender was meta-trained on (or warm-started from)
 
@@ -253,18 +263,70 @@ def plot_grid(
     return write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=PNG_DPI))
 
 
-def write_grid(report: dict[str, Any], out_dir: str | Path, caption: str = "") -> list[Path]:
-    """grid.json, grid.md (table + caption) and grid.png, written atomically."""
+def invariance_grid(
+    tokens: Sequence[str],
+    datasets: Sequence[str],
+    settings: dict[str, Sequence[str]] | None = None,
+    overrides: Sequence[str] = (),
+    **grid_options: Any,
+) -> dict[str, Any]:
+    """The invariance table of paper Sec. 4.3 (spec §3.4): every contender on every dataset under each meta-test
+    setting (class subset, input size, random projection, pixel shuffle); one grid whose columns are
+    "dataset · setting". A setting a contender cannot take (a padded baseline at 48×48) is "n/a"."""
+    settings = INVARIANCE_SETTINGS if settings is None else settings
+    merged: dict[str, Any] | None = None
+    for setting, changes in settings.items():
+        contenders = contenders_from_arguments(tokens, [*overrides, *changes])
+        report = generalisation_grid(contenders, datasets, **grid_options)
+        columns = {d: f"{d} · {setting}" for d in datasets}
+        if merged is None:
+            merged = {key: report[key] for key in ("episodes", "length", "seed")}
+            merged["settings"] = {name: list(c) for name, c in settings.items()}
+            merged["rows"] = [{**row, "cells": {}, "seen": []} for row in report["rows"]]
+            merged["chance"] = {}
+        for target, row in zip(merged["rows"], report["rows"], strict=True):
+            target["cells"].update({columns[d]: cell for d, cell in row["cells"].items()})
+            target["seen"] += [columns[d] for d in row["seen"] if d in columns]
+        merged["chance"].update({columns[d]: value for d, value in report["chance"].items()})
+    if merged is None:
+        raise ValueError("invariance_grid needs at least one setting")
+    return merged
+
+
+def write_grid(
+    report: dict[str, Any], out_dir: str | Path, caption: str = "", smooth: int = 10
+) -> list[Path]:
+    """grid.json, grid.md (table + caption), grid.png and one learning-curve PNG per column (Fig. 6 style),
+    written atomically."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     text = grid_table(report) + "\n"
     if caption:
         text += f"\n{caption}\n"
-    return [
+    written = [
         write_text_atomically(out_dir / "grid.json", json.dumps(report, indent=1)),
         write_text_atomically(out_dir / "grid.md", text),
         plot_grid(report, out_dir / "grid.png"),
     ]
+    for column, chance in report["chance"].items():
+        curves = {
+            row["label"] + (f" {SEEN_MARK}" if column in row["seen"] else ""): np.asarray(
+                row["cells"][column]["curve"]
+            )
+            for row in report["rows"]
+            if "curve" in row["cells"][column]
+        }
+        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in column.replace(" · ", "__"))
+        written.append(
+            plot_learning_curves(
+                curves,
+                out_dir / f"curves_{name}.png",
+                title=f"{column}: {report['episodes']} held-out episodes (moving average over {smooth} steps)",
+                chance=chance,
+                smooth=smooth,
+            )
+        )
+    return written
 
 
 def _progress(total: int, enabled: bool) -> Callable[[str], None]:

@@ -128,7 +128,8 @@ def plot_learning_curves(
     if smooth < 1:
         raise ValueError(f"smooth is a window in steps and must be >= 1, got {smooth}")
 
-    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    many = len(arrays) > 4  # a legend that would cover the curves goes to the right of the axes instead
+    fig = Figure(figsize=(9.6 if many else 6.4, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for name, curve in arrays.items():
@@ -145,7 +146,10 @@ def plot_learning_curves(
     if title:
         ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
+    if many:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    else:
+        ax.legend(loc="best", fontsize="small")
 
     # A crash leaves no half-written PNG.
     return write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=PNG_DPI))
