@@ -114,6 +114,33 @@ def _build_parser() -> argparse.ArgumentParser:
         sweep, "transform.* or task.normalisation, e.g. --set transform.pad_input_to=[28,28,1] (repeatable)"
     )
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    reproduce = commands.add_parser(
+        "reproduce",
+        help="run a named paper experiment end to end and write its report into reports/NAME/",
+        description="Meta-train every run of experiment NAME (finished runs are reused, partial ones resumed), "
+        "then meta-test, compare and introspect them as the paper does; writes README.md (the equivalent "
+        "commands, scale, date, wall times, tables) and the PNGs into --reports-dir/NAME/. "
+        "`vsml reproduce --list` names the experiments.",
+    )
+    reproduce.add_argument("name", nargs="?", metavar="NAME", help="experiment name (see --list)")
+    reproduce.add_argument("--list", action="store_true", help="list the experiments with descriptions")
+    reproduce.add_argument(
+        "--scale",
+        default="cpu-small",
+        help="cpu-small (the configs' reduced scale for 2 CPU cores, default) or paper (the configs as they "
+        "are: a GPU job)",
+    )
+    reproduce.add_argument(
+        "--runs-dir", type=Path, default=Path("runs/reproduce"), help="where runs go (default runs/reproduce)"
+    )
+    reproduce.add_argument(
+        "--reports-dir", type=Path, default=Path("reports"), help="where NAME/ is written (default reports)"
+    )
+    reproduce.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    reproduce.add_argument(
+        "--dry-run", action="store_true", help="print the equivalent vsml commands; run nothing"
+    )
+    reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
     compare = commands.add_parser(
         "compare",
         help="the dataset-generalisation grid: runs and hand-designed optimisers on the same episodes",
@@ -138,6 +165,12 @@ def _build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
     _add_overrides(
         compare, "change every contender's meta-test setting, e.g. transform.project=true (repeatable)"
+    )
+    compare.add_argument(
+        "--invariances",
+        action="store_true",
+        help="the Sec. 4.3 invariance table: every dataset under 5 classes, 10 classes, 48×48, 21×21, a new "
+        "random projection and shuffled pixels",
     )
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -168,18 +201,33 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from vsml.compare import contenders_from_arguments, generalisation_grid, grid_table, write_grid
+    from vsml.compare import (
+        contenders_from_arguments,
+        generalisation_grid,
+        grid_table,
+        invariance_grid,
+        write_grid,
+    )
 
     datasets = _comma_list(args.datasets, "--datasets", "mnist,fashion_mnist")
     if args.episodes < 1 or args.length < 1:
         raise ValueError(f"--episodes and --length must be >= 1, got {args.episodes} and {args.length}")
-    contenders = contenders_from_arguments(args.contenders, args.overrides)
-    report = generalisation_grid(
-        contenders, datasets, args.episodes, args.length, args.seed, args.data_dir, progress=not args.quiet
+    options = dict(
+        num_episodes=args.episodes,
+        length=args.length,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
     )
+    if args.invariances:
+        report = invariance_grid(args.contenders, datasets, overrides=args.overrides, **options)
+    else:
+        report = generalisation_grid(
+            contenders_from_arguments(args.contenders, args.overrides), datasets, **options
+        )
     caption = "Command: vsml compare " + " ".join(args.contenders) + f" --datasets {args.datasets}"
     caption += f" --episodes {args.episodes} --length {args.length} --seed {args.seed}"
-    caption += "".join(f" --set {o}" for o in args.overrides)
+    caption += "".join(f" --set {o}" for o in args.overrides) + (" --invariances" if args.invariances else "")
     print(grid_table(report))
     for path in write_grid(report, args.out, caption=caption):
         print(f"wrote {path}")
@@ -230,6 +278,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = reports[0] if len(runs) == 1 else combine_runs(reports, [str(path) for path in args.runs])
     print(report_tables(report))
     for path in write_report(report, args.out or runs[0].path):
+        print(f"wrote {path}")
+    return 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from vsml.reproduce import describe, plan, reproduce
+
+    if args.list:
+        print(describe(), end="")
+        return 0
+    if not args.name:
+        raise ValueError("name an experiment, e.g. `vsml reproduce demo`; `vsml reproduce --list` lists them")
+    commands = plan(args.name, args.scale, args.runs_dir, args.reports_dir, args.data_dir)
+    if args.dry_run:
+        print("\n".join(commands))
+        return 0
+    written = reproduce(
+        args.name, args.scale, args.runs_dir, args.reports_dir, args.data_dir, progress=not args.quiet
+    )
+    for path in written:
         print(f"wrote {path}")
     return 0
 
@@ -342,6 +410,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "meta-train": _meta_train,
         "evaluate": _evaluate,
+        "reproduce": _reproduce,
         "sweep-lr": _sweep_lr,
         "compare": _compare,
         "introspect": _introspect,
