@@ -77,6 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
     evaluate.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_overrides(evaluate, "change the meta-test setting, e.g. --set transform.shuffle=true (repeatable)")
 
     sweep = commands.add_parser(
@@ -272,6 +273,7 @@ def _evaluate(args: argparse.Namespace) -> int:
             length=args.length,
             baselines=not args.no_baselines and index == 0,  # the baselines do not depend on the run's seed
             data_dir=args.data_dir,
+            progress=not args.quiet,
         )
         for index, run in enumerate(runs)
     ]

@@ -154,8 +154,10 @@ def meta_test(
     baselines: bool = True,
     data_dir: str | None = None,
     num_blocks: int = 5,
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Online accuracy of every contender on each meta-test dataset; returns a JSON-able report."""
+    """Online accuracy of every contender on each meta-test dataset; returns a JSON-able report. `progress`
+    shows a bar over the datasets (the tuning sweeps inside each are the slow part)."""
     cfg = run.config
     datasets = datasets or cfg.eval.datasets
     num_episodes = num_episodes or cfg.eval.num_episodes
@@ -170,7 +172,7 @@ def meta_test(
         "query_steps": query_steps,
         "datasets": {},
     }
-    for name in datasets:
+    for name in _progress_over(datasets, progress, f"meta-test {run.path.name}"):
         test = make_experiment_source(cfg, name, "test", data_dir)
         train = make_experiment_source(cfg, name, "train", data_dir)
         sampler = experiment_sampler(cfg, length)
@@ -327,3 +329,11 @@ def curves_csv(report: dict[str, Any]) -> str:
             for step, (acc, std, loss) in enumerate(zip(r["curve"], r["curve_std"], losses, strict=True), 1):
                 lines.append(f"{name},{quoted},{step},{acc:.6g},{std:.6g},{loss:.6g}")
     return "\n".join(lines) + "\n"
+
+
+def _progress_over(items: tuple[str, ...], enabled: bool, description: str):
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=description, unit="dataset")
