@@ -238,7 +238,7 @@ def plot_grid(
     values = np.array(
         [[row["cells"][d].get(metric, np.nan) for d in datasets] for row in report["rows"]], dtype=float
     )
-    fig = Figure(figsize=(1.4 * len(datasets) + 3.8, 0.5 * len(labels) + 1.6), layout="constrained")
+    fig = Figure(figsize=(1.4 * len(datasets) + 3.8, 0.5 * len(labels) + 2.0), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
@@ -252,7 +252,9 @@ def plot_grid(
             ax.text(j, i, text, ha="center", va="center", color="white" if values[i, j] < 0.6 else "black")
             if seen:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
-    ax.set_xticks(range(len(datasets)), [f"{d}\n(chance {report['chance'][d]:.2f})" for d in datasets])
+    # "dataset · setting" columns (invariances) get one line each, so neighbouring labels do not overlap.
+    ticks = [f"{d.replace(' · ', chr(10))}\n(chance {report['chance'][d]:.2f})" for d in datasets]
+    ax.set_xticks(range(len(datasets)), ticks, fontsize="small")
     ax.set_yticks(range(len(labels)), labels)
     default_title = (
         f"Mean online accuracy, {report['episodes']} held-out episodes × {report['length']} steps\n"
