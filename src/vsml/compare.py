@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -185,15 +185,9 @@ def _evaluate_cell(
         final_accuracy=result.final_accuracy,
         second_half_accuracy=float(result.accuracy[:, half:].mean()),
         curve=result.curve.tolist(),
-        chance=1.0 / _true_classes(cfg, dataset, test, sampler),
+        chance=1.0 / sampler.occurring_classes(test),
     )
     return cell
-
-
-def _true_classes(cfg: ExperimentConfig, dataset: str, source: Any, sampler: Any) -> int:
-    """Classes that occur (not the padded label space): chance is 1/that."""
-    unpadded = replace(sampler, transform=replace(sampler.transform, pad_classes_to=None))
-    return unpadded.num_classes(source)
 
 
 def grid_table(report: dict[str, Any], metric: str = "mean_accuracy") -> str:

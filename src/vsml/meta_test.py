@@ -209,7 +209,7 @@ def meta_test(
                 }
         report["datasets"][name] = {
             "num_classes": num_classes,
-            "chance": 1.0 / num_classes,
+            "chance": 1.0 / sampler.occurring_classes(test),  # padded label slots never occur
             "tuned_learning_rates": tuned,
             "learners": {
                 label: {

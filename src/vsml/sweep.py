@@ -213,7 +213,7 @@ def sweep_learning_rates(
                     progress.update()
             report["datasets"][name] = {
                 "num_classes": num_classes,
-                "chance": 1.0 / num_classes,
+                "chance": 1.0 / sampler.occurring_classes(source),  # padded label slots never occur
                 "learners": learners,
             }
     finally:

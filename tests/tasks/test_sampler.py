@@ -31,3 +31,11 @@ def test_batched_episodes_are_the_unbatched_examples_regrouped(digits):
 def test_bad_batch_size_is_a_clear_error():
     with pytest.raises(ValueError, match="task.batch_size"):
         EpisodeSampler(3, batch_size=0)
+
+
+def test_padding_widens_the_label_space_but_not_the_classes_that_occur():
+    source = make_episode_source(load_dataset("digits"), "train")
+    padded = EpisodeSampler(5, EpisodeTransform(pad_classes_to=62))
+    assert (padded.num_classes(source), padded.occurring_classes(source)) == (62, 10)
+    subset = EpisodeSampler(5, EpisodeTransform(classes=(3, 1), pad_classes_to=12))
+    assert (subset.num_classes(source), subset.occurring_classes(source)) == (12, 2)

@@ -36,11 +36,16 @@ class EpisodeSampler:
     def transforms(self) -> bool:
         return self.transform != EpisodeTransform()
 
-    def num_classes(self, source: Source) -> int:
+    def occurring_classes(self, source: Source) -> int:
+        """Classes an episode's labels can take (chance is 1/this), before any label padding."""
         base = self.ways if isinstance(source, FewShotSource) else source.num_classes
         if self.transform.classes is not None:
             base = len(self.transform.classes)
-        return self.transform.pad_classes_to or base
+        return base
+
+    def num_classes(self, source: Source) -> int:
+        """Size of the label vectors a learner sees: the padded label space when padding is on."""
+        return self.transform.pad_classes_to or self.occurring_classes(source)
 
     def sample(self, source: Source, key: jax.Array, num_episodes: int, transform_key: jax.Array) -> Episodes:
         """`num_episodes` episodes from `key`; `transform_key` fixes the slice's projection / permutation."""
