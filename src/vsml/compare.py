@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from vsml.atomic import write_atomically, write_text_atomically
 from vsml.checkpoint import resolve_checkpoint_json
@@ -135,8 +136,7 @@ def generalisation_grid(
         raise ValueError("compare needs at least one meta-test dataset (--datasets)")
     report: dict[str, Any] = {"episodes": num_episodes, "length": length, "seed": seed, "rows": []}
     chance: dict[str, float] = {}
-    jobs = [(c, d) for c in contenders for d in datasets]
-    bar = _progress(len(jobs), progress)
+    bar = tqdm(total=len(contenders) * len(datasets), desc="compare", unit="cell", disable=not progress)
     for contender in contenders:
         row: dict[str, Any] = {"label": contender.label, "seen": sorted(contender.seen), "cells": {}}
         if contender.meta is not None:
@@ -149,8 +149,10 @@ def generalisation_grid(
                 # E.g. a padded baseline cannot take a larger input (the paper's CIFAR10 column, spec §6.4).
                 cell = {"unavailable": str(error)}
             row["cells"][dataset] = cell
-            bar(f"{contender.label} on {dataset}")
+            bar.set_postfix_str(f"{contender.label} on {dataset}"[:60])
+            bar.update()
         report["rows"].append(row)
+    bar.close()
     missing = [d for d in datasets if d not in chance]
     if missing:
         raise ValueError(f"no contender could run on {missing}: {report['rows'][0]['cells'][missing[0]]}")
@@ -323,20 +325,3 @@ def write_grid(
             )
         )
     return written
-
-
-def _progress(total: int, enabled: bool) -> Callable[[str], None]:
-    """A tqdm bar over grid cells when enabled (tqdm is a dependency), else nothing."""
-    if not enabled:
-        return lambda _: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, desc="compare", unit="cell")
-
-    def advance(what: str) -> None:
-        bar.set_postfix_str(what[:60])
-        bar.update(1)
-        if bar.n >= total:
-            bar.close()
-
-    return advance

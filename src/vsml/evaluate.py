@@ -19,9 +19,7 @@ DEFAULT_EVAL_SEED = 22  # spec §2: evaluation uses a fixed key (seed 22), the s
 class OnlineEvaluation(NamedTuple):
     """Accuracy of the prediction made before each label, over N held-out episodes of T steps."""
 
-    accuracy: (
-        np.ndarray
-    )  # [N, T] 1 where the online prediction was right (a batch's mean with an inner batch)
+    accuracy: np.ndarray  # [N, T] 1 where the prediction was right (an inner batch's mean)
     loss: np.ndarray  # [N, T] cross-entropy of each online prediction (batch mean)
     query_accuracy: np.ndarray | None = None  # [N] forward-only accuracy on the query steps after learning
 

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from vsml.atomic import write_text_atomically
 from vsml.checkpoint import load_checkpoint, resolve_checkpoint_json
@@ -172,7 +173,7 @@ def meta_test(
         "query_steps": query_steps,
         "datasets": {},
     }
-    for name in _progress_over(datasets, progress, f"meta-test {run.path.name}"):
+    for name in tqdm(datasets, desc=f"meta-test {run.path.name}", unit="dataset", disable=not progress):
         test = make_experiment_source(cfg, name, "test", data_dir)
         train = make_experiment_source(cfg, name, "train", data_dir)
         sampler = experiment_sampler(cfg, length)
@@ -329,11 +330,3 @@ def curves_csv(report: dict[str, Any]) -> str:
             for step, (acc, std, loss) in enumerate(zip(r["curve"], r["curve_std"], losses, strict=True), 1):
                 lines.append(f"{name},{quoted},{step},{acc:.6g},{std:.6g},{loss:.6g}")
     return "\n".join(lines) + "\n"
-
-
-def _progress_over(items: tuple[str, ...], enabled: bool, description: str):
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc=description, unit="dataset")
