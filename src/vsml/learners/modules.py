@@ -45,10 +45,19 @@ class LSTMState(NamedTuple):
     c: Array  # [H] cell
 
 
+def haiku_truncated_normal(
+    key: Array, shape: tuple[int, ...], fan_in: int, dtype: jnp.dtype = jnp.float32
+) -> Array:
+    """Haiku's default weights, `TruncatedNormal(1/√fan_in)`: N(0, 1) cut at ±2, scaled by 1/√fan_in, with no
+    variance correction (so the std is ≈0.88/√fan_in). `hk.Linear`, `hk.Conv2D` and VSML's sub-RNN use it."""
+    return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) / math.sqrt(fan_in)
+
+
 def init_dense(key: Array, fan_in: int, fan_out: int) -> DenseParams:
     """`hk.Linear`'s default init: w ~ N(0, 1/fan_in) truncated at ±2σ, zero bias."""
-    w = jax.random.truncated_normal(key, -2.0, 2.0, (fan_in, fan_out), jnp.float32) / math.sqrt(fan_in)
-    return DenseParams(w=w, b=jnp.zeros((fan_out,), jnp.float32))
+    return DenseParams(
+        w=haiku_truncated_normal(key, (fan_in, fan_out), fan_in), b=jnp.zeros((fan_out,), jnp.float32)
+    )
 
 
 def dense(params: DenseParams, x: Array) -> Array:
@@ -79,9 +88,7 @@ def init_conv_trunk(
     fan_in = 3·3·in_channels; zero bias."""
     layers = []
     for k in jax.random.split(key, num_layers):
-        fan_in = 9 * in_channels
-        w = jax.random.truncated_normal(k, -2.0, 2.0, (3, 3, in_channels, channels), jnp.float32)
-        w = w / math.sqrt(fan_in)
+        w = haiku_truncated_normal(k, (3, 3, in_channels, channels), fan_in=9 * in_channels)
         layers.append(ConvParams(w=w, b=jnp.zeros((channels,), jnp.float32)))
         in_channels = channels
     return tuple(layers)

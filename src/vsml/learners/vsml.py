@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.learners.base import Array, TaskSpec
+from vsml.learners.modules import haiku_truncated_normal
 
 FORGET_OFFSET = 5.0  # spec §1.3: hard-coded, not a parameter
 INPUT_OFFSET = -5.0
@@ -176,19 +177,16 @@ class VSML:
         M, H = self.msg_size, self.state_size
         k_lstm, k_fwd, k_bwd = jax.random.split(key, 3)
 
-        def trunc_normal(k: Array, shape: tuple[int, ...], fan_in: int) -> Array:
-            return jax.random.truncated_normal(k, -2.0, 2.0, shape, jnp.float32) / jnp.sqrt(fan_in)
-
         ln = {}
         if self.layer_norm:
             ones, zeros = jnp.ones((M,), jnp.float32), jnp.zeros((M,), jnp.float32)
             ln = dict(fwd_ln_scale=ones, fwd_ln_offset=zeros, bwd_ln_scale=ones, bwd_ln_offset=zeros)
         return SubRNNParams(
-            lstm_W=trunc_normal(k_lstm, (2 * M + H, 4 * H), 2 * M + H),
+            lstm_W=haiku_truncated_normal(k_lstm, (2 * M + H, 4 * H), 2 * M + H),
             lstm_b=jnp.zeros((4 * H,), jnp.float32),
-            fwd_W=trunc_normal(k_fwd, (H, M), H),
+            fwd_W=haiku_truncated_normal(k_fwd, (H, M), H),
             fwd_b=jnp.zeros((M,), jnp.float32),
-            bwd_W=trunc_normal(k_bwd, (H, M), H),
+            bwd_W=haiku_truncated_normal(k_bwd, (H, M), H),
             bwd_b=jnp.zeros((M,), jnp.float32),
             **ln,
         )
@@ -214,9 +212,7 @@ class VSML:
         for plan, k in zip(plans, keys, strict=True):
             # std 1/√(first state dimension): A for a dense layer, the kernel size for a conv layer (§1.9).
             shape, first = plan.state_shape, plan.state_shape[0]
-            random_part = jax.random.truncated_normal(k, -2.0, 2.0, (*shape, num_random), dtype) / jnp.sqrt(
-                first
-            )
+            random_part = haiku_truncated_normal(k, (*shape, num_random), first, dtype)
             cs.append(jnp.concatenate([random_part, jnp.zeros((*shape, H - num_random), dtype)], axis=-1))
             hs.append(jnp.zeros((*shape, H), dtype))
         return VSMLState(
