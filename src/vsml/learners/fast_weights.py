@@ -50,7 +50,7 @@ from vsml.learners.modules import (
     init_conv_trunk,
     init_dense,
     init_lstm,
-    layer_norm_without_params,
+    layer_norm,
     lstm_cell,
     trunk_output_size,
     zero_lstm_state,
@@ -195,7 +195,7 @@ class FWMemory:
         memory = memory / jnp.maximum(1.0, jnp.linalg.norm(memory))  # Frobenius norm at most 1
 
         n, e = jnp.split(jnp.tanh(dense(meta.read, lstm.h)), 2)
-        read = layer_norm_without_params(memory @ jnp.outer(n, e).reshape(-1))
+        read = layer_norm(memory @ jnp.outer(n, e).reshape(-1))
         out = lstm.h + dense(meta.read_projection, read)
         logits = bound_logits(dense(meta.readout, out), self.tanh_bound)
         y = y.astype(logits.dtype)

@@ -6,7 +6,7 @@ Haiku code without depending on Haiku.
 - `init_lstm` / `lstm_cell`: `hk.LSTM` (one Linear on [x, h] to the i, g, f, o gates; +1 on the forget gate).
 - `init_conv_trunk` / `conv_trunk`: 3 × `hk.Conv2D(channels, 3, stride 2, SAME)` (Haiku's default init, as Linear).
 - `bound_logits` (every baseline's 100·tanh(·/100)), `cross_entropy_feedback` (g = ∂CE/∂ŷ),
-  `layer_norm_without_params` (`hk.LayerNorm(-1, False, False)`).
+  `layer_norm` (`hk.LayerNorm`, with or without scale and offset).
 """
 
 from __future__ import annotations
@@ -139,11 +139,15 @@ def cross_entropy_feedback(logits: Array, y: Array) -> Array:
     return jax.nn.softmax(logits) - y
 
 
-def layer_norm_without_params(x: Array) -> Array:
-    """`hk.LayerNorm(axis=-1, create_scale=False, create_offset=False)`."""
-    mean = jnp.mean(x, axis=-1, keepdims=True)
-    var = jnp.var(x, axis=-1, keepdims=True)
-    return (x - mean) * jax.lax.rsqrt(var + LAYER_NORM_EPS)
+def layer_norm(m: Array, scale: Array | None = None, offset: Array | None = None) -> Array:
+    """`hk.LayerNorm` over the last axis: biased variance, eps inside the square root; without scale and offset
+    it is `hk.LayerNorm(-1, create_scale=False, create_offset=False)` (FWMemory's read-out)."""
+    mean = jnp.mean(m, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(m - mean), axis=-1, keepdims=True)
+    lead = (1,) * (m.ndim - 1)  # explicit broadcast: rank promotion is an error in the tests
+    centred = m - mean if scale is None else jnp.reshape(scale, lead + scale.shape) * (m - mean)
+    normalised = centred * jax.lax.rsqrt(var + LAYER_NORM_EPS)
+    return normalised if offset is None else normalised + jnp.reshape(offset, lead + offset.shape)
 
 
 def fixed_shape_settings(learner: object) -> None:

@@ -38,11 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.learners.base import Array, TaskSpec
-from vsml.learners.modules import haiku_truncated_normal
+from vsml.learners.modules import haiku_truncated_normal, layer_norm
 
 FORGET_OFFSET = 5.0  # spec §1.3: hard-coded, not a parameter
 INPUT_OFFSET = -5.0
-LAYER_NORM_EPS = 1e-5
 
 
 class SubRNNParams(NamedTuple):
@@ -400,13 +399,6 @@ class VSML:
         if not self.layer_norm:
             return jnp.mean(h, axis=axis) @ W + b[None, :]
         return jnp.mean(layer_norm(h @ W + _lead(b, h.ndim), scale, offset), axis=axis)
-
-
-def layer_norm(m: Array, scale: Array, offset: Array) -> Array:
-    """Haiku LayerNorm over the last axis: biased variance, eps inside the square root."""
-    mean = jnp.mean(m, axis=-1, keepdims=True)
-    var = jnp.mean(jnp.square(m - mean), axis=-1, keepdims=True)
-    return _lead(scale, m.ndim) * (m - mean) * jax.lax.rsqrt(var + LAYER_NORM_EPS) + _lead(offset, m.ndim)
 
 
 def _lead(v: Array, ndim: int) -> Array:

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from vsml.learners.base import Array
+from vsml.learners.modules import layer_norm as apply_layer_norm
 from vsml.learners.vsml import SubRNNParams, _gate_weights_for_tanh, _lead
-from vsml.learners.vsml import layer_norm as apply_layer_norm
 
 
 def conv_output_size(size: int, stride: int) -> int:
