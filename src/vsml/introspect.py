@@ -54,15 +54,16 @@ from vsml.learners.base import (
 from vsml.learners.blur import BLUR, BLURGenome, BLURState, backprop_genome
 from vsml.learners.sgd import online_sgd
 from vsml.meta_test import (
-    _OPTIMIZER_LABEL,
     SGD_LEARNING_RATES,
     TrainedRun,
     learner_labels,
+    meta_trained_label,
     same_unroll_sgd,
     sgd_meta,
     tune_learning_rate,
 )
 from vsml.report import PNG_DPI, markdown_table
+from vsml.sweep import grid_edge
 from vsml.tasks.episodes import Episodes, EpisodeSource
 from vsml.tasks.transforms import EpisodeTransform, transform_episodes
 
@@ -292,7 +293,7 @@ def introspect_run(
         logits = _episode_logits(learner, meta, init_keys, xs, ys)
         return np.asarray(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), np.float64)
 
-    name, meta_name = learner_labels(run.learner)
+    name, _ = learner_labels(run.learner)
     log(f"running {name} on {episodes} episodes of {dataset}")
     learner = _online_learner(run.learner)
     report: dict[str, Any] = {
@@ -308,7 +309,7 @@ def introspect_run(
         "max_k": max_k,
         "online_single_examples": learner != run.learner or cfg.task.batch_size > 1,
         "learner": _learner_entry(
-            f"{name}, meta-trained {meta_name} ({run.iteration} {_OPTIMIZER_LABEL[cfg.meta_optimizer]} it.)",
+            meta_trained_label(run),
             probabilities(learner, run.meta),
             labels,
             max_k,
@@ -328,10 +329,7 @@ def introspect_run(
         )
         report["sgd"]["learning_rate"] = rate
         # The sweep's best rate on a boundary of the grid may not be the best rate there is.
-        report["sgd"]["learning_rate_at_grid_edge"] = rate in (
-            min(SGD_LEARNING_RATES),
-            max(SGD_LEARNING_RATES),
-        )
+        report["sgd"]["learning_rate_at_grid_edge"] = grid_edge(rate, SGD_LEARNING_RATES) is not None
         report["sgd"]["train_split_accuracy"] = {str(r): s for r, s in scores.items()}
     if asymmetry and isinstance(run.learner, BLUR):
         log("measuring the asymmetry of BLUR's update Jacobian")

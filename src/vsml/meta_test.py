@@ -65,6 +65,12 @@ class TrainedRun:
     path: Path
 
 
+def meta_trained_label(run: TrainedRun) -> str:
+    """How reports name a run's meta-trained learner, e.g. "VSML, meta-trained V_M (450 ES it.)"."""
+    name, meta_name = learner_labels(run.learner)
+    return f"{name}, meta-trained {meta_name} ({run.iteration} {_OPTIMIZER_LABEL[run.config.meta_optimizer]} it.)"
+
+
 def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainedRun:
     """A run directory (its latest checkpoint) or one checkpoint file; the experiment config travels in the
     checkpoint's JSON, so a checkpoint file alone is enough. `overrides` (`a.b=c`) change the meta-test setting,
@@ -186,12 +192,9 @@ def meta_test(
             )  # fmt: skip
 
         name_label, meta_label = learner_labels(run.learner)
-        optimizer = _OPTIMIZER_LABEL[cfg.meta_optimizer]
         results: dict[str, OnlineEvaluation] = {
             f"{name_label}, untrained {meta_label}": evaluate(run.learner, untrained),
-            f"{name_label}, meta-trained {meta_label} ({run.iteration} {optimizer} it.)": evaluate(
-                run.learner, run.meta
-            ),
+            meta_trained_label(run): evaluate(run.learner, run.meta),
         }
         roles = dict(zip(results, ("untrained", "meta-trained"), strict=True))
         tuned = {}
