@@ -305,7 +305,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _introspect(args: argparse.Namespace) -> int:
-    from vsml.introspect import introspect_run, introspection_table, write_introspection
+    from vsml.introspect import asymmetry_lines, introspect_run, introspection_table, write_introspection
     from vsml.meta_test import load_trained_run
 
     run = load_trained_run(args.run, args.overrides)
@@ -321,19 +321,11 @@ def _introspect(args: argparse.Namespace) -> int:
         log=None if args.quiet else lambda message: print(f"introspect: {message}", file=sys.stderr),
     )
     print(introspection_table(report))
-    for layer in report.get("gradient_asymmetry", {}).get("layers", []):
-        learned, sgd = layer["relative_max_asymmetry"], layer["sgd_reference"]["relative_max_asymmetry"]
-        print(
-            f"BLUR layer {layer['layer']} ({layer['measured_synapses']} of {layer['synapses']} synapses): "
-            f"max |J - J^T| / max |J| = {_ratio(learned)}; plain SGD (J a Hessian): {_ratio(sgd)}"
-        )
+    for line in asymmetry_lines(report):
+        print(line)
     for path in write_introspection(report, args.out or run.path):
         print(f"wrote {path}")
     return 0
-
-
-def _ratio(value: float | None) -> str:
-    return "J = 0" if value is None else f"{value:.3g}"
 
 
 def _comma_list(text: str, flag: str, example: str) -> list[str]:

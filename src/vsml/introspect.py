@@ -489,6 +489,22 @@ def _plot_by_k(ax: Any, contenders: list[dict[str, Any]], chance: float) -> None
     ax.legend(loc="best", fontsize="small")
 
 
+def asymmetry_lines(report: Mapping[str, Any]) -> list[str]:
+    """One line per BLUR layer of a report (BLUR Sec. 3.5): is the learned update a gradient (symmetric J)?"""
+
+    def ratio(value: float | None) -> str:
+        return "J = 0" if value is None else f"{value:.3g}"
+
+    lines = []
+    for layer in report.get("gradient_asymmetry", {}).get("layers", []):
+        learned, sgd = layer["relative_max_asymmetry"], layer["sgd_reference"]["relative_max_asymmetry"]
+        lines.append(
+            f"BLUR layer {layer['layer']} ({layer['measured_synapses']} of {layer['synapses']} synapses): "
+            f"max |J - J^T| / max |J| = {ratio(learned)}; plain SGD (J a Hessian): {ratio(sgd)}"
+        )
+    return lines
+
+
 def write_introspection(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
     """introspection.json and introspection.png in `out_dir`, both written atomically."""
     out_dir = Path(out_dir)

@@ -19,7 +19,6 @@ tables) and the PNGs.
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import shutil
 import sys
@@ -480,18 +479,11 @@ def _latest_step(run_dir: Path) -> int:
     return steps[-1] if steps else 0
 
 
-def _differences(a: Any, b: Any, prefix: str = "") -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _differences(a.get(k), b.get(k), f"{prefix}{k}.")]
-    if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b):
-        return []
-    return [] if a == b else [prefix.rstrip(".")]
-
-
 def _check_finished_run(run_dir: Path, config: Any) -> None:
     """A finished run is reused only if it is this step's experiment (up to the iterations and the data folder)."""
     from vsml.config import config_to_dict, read_yaml_mapping
     from vsml.experiment import experiment_from_dict
+    from vsml.meta.trainer import differing_keys
 
     saved_path = run_dir / "config.yaml"
     if not saved_path.exists():
@@ -500,7 +492,7 @@ def _check_finished_run(run_dir: Path, config: Any) -> None:
     current = config_to_dict(config)
     for data in (saved, current):
         data["train"].pop("iterations"), data["task"].pop("data_dir")
-    differing = _differences(saved, current)
+    differing = differing_keys(saved, current)
     if differing:
         raise ValueError(
             f"{run_dir} holds a finished run of another config (it differs in {', '.join(differing)}); "
@@ -586,7 +578,7 @@ def _report(
             write_grid(report, out, caption=f"Command: {command}")
         tables = grid_table(json.loads((out / "grid.json").read_text()))
     else:
-        from vsml.introspect import introspect_run, introspection_table, write_introspection
+        from vsml.introspect import asymmetry_lines, introspect_run, introspection_table, write_introspection
         from vsml.meta_test import load_trained_run
 
         if not cached:
@@ -602,25 +594,12 @@ def _report(
             )
             write_introspection(report, out)
         report = json.loads((out / "introspection.json").read_text())
-        tables = introspection_table(report) + _asymmetry_lines(report)
+        lines = asymmetry_lines(report)
+        tables = introspection_table(report) + (
+            "\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
+        )
     write_text_atomically(stamp_path, json.dumps(stamp, indent=1))
     return ("reused: unchanged since computed" if cached else "computed"), tables
-
-
-def _asymmetry_lines(report: Mapping[str, Any]) -> str:
-    """BLUR Sec. 3.5, as `vsml introspect` prints it: is the learned update a gradient (symmetric Jacobian)?"""
-    lines = []
-    for layer in report.get("gradient_asymmetry", {}).get("layers", []):
-        learned, sgd = layer["relative_max_asymmetry"], layer["sgd_reference"]["relative_max_asymmetry"]
-        lines.append(
-            f"- BLUR layer {layer['layer']} ({layer['measured_synapses']} of {layer['synapses']} synapses): "
-            f"max |J - J^T| / max |J| = {_ratio(learned)}; plain SGD (J a Hessian): {_ratio(sgd)}"
-        )
-    return "\n\n" + "\n".join(lines) if lines else ""
-
-
-def _ratio(value: float | None) -> str:
-    return "J = 0" if value is None else f"{value:.3g}"
 
 
 def _duration(seconds: float) -> str:

@@ -195,7 +195,7 @@ class MetaTrainer:
         saved = config_to_dict(experiment_from_dict(read_yaml_mapping(saved_path)))
         current = config_to_dict(self.config)
         saved["train"].pop("iterations"), current["train"].pop("iterations")
-        differing = sorted(_differing_keys(saved, current))
+        differing = differing_keys(saved, current)
         if differing:
             raise ValueError(
                 f"cannot resume {self.run_dir}: its config differs in {', '.join(differing)}. Resume with the "
@@ -360,10 +360,11 @@ def _short_eval(record: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def _differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two nested config mappings differ (floats compared with `math.isclose`), sorted."""
     if isinstance(a, dict) and isinstance(b, dict):
-        keys = set(a) | set(b)
-        return [d for k in keys for d in _differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
+        keys = sorted(set(a) | set(b))
+        return [d for k in keys for d in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
     if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b):
         return []
     return [] if a == b else [prefix.rstrip(".")]
