@@ -481,18 +481,9 @@ def _latest_step(run_dir: Path) -> int:
 
 def _check_finished_run(run_dir: Path, config: Any) -> None:
     """A finished run is reused only if it is this step's experiment (up to the iterations and the data folder)."""
-    from vsml.config import config_to_dict, read_yaml_mapping
-    from vsml.experiment import experiment_from_dict
-    from vsml.meta.trainer import differing_keys
+    from vsml.meta.trainer import differences_from_saved_config
 
-    saved_path = run_dir / "config.yaml"
-    if not saved_path.exists():
-        return
-    saved = config_to_dict(experiment_from_dict(read_yaml_mapping(saved_path)))
-    current = config_to_dict(config)
-    for data in (saved, current):
-        data["train"].pop("iterations"), data["task"].pop("data_dir")
-    differing = differing_keys(saved, current)
+    differing = differences_from_saved_config(run_dir, config, ignore=("train.iterations", "task.data_dir"))
     if differing:
         raise ValueError(
             f"{run_dir} holds a finished run of another config (it differs in {', '.join(differing)}); "

@@ -190,12 +190,7 @@ class MetaTrainer:
     def _check_same_experiment(self) -> None:
         """A resumed run must be the same experiment; only the number of iterations may change."""
         saved_path = self.run_dir / CONFIG_FILE
-        if not saved_path.exists():
-            return
-        saved = config_to_dict(experiment_from_dict(read_yaml_mapping(saved_path)))
-        current = config_to_dict(self.config)
-        saved["train"].pop("iterations"), current["train"].pop("iterations")
-        differing = differing_keys(saved, current)
+        differing = differences_from_saved_config(self.run_dir, self.config)
         if differing:
             raise ValueError(
                 f"cannot resume {self.run_dir}: its config differs in {', '.join(differing)}. Resume with the "
@@ -358,6 +353,23 @@ def _short_eval(record: dict[str, Any]) -> dict[str, str]:
     return {
         k.removeprefix("eval_accuracy_"): f"{v:.3f}" for k, v in record.items() if k.startswith("eval_acc")
     }
+
+
+def differences_from_saved_config(
+    run_dir: str | Path, config: ExperimentConfig, ignore: tuple[str, ...] = ("train.iterations",)
+) -> list[str]:
+    """Dotted keys where `config` differs from the config.yaml saved in `run_dir` (none if there is none),
+    leaving out the `ignore` keys (`section.key`)."""
+    saved_path = Path(run_dir) / CONFIG_FILE
+    if not saved_path.exists():
+        return []
+    saved = config_to_dict(experiment_from_dict(read_yaml_mapping(saved_path)))
+    current = config_to_dict(config)
+    for data in (saved, current):
+        for dotted in ignore:
+            section, key = dotted.split(".")
+            data[section].pop(key)
+    return differing_keys(saved, current)
 
 
 def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
