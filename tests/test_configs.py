@@ -13,7 +13,10 @@ from vsml.learners import build_learner
 from vsml.meta.population import split_counts
 from vsml.tasks import DATASET_NAMES
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+# configs/cloning/ holds `vsml clone` configs (tests/meta/test_cloning.py), not experiments.
+CONFIGS = sorted(
+    p for p in (Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml") if "cloning" not in p.parts
+)
 
 
 def documented_overrides(path: Path) -> list[str]:

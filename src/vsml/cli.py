@@ -198,7 +198,44 @@ def _build_parser() -> argparse.ArgumentParser:
         introspect, "change the meta-test setting, e.g. --set task.normalisation=dataset (repeatable)"
     )
     introspect.add_argument("--quiet", action="store_true", help="no progress messages")
+
+    clone = commands.add_parser(
+        "clone",
+        help="clone online backprop into a VSML V_M, then let it train networks forward-only (paper Sec. 3.2)",
+        description="Learning-algorithm cloning (spec vsml.md §4): regress the VSML sub-RNN's messages and "
+        "state onto a backprop teacher, then run the cloned VSML free on MNIST / Fashion-MNIST against the "
+        "teacher from the same initial weights. Writes a checkpoint (V_M and codec; usable as "
+        "train.init_from), clone.json, clone.md and learning-curve PNGs into --out.",
+    )
+    clone.add_argument("config", type=Path, help="cloning YAML (see configs/cloning/)")
+    clone.add_argument("--out", type=Path, required=True, help="run directory")
+    _add_overrides(clone, "override a config value, e.g. --set train.steps=100 (repeatable)")
+    clone.add_argument("--eval-only", action="store_true", help="evaluate the checkpoint already in --out")
+    clone.add_argument("--no-eval", action="store_true", help="clone only; skip the free-running evaluation")
+    clone.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    clone.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
+
+
+def _clone(args: argparse.Namespace) -> int:
+    from vsml.clone_eval import clone_markdown, run_clone
+    from vsml.config import load_config
+    from vsml.meta.cloning import CloneConfig
+
+    if args.eval_only and args.no_eval:
+        raise ValueError("--eval-only and --no-eval exclude each other")
+    config = load_config(CloneConfig, args.config, args.overrides)
+    summary = run_clone(
+        config,
+        args.out,
+        evaluate=not args.no_eval,
+        train=not args.eval_only,
+        progress=not args.quiet,
+        data_dir=args.data_dir,
+    )
+    print(clone_markdown(summary))
+    print(f"wrote {args.out / 'clone.md'}")
+    return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -408,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "sweep-lr": _sweep_lr,
         "compare": _compare,
         "introspect": _introspect,
+        "clone": _clone,
     }
     try:
         return handlers[args.command](args)

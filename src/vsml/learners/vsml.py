@@ -245,24 +245,65 @@ class VSML:
         state = state._replace(h=tuple(map(merge, state.h)), c=tuple(map(merge, state.c)))
         return jax.vmap(self._example_step, in_axes=(None, 0, 0, 0))(meta, state, x, y)
 
-    def _example_step(self, meta: VSMLMeta, state: VSMLState, x: Array, y: Array) -> tuple[Array, VSMLState]:
-        L = self.num_layers
+    def predict(self, meta: VSMLMeta, state: VSMLState, x: Array) -> Array:
+        """The logits of a forward tick on x without learning from it: the state the tick would leave (it
+        reads the weights but, in forward-only mode, also updates them) is discarded. Inner batch: x [B, ...]."""
+        if self.inner_batch == 1:
+            return self._forward_tick(meta, state, x, self._check_example(state, x, None, "predict"))[0]
+        return jax.vmap(self.predict, in_axes=(None, 0, 0))(meta, state, x)
+
+    def _check_example(self, state: VSMLState, x: Array, y: Array | None, what: str) -> list[LayerPlan]:
+        """The layer plans of one example, or a clear error if x (or y) does not fit the state."""
         C = state.feedback.shape[0]
         plans = self.layer_plans(TaskSpec(tuple(x.shape), C)) if x.ndim else []
         state_shapes = [tuple(h.shape[:-1]) for h in state.h]
-        if [p.state_shape for p in plans] != state_shapes or y.shape != (C,):
+        if [p.state_shape for p in plans] != state_shapes or (y is not None and y.shape != (C,)):
+            got_y = "" if y is None else f" and y of shape {tuple(y.shape)}"
             raise ValueError(
-                f"VSML.step got x of shape {tuple(x.shape)} ({x.size} values) and y of shape {tuple(y.shape)}, "
+                f"VSML.{what} got x of shape {tuple(x.shape)} ({x.size} values){got_y}, "
                 f"but the state was built for layers of shapes {state_shapes} and {C} classes (one-hot y). "
                 "Build the state with init_state(meta, key, TaskSpec(input_shape, num_classes)) for this "
                 "task's shapes."
             )
+        return plans
+
+    def _example_step(self, meta: VSMLMeta, state: VSMLState, x: Array, y: Array) -> tuple[Array, VSMLState]:
+        L = self.num_layers
+        plans = self._check_example(state, x, y, "step")
+        logits, hs, cs, fwd_in, bwd_in = self._forward_tick(meta, state, x, plans)
+
+        feedback = self._feedback(logits, y)
+        if self.backward_pass:
+            x_in = self._input_message(x, plans[0], state.feedback.dtype)
+            for k in reversed(range(L)):
+                _, bwd_out, hs[k], cs[k] = self._apply_layer(
+                    plans[k],
+                    meta.sets[self.param_set_index(k, reverse=True)],
+                    self._incoming_fwd(k, x_in, fwd_in),
+                    self._incoming_bwd(k, feedback, bwd_in),
+                    hs[k],
+                    cs[k],
+                    want_fwd=False,  # the reverse tick's forward messages are overwritten before being read
+                    want_bwd=k > 0,
+                    fwd_channels=None,
+                )
+                if k > 0:
+                    bwd_in[k - 1] = jnp.reshape(bwd_out, bwd_in[k - 1].shape)  # consumed at once below
+            feedback = jnp.zeros_like(feedback)  # §1.6 step 5: the next forward tick sees no feedback
+
+        new_state = VSMLState(tuple(hs), tuple(cs), tuple(fwd_in), tuple(bwd_in), feedback)
+        return logits, new_state
+
+    # ----- internals -------------------------------------------------------------------------------------------
+
+    def _forward_tick(
+        self, meta: VSMLMeta, state: VSMLState, x: Array, plans: list[LayerPlan]
+    ) -> tuple[Array, list[Array], list[Array], list[Array], list[Array]]:
+        """Layers 1..L in order (spec §1.6 step 3): the logits and the new states and messages."""
+        L = self.num_layers
         hs, cs = list(state.h), list(state.c)
         fwd_in, bwd_in = list(state.fwd_in), list(state.bwd_in)
-        x_in = jnp.reshape(x, plans[0].in_shape).astype(state.feedback.dtype)
-        if plans[0].kind == "conv":
-            x_in = x_in[..., None]  # channel 0 only: [H, W, C, 1]
-
+        x_in = self._input_message(x, plans[0], state.feedback.dtype)
         logits = None
         for k in range(L):
             fwd_out, bwd_out, hs[k], cs[k] = self._apply_layer(
@@ -284,29 +325,12 @@ class VSML:
                 fwd_in[k] = jnp.reshape(fwd_out, fwd_in[k].shape)
             else:
                 logits = self.tanh_bound * jnp.tanh(fwd_out / self.tanh_bound)
+        return logits, hs, cs, fwd_in, bwd_in
 
-        feedback = self._feedback(logits, y)
-        if self.backward_pass:
-            for k in reversed(range(L)):
-                _, bwd_out, hs[k], cs[k] = self._apply_layer(
-                    plans[k],
-                    meta.sets[self.param_set_index(k, reverse=True)],
-                    self._incoming_fwd(k, x_in, fwd_in),
-                    self._incoming_bwd(k, feedback, bwd_in),
-                    hs[k],
-                    cs[k],
-                    want_fwd=False,  # the reverse tick's forward messages are overwritten before being read
-                    want_bwd=k > 0,
-                    fwd_channels=None,
-                )
-                if k > 0:
-                    bwd_in[k - 1] = jnp.reshape(bwd_out, bwd_in[k - 1].shape)  # consumed at once below
-            feedback = jnp.zeros_like(feedback)  # §1.6 step 5: the next forward tick sees no feedback
-
-        new_state = VSMLState(tuple(hs), tuple(cs), tuple(fwd_in), tuple(bwd_in), feedback)
-        return logits, new_state
-
-    # ----- internals -------------------------------------------------------------------------------------------
+    def _input_message(self, x: Array, plan: LayerPlan, dtype: jnp.dtype) -> Array:
+        """x as layer 1's forward input: [A] (channel 0 only, dense) or [H, W, C, 1] (conv)."""
+        x_in = jnp.reshape(x, plan.in_shape).astype(dtype)
+        return x_in[..., None] if plan.kind == "conv" else x_in
 
     def _incoming_fwd(self, k: int, x_in: Array, fwd_in: list[Array]) -> Array:
         """Layer 0 gets x in channel 0 only ([A] dense, rank-1 shortcut, or [H, W, C, 1] conv); deeper layers

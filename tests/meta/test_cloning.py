@@ -1,0 +1,172 @@
+"""Learning-algorithm cloning: the teacher is backprop, the constructed V_M matches the teacher one step at a
+time and run free, cloning by gradients lowers the loss, and the command writes its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vsml.checkpoint import load_checkpoint
+from vsml.cli import main
+from vsml.clone_eval import (
+    clone_online,
+    encode_network,
+    evaluate_clone,
+    init_network,
+    read_network,
+    teacher_forward,
+    teacher_network_step,
+)
+from vsml.config import load_config
+from vsml.learners.vsml import VSML
+from vsml.meta import cloning
+from vsml.meta.cloning import CloneConfig, CloneTeacher, CloneTrainConfig, TupleDistribution
+
+CLONE_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "cloning").glob("*.yaml"))
+
+
+def test_teacher_is_backprop_of_the_mean_aggregated_network(key):
+    """Reference oracle: the teacher's literal update equals −α·(layer factor)·jax.grad, the factor being the
+    mean over inputs (A) and, below the top, the mean over outputs where the chain rule sums (A_top / B_top)."""
+    sizes = (6, 5, 3)
+    weights, biases = init_network(key, sizes, 1.0)
+    biases = [b + 0.1 * jax.random.normal(jax.random.fold_in(key, i), b.shape) for i, b in enumerate(biases)]
+    x = jax.random.normal(jax.random.fold_in(key, 9), (6,))
+    y = jax.nn.one_hot(1, 3)
+    alpha = 0.3
+
+    def loss(ws, bs):
+        return -jnp.sum(y * jax.nn.log_softmax(teacher_forward(ws, bs, x)[-1]))
+
+    gw, gb = jax.grad(loss, argnums=(0, 1))(weights, biases)
+    _, new_w, new_b = teacher_network_step(weights, biases, x, y, alpha)
+    top_factor = sizes[1]  # z_top = mean over its A = 5 inputs
+    low_factor = sizes[0] * sizes[1] / sizes[2]  # A_low · (A_top / B_top)
+    np.testing.assert_allclose(new_w[1] - weights[1], -alpha * top_factor * gw[1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(new_b[1] - biases[1], -alpha * gb[1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(new_w[0] - weights[0], -alpha * low_factor * gw[0], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        new_b[0] - biases[0], -alpha * gb[0] * sizes[1] / sizes[2], rtol=1e-4, atol=1e-7
+    )
+
+
+def test_constructed_vm_matches_the_teacher_one_step_at_a_time():
+    """On held-out per-synapse tuples, the constructed V_M's messages and state changes match the teacher's.
+    Stated tolerances (relative mean squared errors, `cloning_losses`): forward ≤ 1e-6, state and update
+    ≤ 1e-6, hold = 0 (the forward tick never writes), backward ≤ 1e-4 (the reverse tick reads the weight
+    after its own update: an error of α·tanh(x)·δ² relative to w·δ)."""
+    vsml = cloning.clone_learner()
+    params = cloning.constructed_backprop(vsml)
+    histories = cloning.sample_histories(jax.random.PRNGKey(123), TupleDistribution(length=6), 2048)
+    parts = {k: float(v) for k, v in cloning.cloning_losses(vsml, params, histories, 0.3).items()}
+    assert parts["forward"] <= 1e-6 and parts["state"] <= 1e-6 and parts["update"] <= 1e-6, parts
+    assert parts["hold"] == 0.0 and parts["backward"] <= 1e-4, parts
+    # and a random V_M is far from it: the bound is not vacuous
+    random = cloning.random_clone_params(vsml, jax.random.PRNGKey(0))
+    assert float(sum(cloning.cloning_losses(vsml, random, histories, 0.3).values())) > 1.0
+
+
+def test_cloning_by_gradients_lowers_the_held_out_loss():
+    config = CloneConfig(
+        init="random",
+        tuples=TupleDistribution(length=3),
+        train=CloneTrainConfig(
+            steps=40, batch_size=256, learning_rate=3e-3, magnitude_floor=1.0, heldout=512
+        ),
+    )
+    _, history = cloning.train_clone(config, progress=False)
+    before, after = sum(history["heldout_before"].values()), sum(history["heldout_after"].values())
+    assert np.isfinite(after) and after < 0.5 * before, (before, after)
+    assert history["train"][-1]["loss"] < history["train"][0]["loss"]
+
+
+@pytest.mark.parametrize(
+    ("hidden", "min_same", "max_deviation"), [((), 0.99, 1e-3), ((8,), 0.95, 0.2)], ids=["shallow", "deep"]
+)
+def test_the_constructed_clone_run_free_trains_like_the_teacher(hidden, min_same, max_deviation):
+    """Forward-only VSML with the constructed V_M against the literal teacher from the same weights: the same
+    predictions nearly everywhere, and it learns (digits, 800 steps). The shallow net ends with the teacher's
+    weights up to float error; in the deep one the small backward-message error (the post-update weight)
+    changes the trajectory, so its weights drift apart by up to ~10% of their range while learning alike."""
+    params = cloning.constructed_backprop(cloning.clone_learner())
+    result = evaluate_clone(
+        params, "digits", hidden, steps=800, learning_rate=0.3, test_examples=400, tail=200
+    )
+    assert result["same_online_prediction"] >= min_same, result["same_online_prediction"]
+    assert max(result["final_weight_deviation"]) < max_deviation, result["final_weight_deviation"]
+    assert result["clone"]["test_accuracy"] > 0.4  # chance 0.1
+    assert abs(result["clone"]["test_accuracy"] - result["teacher"]["test_accuracy"]) < 0.05
+
+
+def test_codec_round_trip_and_clone_state_after_free_running(key):
+    vsml = cloning.clone_learner(hidden_sizes=(4,))
+    params = cloning.constructed_backprop(vsml)
+    weights, biases = init_network(key, (5, 4, 3), 1.0)
+    biases = [b + 0.5 for b in biases]
+    state = encode_network(vsml, params.codec, weights, biases)
+    read_w, read_b = read_network(params.codec, state)
+    for a, b in zip(read_w + read_b, weights + biases, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    xs = jax.random.normal(key, (20, 5))
+    ys = jax.nn.one_hot(jnp.arange(20) % 3, 3)
+    logits, final = clone_online(vsml, params.meta, state, xs, ys)
+    assert logits.shape == (20, 3) and jax.tree.structure(final) == jax.tree.structure(state)
+
+
+def test_predict_is_the_forward_tick_without_learning(key):
+    vsml = VSML(hidden_sizes=(3,))
+    meta = vsml.init_meta(key)
+    from vsml.learners.base import TaskSpec
+
+    state = vsml.init_state(meta, key, TaskSpec((4,), 2))
+    x, y = jnp.arange(4.0) / 4, jnp.array([0.0, 1.0])
+    logits, new_state = vsml.step(meta, state, x, y)
+    np.testing.assert_allclose(vsml.predict(meta, state, x), logits, rtol=1e-6)
+    assert not np.allclose(new_state.c[0], state.c[0])  # step learns, predict leaves the state to the caller
+    with pytest.raises(ValueError, match="VSML.predict got x of shape"):
+        vsml.predict(meta, state, jnp.zeros(5))
+
+
+def test_wrong_vsml_form_is_a_clear_error():
+    with pytest.raises(ValueError, match="backward_pass=False"):
+        cloning.constructed_backprop(VSML())
+    with pytest.raises(ValueError, match="config key init"):
+        CloneConfig(init="cloned")
+    with pytest.raises(ValueError, match="teacher.learning_rate"):
+        CloneTeacher(learning_rate=0.0)
+
+
+@pytest.mark.parametrize("path", CLONE_CONFIGS, ids=lambda p: p.name)
+def test_cloning_configs_are_valid(path):
+    config = load_config(CloneConfig, path)
+    cloning.check_clone_learner(config.learner)
+
+
+def test_clone_command_writes_checkpoint_and_report(tmp_path, capsys):
+    out = tmp_path / "clone"
+    args = [
+        "clone", str(CLONE_CONFIGS[0]), "--out", str(out), "--quiet",
+        "--set", "train.steps=2", "--set", "train.heldout=64", "--set", "train.batch_size=32",
+        "--set", "tuples.length=2", "--set", "eval.datasets=[digits]", "--set", "eval.architectures=[[]]",
+        "--set", "eval.steps=50", "--set", "eval.test_examples=50", "--set", "eval.tail=20",
+    ]  # fmt: skip
+    assert main(args) == 0
+    assert "clone test acc" in capsys.readouterr().out
+    summary = json.loads((out / "clone.json").read_text())
+    assert summary["results"][0]["architecture"] == "64-10"
+    assert (out / "clone.md").exists() and (out / "curves_digits_shallow.png").stat().st_size > 10_000
+    # the checkpoint starts a VSML meta-training run (train.init_from) of the same form
+    vsml = cloning.clone_learner()
+    _, trees, _ = load_checkpoint(out, {"meta": vsml.init_meta(jax.random.PRNGKey(0))}, partial=True)
+    assert len(trees["meta"].sets) == 2
+    # a second clone into the same folder is refused; --eval-only re-evaluates it
+    assert main(args) == 2
+    assert "already holds a cloning checkpoint" in capsys.readouterr().err
+    assert main([*args, "--eval-only"]) == 0
+    assert main(["clone", str(CLONE_CONFIGS[0]), "--out", str(tmp_path / "none"), "--eval-only"]) == 2
+    assert "holds no cloning checkpoint" in capsys.readouterr().err
