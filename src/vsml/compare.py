@@ -44,12 +44,17 @@ from vsml.meta_test import (
     tune_learning_rate,
 )
 from vsml.report import PNG_DPI, markdown_table, plot_learning_curves
+from vsml.sweep import learner_label
 
 HAND_DESIGNED: dict[str, tuple[str, Callable[[], Learner], tuple[float, ...]]] = {
-    "sgd": ("online SGD, linear", lambda: online_sgd(), SGD_LEARNING_RATES),
-    "adam": ("online Adam, linear", lambda: online_adam(), ADAM_LEARNING_RATES),
-    "sgd-160": ("online SGD, 160 tanh", lambda: online_sgd(hidden_sizes=(160,)), SGD_LEARNING_RATES),
-    "adam-160": ("online Adam, 160 tanh", lambda: online_adam(hidden_sizes=(160,)), ADAM_LEARNING_RATES),
+    "sgd": (learner_label("sgd", ()), lambda: online_sgd(), SGD_LEARNING_RATES),
+    "adam": (learner_label("adam", ()), lambda: online_adam(), ADAM_LEARNING_RATES),
+    "sgd-160": (learner_label("sgd", (160,)), lambda: online_sgd(hidden_sizes=(160,)), SGD_LEARNING_RATES),
+    "adam-160": (
+        learner_label("adam", (160,)),
+        lambda: online_adam(hidden_sizes=(160,)),
+        ADAM_LEARNING_RATES,
+    ),
 }
 # Paper Sec. 4.3 meta-test settings (spec §3.4, the authors' eval_invariances.yaml): 5 classes, all 10, inputs
 # resized to 48×48 and 21×21 (sizes never meta-trained on), a new random projection, shuffled pixels.
