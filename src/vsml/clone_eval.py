@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from vsml.atomic import write_text_atomically
+from vsml.atomic import write_atomically, write_text_atomically
 from vsml.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint_json, save_checkpoint
 from vsml.config import config_to_dict, dump_config
 from vsml.learners.base import Array, TaskSpec
@@ -283,15 +283,26 @@ def run_clone(
             )  # fmt: skip
             correct = result.pop("online_correct")
             name = f"{dataset}_{architecture_name(hidden).split(' ')[0]}"
+            # The per-step record, so a figure can be redrawn without rerunning 60,000 steps.
+            write_atomically(
+                out / f"curves_{name}.npz",
+                lambda file, c=correct: np.savez(
+                    file, clone=np.asarray(c["clone"]), teacher=np.asarray(c["teacher"])
+                ),
+            )
             teacher_label = f"online backprop (teacher, α={config.teacher.learning_rate:g})"
+            clone_label = "cloned VSML (forward only)"
             plot_learning_curves(
-                {"cloned VSML (forward only)": np.asarray(correct["clone"], float),
-                 teacher_label: np.asarray(correct["teacher"], float)},
+                {teacher_label: np.asarray(correct["teacher"], float),
+                 clone_label: np.asarray(correct["clone"], float)},
                 out / f"curves_{name}.png",
-                title=f"{dataset}, {result['architecture']}: cloned backprop run free, same initial weights "
-                f"(clone init {config.init}, {config.train.steps} cloning steps)",
+                title=f"{dataset}, {result['architecture']}: cloned backprop run free, same initial weights\n"
+                f"(clone init {config.init}, {config.train.steps} cloning steps, "
+                f"mean of the last {max(1, min(1000, config.eval.steps // 20))} steps)",
                 smooth=max(1, min(1000, config.eval.steps // 20)),
                 chance=0.1,
+                # The two often coincide: the teacher wide underneath, the clone dashed on top.
+                line_styles={teacher_label: {"linewidth": 4.0, "alpha": 0.5}, clone_label: {"linestyle": "--"}},
             )  # fmt: skip
             summary["results"].append(result)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import numbers
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -103,11 +104,13 @@ def plot_learning_curves(
     chance: float | None = None,
     smooth: int = 1,
     std: Mapping[str, np.ndarray] | None = None,
+    line_styles: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write a PNG of one line per learner over the online step index (spec §6.2, Fig. 6); returns its path.
 
     `curves[name]` is a 1-D array over steps; `std[name]`, if given, draws a shaded ±std band. Both are
-    smoothed by a trailing moving average of `smooth` steps. The file is written atomically (temp file, then
+    smoothed by a trailing moving average of `smooth` steps. `line_styles[name]` (matplotlib keywords, e.g.
+    linestyle, linewidth) keeps curves that coincide apart. The file is written atomically (temp file, then
     rename); the parent directory is created.
     """
     # Figure + Agg canvas, not pyplot: no global backend or figure registry, and importing vsml stays light.
@@ -135,7 +138,8 @@ def plot_learning_curves(
     for name, curve in arrays.items():
         steps = np.arange(1, curve.shape[0] + 1)
         mean = moving_average(curve, smooth)
-        (line,) = ax.plot(steps, mean, label=name, linewidth=1.5)
+        style = {"linewidth": 1.5, **(line_styles or {}).get(name, {})}
+        (line,) = ax.plot(steps, mean, label=name, **style)
         if name in bands:
             band = moving_average(bands[name], smooth)
             ax.fill_between(steps, mean - band, mean + band, color=line.get_color(), alpha=0.2, linewidth=0)
