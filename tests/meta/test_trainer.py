@@ -151,6 +151,78 @@ def test_nonfinite_losses_are_counted_and_do_not_poison_the_update():
     assert int(nonfinite) == 0 and np.isfinite(float(new_meta.w)) and float(new_meta.w) != 1.0
 
 
+# ----- search relative to the starting V_M (es.relative_floor) ------------------------------------------------
+
+
+class VectorMeta(NamedTuple):
+    w: jax.Array  # [10]
+
+
+@dataclass(frozen=True)
+class ScaledLearner:
+    """logits = w·x[:10] with w = base + scale·u: the learner ES sees when it searches over u."""
+
+    base: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
+
+    def init_meta(self, key):
+        return VectorMeta(jnp.zeros(10, jnp.float32))
+
+    def init_state(self, meta, key, spec: TaskSpec):
+        return jnp.zeros(())
+
+    def step(self, meta, state, x, y):
+        w = meta.w if self.base is None else jnp.asarray(self.base) + jnp.asarray(self.scale) * meta.w
+        return w * jnp.reshape(x, (-1,))[: y.shape[0]], state
+
+
+def test_relative_search_is_plain_es_over_the_rescaled_parameters():
+    """noise_scale s: ES on θ equals plain ES on u in θ = θ_0 + s·u (same noise, same Adam moments)."""
+    from vsml.meta.es import relative_noise_scale
+
+    source = make_episode_source(load_dataset("digits"), "train")
+    optimizer = make_es_optimizer(tiny_config().es)
+    theta0 = VectorMeta(
+        jnp.asarray(np.random.default_rng(0).normal(size=10) * np.logspace(-4, 2, 10), jnp.float32)
+    )
+    scale = relative_noise_scale(theta0, 1e-3)
+    zero = VectorMeta(jnp.zeros(10, jnp.float32))
+    wrapped = ScaledLearner(tuple(np.asarray(theta0.w).tolist()), tuple(np.asarray(scale.w).tolist()))
+
+    def step(learner, meta, opt_state, noise_scale=None):
+        return es_iteration(
+            learner, "mean", 8, 0.05, EpisodeSampler(5), optimizer, meta, opt_state, source,
+            jax.random.PRNGKey(3), None, noise_scale,
+        )  # fmt: skip
+
+    theta, theta_opt = theta0, optimizer.init(theta0)
+    u, u_opt = zero, optimizer.init(zero)
+    for _ in range(3):
+        theta, theta_opt, theta_loss, _ = step(ScaledLearner(), theta, theta_opt, scale)
+        u, u_opt, u_loss, _ = step(wrapped, u, u_opt)
+        np.testing.assert_allclose(float(theta_loss), float(u_loss), rtol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(theta.w), np.asarray(theta0.w + scale.w * u.w), rtol=1e-5, atol=1e-7
+    )
+    assert not np.allclose(np.asarray(theta.w), np.asarray(theta0.w))  # it did move
+    # Each parameter moved in proportion to its own scale: the 1e-4 entries are not wiped out.
+    moved = np.abs(np.asarray(theta.w - theta0.w)) / np.asarray(scale.w)
+    assert moved.max() < 3 * 0.025 * 1.001  # ≤ 3 Adam steps of lr 0.025 in u (float32 rounding)
+
+
+def test_relative_floor_is_fixed_at_the_start_and_survives_resume(tmp_path):
+    data = {**json.loads(json.dumps(TINY))}
+    data["es"] = {**data.get("es", {}), "relative_floor": 0.01}
+    config = experiment_from_dict(data)
+    trainer = MetaTrainer(config, tmp_path)
+    start = jax.tree.map(np.asarray, trainer.noise_scale)
+    trainer.run(iterations=2, progress=False)
+    resumed = MetaTrainer(config, tmp_path, resume=True)
+    assert resumed.iteration == 2
+    jax.tree.map(np.testing.assert_array_equal, start, jax.tree.map(np.asarray, resumed.noise_scale))
+    assert all(np.all(np.asarray(s) >= 0.01) for s in jax.tree.leaves(start))
+
+
 def test_trainer_reports_nonfinite_pairs(tmp_path, monkeypatch):
     monkeypatch.setitem(LEARNERS, "log_toy", LogLearner)
     config = experiment_from_dict({**json.loads(json.dumps(TINY)), "learner": {"name": "log_toy"}})

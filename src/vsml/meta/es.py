@@ -9,9 +9,9 @@ arXiv:1703.03864, as used by Kirsch & Schmidhuber 2021 (arXiv:2012.14905). One i
     θ ← θ − Adam(ĝ)                                lr 0.025, b1 0.9, b2 0.999, eps 1e-8, σ = 0.05
 
 Faithful to §3.1: raw loss differences (no rank/fitness shaping), no noise table, no per-parameter noise
-scale, no clipping or weight decay. Common random numbers within a pair make every term of L that depends only
-on k_i (which episode was drawn, how hard it is) cancel in L+ − L−, so the estimate sees only the effect of
-the perturbation.
+scale (unless `relative_floor` asks for one), no clipping or weight decay. Common random numbers within a
+pair make every term of L that depends only on k_i (which episode was drawn, how hard it is) cancel in
+L+ − L−, so the estimate sees only the effect of the perturbation.
 
 Documented choice (not in the reference code): a pair whose L+ or L− is NaN/inf contributes nothing and the
 mean is over the remaining pairs, so one diverging population member cannot poison θ; if no pair is finite,
@@ -46,8 +46,17 @@ class OpenESConfig:
     adam_b1: float = 0.9
     adam_b2: float = 0.999
     adam_eps: float = 1e-8
+    # Not in the paper (off by default): search relative to the starting V_M θ_0. Noise and Adam step of each
+    # parameter are scaled by |θ_0| + relative_floor, i.e. plain ES over u in θ = θ_0 + (|θ_0| + floor)·u.
+    # A warm start whose entries span many decades (the constructed backprop clone: 1e-5 … 1e5) survives it;
+    # isotropic noise of σ = 0.05 wipes out its small entries in one step.
+    relative_floor: float | None = None
 
     def __post_init__(self) -> None:
+        if self.relative_floor is not None and not _is_positive_finite(self.relative_floor):
+            raise ValueError(
+                f"OpenESConfig.relative_floor must be a positive finite number or null, got {self.relative_floor!r}"
+            )
         if isinstance(self.num_pairs, bool) or not isinstance(self.num_pairs, int) or self.num_pairs <= 0:
             raise ValueError(f"OpenESConfig.num_pairs must be a positive int, got {self.num_pairs!r}")
         for name in ("sigma", "learning_rate", "adam_eps"):
@@ -222,3 +231,8 @@ def es_update(
     """θ ← θ − Adam(ĝ): ĝ is fed to the optimiser as the gradient of a loss to minimise (§3.1)."""
     updates, opt_state = optimizer.update(grad, opt_state, meta)
     return optax.apply_updates(meta, updates), opt_state
+
+
+def relative_noise_scale(meta: PyTree, floor: float) -> PyTree:
+    """|θ_0| + floor per parameter: the scale of noise and step under `OpenESConfig.relative_floor`."""
+    return jax.tree.map(lambda t: jnp.abs(jnp.asarray(t)) + jnp.asarray(floor, jnp.result_type(t)), meta)

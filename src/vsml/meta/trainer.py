@@ -37,7 +37,12 @@ from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
 from vsml.meta.cmaes import cmaes_init, ravel_meta
 from vsml.meta.cmaes_iteration import cmaes_iteration
-from vsml.meta.es import es_gradient_from_losses, make_es_optimizer, sample_antithetic_noise
+from vsml.meta.es import (
+    es_gradient_from_losses,
+    make_es_optimizer,
+    relative_noise_scale,
+    sample_antithetic_noise,
+)
 from vsml.meta.grad import grad_iteration, make_grad_optimizer
 from vsml.meta.objectives import Objective, as_objective, check_learner_supports, episode_meta_loss
 from vsml.meta.parallel import replicate, shard_over_population
@@ -79,9 +84,11 @@ def es_iteration(
     source: Source | tuple[Source, ...],
     key: jax.Array,
     transform_key: jax.Array | tuple[jax.Array, ...] | None = None,
+    noise_scale: PyTree | None = None,
 ) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
     """One antithetic ES step. Each pair has its own episode and initial-state key, shared by its two signs
     (common random numbers, §3.1). Returns (meta, opt_state, mean loss, number of non-finite pairs).
+    `noise_scale` (a tree like meta, `es.relative_floor`) scales each parameter's noise and Adam step.
 
     A heterogeneous population (the paper's `mpi_split`, §3.3) passes tuples: slice s has `num_pairs[s]`
     pairs drawing from `source[s]` through `sampler[s]` (its own dataset, transform and shapes). Each slice is
@@ -91,6 +98,8 @@ def es_iteration(
     total = sum(counts)
     noise_key, data_key, init_key = jax.random.split(key, 3)
     eps = sample_antithetic_noise(noise_key, meta, total)
+    # ĝ is taken over the unscaled ε (the search variable u); only the members and the step see the scale.
+    scaled_eps = eps if noise_scale is None else jax.tree.map(lambda e, s: e * s[None], eps, noise_scale)
 
     def twice(a):
         return jnp.concatenate([a, a], axis=0)
@@ -98,7 +107,7 @@ def es_iteration(
     plus, minus, start = [], [], 0
     batches = sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
     for count, (episodes, init_keys) in zip(counts, batches, strict=True):
-        slice_eps = jax.tree.map(lambda e, a=start, n=count: e[a : a + n], eps)
+        slice_eps = jax.tree.map(lambda e, a=start, n=count: e[a : a + n], scaled_eps)
         members = jax.tree.map(
             lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, slice_eps
         )
@@ -110,6 +119,8 @@ def es_iteration(
         start += count
     grad, info = es_gradient_from_losses(eps, jnp.concatenate(plus), jnp.concatenate(minus), sigma)
     updates, new_opt_state = optimizer.update(grad, opt_state, meta)
+    if noise_scale is not None:
+        updates = jax.tree.map(lambda u, s: u * s, updates, noise_scale)
     new_meta = optax.apply_updates(meta, updates)
     # If every pair failed there is no information: keep V_M and Adam's moments as they were.
     any_valid = info.num_nonfinite < total
@@ -156,6 +167,13 @@ class MetaTrainer:
         if config.train.init_from is not None:
             _, trees, _ = load_checkpoint(config.train.init_from, {"meta": self.meta}, partial=True)
             self.meta = trees["meta"]
+        # Fixed at the start (warm start or seed), before any resume replaces meta, so a resumed run searches
+        # the same space.
+        self.noise_scale = (
+            relative_noise_scale(self.meta, config.es.relative_floor)
+            if self.uses_es and config.es.relative_floor is not None
+            else None
+        )
         if self.uses_cmaes:  # the search distribution's state plays the optimiser state's role
             flat, self.unravel = ravel_meta(self.meta)
             self.optimizer = None
@@ -169,7 +187,9 @@ class MetaTrainer:
         self.total_nonfinite = 0
         self._prepare_run_dir(resume)
         population = 2 * config.es.num_pairs if self.uses_es else 1  # grad, cmaes: one device for now
-        self.meta, self.opt_state = replicate((self.meta, self.opt_state), population)
+        self.meta, self.opt_state, self.noise_scale = replicate(
+            (self.meta, self.opt_state, self.noise_scale), population
+        )
         self.train_sources = replicate(self.train_sources, population)
 
     # ----- run folder ------------------------------------------------------------------------------------------
@@ -253,6 +273,7 @@ class MetaTrainer:
             self.meta, self.opt_state, loss, nonfinite = es_iteration(
                 self.learner, self.objective, self.slice_counts, cfg.es.sigma, samplers,
                 self.optimizer, self.meta, self.opt_state, self.train_sources, key, self.transform_keys,
+                self.noise_scale,
             )  # fmt: skip
         elif self.uses_cmaes:
             self.opt_state, loss, best, nonfinite = cmaes_iteration(
