@@ -63,8 +63,9 @@ def test_block_means_values():
     np.testing.assert_allclose(block_means(curve, 1), [0.625])
     # Uneven splits: earlier blocks take the extra step, as the labels say.
     np.testing.assert_allclose(block_means(np.arange(10.0), 3), [1.5, 5.0, 8.0])
-    assert block_labels(10, 3) == ["1–4", "5–7", "8–10"]
-    assert block_labels(20, 2) == ["1–10", "11–20"]
+    assert block_labels(10, 3) == ["steps 1–4", "steps 5–7", "steps 8–10"]
+    assert block_labels(20, 2) == ["steps 1–10", "steps 11–20"]
+    assert block_labels(3, 3) == ["step 1", "step 2", "step 3"]
     # A batch of curves [N, T] gives per-curve block means [N, blocks].
     np.testing.assert_allclose(block_means(np.stack([curve, 1 - curve]), 2), [[0.5, 0.75], [0.5, 0.25]])
     with pytest.raises(ValueError, match="num_blocks"):

@@ -279,12 +279,12 @@ def report_tables(report: dict[str, Any], num_blocks: int | None = None) -> str:
             row["final"] = r["final_accuracy"]
             if r.get("query_accuracy") is not None:
                 row["query"] = r["query_accuracy"]
-            row.update({f"steps {b}": v for b, v in zip(labels, r["block_accuracy"], strict=True)})
+            row.update(dict(zip(labels, r["block_accuracy"], strict=True)))
             rows.append(row)
         chance = {"learner": "chance", "mean": entry["chance"], "final": entry["chance"]}
         if report.get("query_steps"):
             chance["query"] = entry["chance"]
-        chance.update({f"steps {b}": entry["chance"] for b in labels})
+        chance.update(dict.fromkeys(labels, entry["chance"]))
         rows.append(chance)
         text = (
             f"### {name}: online accuracy ({report['episodes']} held-out episodes of {report['length']} steps)\n\n"
@@ -309,15 +309,18 @@ def write_report(report: dict[str, Any], out_dir: str | Path, smooth: int = 5) -
     written = [write_text_atomically(out_dir / "evaluation.json", json.dumps(report, indent=1))]
     written.append(write_text_atomically(out_dir / "evaluation.md", report_tables(report)))
     written.append(write_text_atomically(out_dir / "evaluation.csv", curves_csv(report)))
+    # A short episode (Omniglot's 6 steps) is drawn step by step: a moving average would smear its query step.
+    window = max(1, min(smooth, report["length"] // 20))
+    averaged = f", moving average over {window} steps" if window > 1 else ""
     for name, entry in report["datasets"].items():
         curves = {label: np.asarray(r["curve"]) for label, r in entry["learners"].items()}
         written.append(
             plot_learning_curves(
                 curves,
                 out_dir / f"learning_curves_{name}.png",
-                title=f"Meta-test on {name} (held-out episodes)",
+                title=f"Meta-test on {name} ({report['episodes']} held-out episodes{averaged})",
                 chance=entry["chance"],
-                smooth=smooth,
+                smooth=window,
             )
         )
     return written

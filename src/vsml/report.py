@@ -89,11 +89,15 @@ def block_means(curve: np.ndarray, num_blocks: int) -> np.ndarray:
 
 
 def block_labels(num_steps: int, num_blocks: int) -> list[str]:
-    """1-based step ranges of the blocks of `block_means`, e.g. ["1–10", "11–20"] for 20 steps, 2 blocks."""
+    """Column names of the blocks of `block_means`: "steps 1–10", "steps 11–20" for 20 steps in 2 blocks;
+    a block of one step is "step 3"."""
     _check_num_blocks(num_steps, num_blocks)
     sizes = [len(b) for b in np.array_split(np.arange(num_steps), num_blocks)]
     ends = np.cumsum(sizes)
-    return [f"{end - size + 1}–{end}" for size, end in zip(sizes, ends, strict=True)]
+    return [
+        f"step {end}" if size == 1 else f"steps {end - size + 1}–{end}"
+        for size, end in zip(sizes, ends, strict=True)
+    ]
 
 
 def plot_learning_curves(
