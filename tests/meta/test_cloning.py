@@ -58,14 +58,15 @@ def test_teacher_is_backprop_of_the_mean_aggregated_network(key):
 def test_constructed_vm_matches_the_teacher_one_step_at_a_time():
     """On held-out per-synapse tuples, the constructed V_M's messages and state changes match the teacher's.
     Stated tolerances (relative mean squared errors, `cloning_losses`): forward ≤ 1e-6, state and update
-    ≤ 1e-6, hold = 0 (the forward tick never writes), backward ≤ 1e-4 (the reverse tick reads the weight
-    after its own update: an error of α·tanh(x)·δ² relative to w·δ)."""
+    ≤ 1e-6, hold = 0 (the forward tick never writes the forward copies), backward ≤ 1e-8 (measured 6e-10:
+    the O(ε²δ²) term of the sigmoid difference; before the pending cells it was 5e-5, the reverse tick
+    reading the weight after its own update)."""
     vsml = cloning.clone_learner()
     params = cloning.constructed_backprop(vsml)
     histories = cloning.sample_histories(jax.random.PRNGKey(123), TupleDistribution(length=6), 2048)
     parts = {k: float(v) for k, v in cloning.cloning_losses(vsml, params, histories, 0.3).items()}
     assert parts["forward"] <= 1e-6 and parts["state"] <= 1e-6 and parts["update"] <= 1e-6, parts
-    assert parts["hold"] == 0.0 and parts["backward"] <= 1e-4, parts
+    assert parts["hold"] == 0.0 and parts["backward"] <= 1e-8, parts
     # and a random V_M is far from it: the bound is not vacuous
     random = cloning.random_clone_params(vsml, jax.random.PRNGKey(0))
     assert float(sum(cloning.cloning_losses(vsml, random, histories, 0.3).values())) > 1.0
@@ -86,13 +87,12 @@ def test_cloning_by_gradients_lowers_the_held_out_loss():
 
 
 @pytest.mark.parametrize(
-    ("hidden", "min_same", "max_deviation"), [((), 0.99, 1e-3), ((8,), 0.95, 0.2)], ids=["shallow", "deep"]
+    ("hidden", "min_same", "max_deviation"), [((), 0.99, 1e-3), ((8,), 0.99, 1e-3)], ids=["shallow", "deep"]
 )
 def test_the_constructed_clone_run_free_trains_like_the_teacher(hidden, min_same, max_deviation):
     """Forward-only VSML with the constructed V_M against the literal teacher from the same weights: the same
-    predictions nearly everywhere, and it learns (digits, 800 steps). The shallow net ends with the teacher's
-    weights up to float error; in the deep one the small backward-message error (the post-update weight)
-    changes the trajectory, so its weights drift apart by up to ~10% of their range while learning alike."""
+    predictions nearly everywhere, and it learns (digits, 800 steps). Both nets end with the teacher's
+    weights up to float error (measured 3e-5 and 5e-5)."""
     params = cloning.constructed_backprop(cloning.clone_learner())
     result = evaluate_clone(
         params, "digits", hidden, steps=800, learning_rate=0.3, test_examples=400, tail=200

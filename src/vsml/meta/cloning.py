@@ -122,8 +122,17 @@ def teacher_synapse_step(
 _P_FWD_PLUS, _P_FWD_MINUS, _N_FWD_PLUS, _N_FWD_MINUS = 0, 1, 2, 3  # forward: o = σ(±2x)
 _P_BWD_PLUS, _P_BWD_MINUS, _N_BWD_PLUS, _N_BWD_MINUS = 4, 5, 6, 7  # backward: o = σ(2x ± εδ)
 _BIAS = 8
+# The backward copies must send δ through the weight *before* this step's update (the teacher's chain rule):
+# the reverse tick writes their share of the update into two pending cells instead, which the next forward
+# tick adds to them (through h) and clears. Reading the updated weight instead costs an error
+# −α(1 − tanh²x) tanh(x) δ² per synapse, as large as the message itself early in training, and a deep clone
+# then falls far behind its teacher (measured: README, "Learning-algorithm cloning").
+_PENDING_P, _PENDING_N = 9, 10
 _POSITIVE = (_P_FWD_PLUS, _P_FWD_MINUS, _P_BWD_PLUS, _P_BWD_MINUS)
 _NEGATIVE = (_N_FWD_PLUS, _N_FWD_MINUS, _N_BWD_PLUS, _N_BWD_MINUS)
+_UPDATED_NOW = {1: (_P_FWD_PLUS, _P_FWD_MINUS, _PENDING_P), -1: (_N_FWD_PLUS, _N_FWD_MINUS, _PENDING_N)}
+_ABSORBS = ((_P_BWD_PLUS, _PENDING_P), (_P_BWD_MINUS, _PENDING_P), (_N_BWD_PLUS, _PENDING_N),
+            (_N_BWD_MINUS, _PENDING_N))  # fmt: skip
 
 
 def constructed_backprop(vsml: VSML, teacher: CloneTeacher = CloneTeacher()) -> CloneParams:
@@ -131,23 +140,25 @@ def constructed_backprop(vsml: VSML, teacher: CloneTeacher = CloneTeacher()) -> 
 
     σ(2x) − σ(−2x) = tanh(x);   σ(2x + εδ) − σ(2x − εδ) = ½εδ(1 − tanh²x) + O(ε³δ³);   tanh(c) = c + O(c³).
 
-    Forward set: the state is frozen (f = 1, g = 0); output gates σ(±2x) on copies of the weight give
-    tanh(x)·w, the bias cell (o = 1) adds b. Reverse set: input gates σ(2x) on positive and σ(−2x) on negative
-    copies with candidate g = −α δ / (κ·ticks) move p − n by −α tanh(x) δ / κ; output gates σ(2x ± εδ) give
-    (1 − tanh²x)·w·δ. Rows of the LSTM matrix are (u, v, h); h is never read (W_h = 0), so the micro ticks
-    repeat the same step.
+    Forward set: output gates σ(±2x) on copies of the weight give tanh(x)·w, the bias cell (o = 1) adds b; the
+    forward copies are frozen (f = 1, g = 0), the backward copies add the pending cells' h (their share of the
+    last update) in the first micro tick, which clears the pending cells (f = 0). Reverse set: input gates
+    σ(2x) on positive and σ(−2x) on negative forward copies and pending cells with candidate
+    g = −α δ / (κ·ticks) move p − n by −α tanh(x) δ / κ; output gates σ(2x ± εδ) on the backward copies,
+    which still hold the weight before the update, give (1 − tanh²x)·w·δ. Rows of the LSTM matrix are
+    (u, v, h); h is read only from the pending cells (o = 1), so later micro ticks add nothing more.
     """
     check_clone_learner(vsml)
     M, H, ticks = vsml.msg_size, vsml.state_size, vsml.num_micro_ticks
-    if H < _BIAS + 1:
-        raise ValueError(f"the constructed V_M needs state_size >= {_BIAS + 1}, got {H}")
+    if H < _PENDING_N + 1:
+        raise ValueError(f"the constructed V_M needs state_size >= {_PENDING_N + 1}, got {H}")
     kappa, kappa_b, alpha, eps = (
         teacher.weight_scale,
         teacher.bias_scale,
         teacher.learning_rate,
         teacher.probe,
     )
-    u0, v0 = 0, M  # rows of the input channel 0 and the backward channel 0
+    u0, v0, h0 = 0, M, 2 * M  # rows of the input channel 0, the backward channel 0 and h
     gate = {"i": 0, "g": H, "f": 2 * H, "o": 3 * H}
 
     def empty() -> tuple[np.ndarray, np.ndarray]:
@@ -160,6 +171,11 @@ def constructed_backprop(vsml: VSML, teacher: CloneTeacher = CloneTeacher()) -> 
     for cell, sign in ((_P_FWD_PLUS, 2), (_P_FWD_MINUS, -2), (_N_FWD_PLUS, 2), (_N_FWD_MINUS, -2)):
         Wf[u0, gate["o"] + cell] = sign
     bf[gate["o"] + _BIAS] = GATE_SATURATION
+    for cell, pending in _ABSORBS:  # i = 1, g = tanh(h_pending) ≈ the pending share (|h| ≤ 1e-3)
+        bf[gate["i"] + cell] = GATE_SATURATION - INPUT_OFFSET
+        Wf[h0 + pending, gate["g"] + cell] = 1.0
+    for pending in (_PENDING_P, _PENDING_N):
+        bf[gate["f"] + pending] = -GATE_SATURATION - FORGET_OFFSET  # f = 0: cleared once absorbed
     fwd_W = np.zeros((H, M))
     for channel in (0, 1):  # channel 0 feeds the next layer, channel 1 is the logit read at the top
         fwd_W[[_P_FWD_PLUS, _P_FWD_MINUS, _N_FWD_PLUS, _N_FWD_MINUS], channel] = [
@@ -172,11 +188,13 @@ def constructed_backprop(vsml: VSML, teacher: CloneTeacher = CloneTeacher()) -> 
 
     # reverse set: update through input gates, send the backward message through output gates
     Wr, br = empty()
-    for cells, sign in ((_POSITIVE, 2), (_NEGATIVE, -2)):
+    for sign, cells in _UPDATED_NOW.items():
         for cell in cells:
-            Wr[u0, gate["i"] + cell] = sign
+            Wr[u0, gate["i"] + cell] = 2 * sign
             br[gate["i"] + cell] = -INPUT_OFFSET  # i = σ(±2x) exactly
             Wr[v0, gate["g"] + cell] = -alpha / (kappa * ticks)  # tanh(g) ≈ g: |g| ≤ 1e-3
+    for pending in (_PENDING_P, _PENDING_N):
+        br[gate["o"] + pending] = GATE_SATURATION  # h = tanh(c): what the next forward tick adds
     br[gate["i"] + _BIAS] = GATE_SATURATION - INPUT_OFFSET  # i = 1
     Wr[v0, gate["g"] + _BIAS] = -alpha / (kappa_b * ticks)
     for cell, sign in ((_P_BWD_PLUS, 1), (_P_BWD_MINUS, -1), (_N_BWD_PLUS, 1), (_N_BWD_MINUS, -1)):
@@ -194,9 +212,9 @@ def constructed_backprop(vsml: VSML, teacher: CloneTeacher = CloneTeacher()) -> 
     encoder[0, list(_POSITIVE)] = 1 / (2 * kappa)
     encoder[0, list(_NEGATIVE)] = -1 / (2 * kappa)
     encoder[1, _BIAS] = 1 / kappa_b
-    readout = np.zeros((H, 2))
-    readout[list(_POSITIVE), 0] = kappa / 4
-    readout[list(_NEGATIVE), 0] = -kappa / 4
+    readout = np.zeros((H, 2))  # from the forward copies: the backward ones lag by one tick
+    readout[[_P_FWD_PLUS, _P_FWD_MINUS], 0] = kappa / 2
+    readout[[_N_FWD_PLUS, _N_FWD_MINUS], 0] = -kappa / 2
     readout[_BIAS, 1] = kappa_b
     as32 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)  # noqa: E731
     return as32(CloneParams(VSMLMeta((forward, reverse)), CloneCodec(encoder, readout)))
