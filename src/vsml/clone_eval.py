@@ -290,25 +290,32 @@ def run_clone(
                     file, clone=np.asarray(c["clone"]), teacher=np.asarray(c["teacher"])
                 ),
             )
-            teacher_label = f"online backprop (teacher, α={config.teacher.learning_rate:g})"
-            clone_label = "cloned VSML (forward only)"
-            plot_learning_curves(
-                {teacher_label: np.asarray(correct["teacher"], float),
-                 clone_label: np.asarray(correct["clone"], float)},
-                out / f"curves_{name}.png",
-                title=f"{dataset}, {result['architecture']}: cloned backprop run free, same initial weights\n"
-                f"(clone init {config.init}, {config.train.steps} cloning steps, "
-                f"mean of the last {max(1, min(1000, config.eval.steps // 20))} steps)",
-                smooth=max(1, min(1000, config.eval.steps // 20)),
-                chance=0.1,
-                # The two often coincide: the teacher wide underneath, the clone dashed on top.
-                line_styles={teacher_label: {"linewidth": 4.0, "alpha": 0.5}, clone_label: {"linestyle": "--"}},
-            )  # fmt: skip
+            plot_clone_curves(out / f"curves_{name}.npz", config, result["architecture"], dataset)
             summary["results"].append(result)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomically(out / "clone.json", json.dumps(summary, indent=1))
     write_text_atomically(out / "clone.md", clone_markdown(summary))
     return summary
+
+
+def plot_clone_curves(record: Path, config: CloneConfig, architecture: str, dataset: str) -> Path:
+    """The learning curves of one free-running cell from its per-step record (`curves_*.npz`), as a PNG
+    beside it (also how a figure is redrawn without rerunning the steps)."""
+    with np.load(record) as correct:
+        clone, teacher = np.asarray(correct["clone"], float), np.asarray(correct["teacher"], float)
+    window = max(1, min(1000, len(clone) // 20))
+    teacher_label = f"online backprop (teacher, α={config.teacher.learning_rate:g})"
+    clone_label = "cloned VSML (forward only)"
+    return plot_learning_curves(
+        {teacher_label: teacher, clone_label: clone},
+        record.with_suffix(".png"),
+        title=f"{dataset} {architecture}: the clone run free vs its teacher\n(same initial weights; init "
+        f"{config.init}, {config.train.steps} cloning steps; averaged over {window} steps)",
+        smooth=window,
+        chance=0.1,
+        # The two often coincide: the teacher wide underneath, the clone dashed on top.
+        line_styles={teacher_label: {"linewidth": 4.0, "alpha": 0.5}, clone_label: {"linestyle": "--"}},
+    )
 
 
 def clone_markdown(summary: dict[str, Any]) -> str:

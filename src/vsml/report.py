@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -152,7 +153,9 @@ def plot_learning_curves(
     ax.set_xlabel("online step (examples seen)")
     ax.set_ylabel(ylabel)
     if title:
-        ax.set_title(title)
+        # Long lines are wrapped: a title wider than the figure is cut off at both edges.
+        width = 100 if many else 70
+        ax.set_title("\n".join(textwrap.fill(line, width) for line in title.split("\n")))
     ax.grid(True, alpha=0.3)
     if many:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
