@@ -45,6 +45,7 @@ from vsml.meta_test import (
 )
 from vsml.report import PNG_DPI, markdown_table, plot_learning_curves
 from vsml.sweep import learner_label
+from vsml.tasks.transforms import DoesNotFitError
 
 HAND_DESIGNED: dict[str, tuple[str, Callable[[], Learner], tuple[float, ...]]] = {
     "sgd": (learner_label("sgd", ()), lambda: online_sgd(), SGD_LEARNING_RATES),
@@ -150,7 +151,7 @@ def generalisation_grid(
             try:
                 cell = _evaluate_cell(contender, dataset, num_episodes, length, seed, data_dir)
                 chance[dataset] = cell.pop("chance")
-            except ValueError as error:
+            except DoesNotFitError as error:
                 # E.g. a padded baseline cannot take a larger input (the paper's CIFAR10 column, spec §6.4).
                 cell = {"unavailable": str(error)}
             row["cells"][dataset] = cell

@@ -204,6 +204,11 @@ def resize_images(x: Array, size: tuple[int, int]) -> Array:
     return jax.image.resize(x, shape, "bilinear", antialias=False)
 
 
+class DoesNotFitError(ValueError):
+    """A task too large for a learner of fixed size (inputs or classes beyond what it is padded to): reports
+    show such a cell as "n/a" instead of failing."""
+
+
 def pad_inputs(x: Array, shape: tuple[int, ...]) -> Array:
     """Inputs ``[..., *input_shape]`` zero-padded at the end of each axis to ``[..., *shape]`` (spec §3.3 step 5);
     the last ``len(shape)`` axes are one example, e.g. ``shape=(28, 28, 1)`` for the baselines' 28x28x1."""
@@ -211,7 +216,7 @@ def pad_inputs(x: Array, shape: tuple[int, ...]) -> Array:
     split = x.ndim - len(shape)
     lead, example = tuple(x.shape[:split]), tuple(x.shape[split:])
     if split < 0 or any(s < e for s, e in zip(shape, example, strict=True)):
-        raise ValueError(
+        raise DoesNotFitError(
             f"cannot pad inputs [..., {', '.join(map(str, x.shape[max(split, 0) :]))}] to {list(shape)}: padding "
             "only adds trailing zeros, so the target needs as many axes and none smaller"
         )
@@ -224,7 +229,7 @@ def pad_labels(y: Array, num_classes: int) -> Array:
     EMNIST's label space); the padded classes never occur, so a learner just learns not to predict them."""
     num_classes = _int_setting(num_classes, "pad_classes_to", 1)
     if y.ndim < 1 or y.shape[-1] > num_classes:
-        raise ValueError(f"cannot pad labels of shape {tuple(y.shape)} to {num_classes} classes")
+        raise DoesNotFitError(f"cannot pad labels of shape {tuple(y.shape)} to {num_classes} classes")
     return jnp.pad(y, [(0, 0)] * (y.ndim - 1) + [(0, num_classes - y.shape[-1])])
 
 
@@ -350,7 +355,7 @@ class EpisodeTransform:
             if len(self.pad_input_to) != len(shape) or any(
                 p < s for p, s in zip(self.pad_input_to, shape, strict=True)
             ):
-                raise ValueError(
+                raise DoesNotFitError(
                     f"transform.pad_input_to={list(self.pad_input_to)} cannot hold inputs of shape {list(shape)}"
                     f"{' (after resize)' if self.resize else ' (after crop)' if self.crop else ''}: it needs as many "
                     "axes and none smaller"
@@ -358,7 +363,7 @@ class EpisodeTransform:
             shape = self.pad_input_to
         if self.pad_classes_to is not None:
             if self.pad_classes_to < num_classes:
-                raise ValueError(
+                raise DoesNotFitError(
                     f"transform.pad_classes_to={self.pad_classes_to} is smaller than the {num_classes} classes"
                 )
             num_classes = self.pad_classes_to
