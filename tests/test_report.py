@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import matplotlib.axes
 import matplotlib.figure
 import matplotlib.image
 import numpy as np
@@ -16,6 +17,7 @@ from vsml.report import (
     markdown_table,
     moving_average,
     plot_learning_curves,
+    plot_meta_training,
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -129,3 +131,27 @@ def test_plot_learning_curves_rejects_bad_input(tmp_path, curves, kwargs, match)
     with pytest.raises(ValueError, match=match):
         plot_learning_curves(curves, tmp_path / "c.png", **kwargs)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_meta_training_places_points_at_their_iterations(tmp_path, monkeypatch):
+    runs = {
+        "from clone": [
+            {"iteration": i, "loss": 1.0, **({"eval_acc": 0.5} if i % 25 == 0 else {})} for i in range(1, 101)
+        ],
+        "from random": [{"iteration": 25, "eval_acc": 0.1}, {"iteration": 50, "eval_acc": 0.2}],
+    }
+    drawn = {}
+    original = matplotlib.axes.Axes.plot
+
+    def spy(self, x, y, *args, **kwargs):
+        drawn[kwargs.get("label")] = np.asarray(x).tolist()
+        return original(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", spy)
+    path = plot_meta_training(runs, "eval_acc", tmp_path / "es.png", "ES", 0.1, start={"from clone": 0.2})
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert drawn["from clone"] == [0, 25, 50, 75, 100] and drawn["from random"] == [25, 50]
+    with pytest.raises(ValueError, match="no records of 'eval_loss'"):
+        plot_meta_training(runs, "eval_loss", tmp_path / "x.png")
+    with pytest.raises(ValueError, match="steps\\['a'\\] has shape"):
+        plot_learning_curves({"a": np.ones(3)}, tmp_path / "y.png", steps={"a": np.arange(4)})

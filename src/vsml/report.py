@@ -110,13 +110,15 @@ def plot_learning_curves(
     smooth: int = 1,
     std: Mapping[str, np.ndarray] | None = None,
     line_styles: Mapping[str, Mapping[str, Any]] | None = None,
+    steps: Mapping[str, np.ndarray] | None = None,
+    xlabel: str = "online step (examples seen)",
 ) -> Path:
     """Write a PNG of one line per learner over the online step index (spec §6.2, Fig. 6); returns its path.
 
     `curves[name]` is a 1-D array over steps; `std[name]`, if given, draws a shaded ±std band. Both are
     smoothed by a trailing moving average of `smooth` steps. `line_styles[name]` (matplotlib keywords, e.g.
-    linestyle, linewidth) keeps curves that coincide apart. The file is written atomically (temp file, then
-    rename); the parent directory is created.
+    linestyle, linewidth) keeps curves that coincide apart. `steps[name]` places a curve's points (default
+    1, 2, …). The file is written atomically (temp file, then rename); the parent directory is created.
     """
     # Figure + Agg canvas, not pyplot: no global backend or figure registry, and importing vsml stays light.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -141,16 +143,18 @@ def plot_learning_curves(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for name, curve in arrays.items():
-        steps = np.arange(1, curve.shape[0] + 1)
+        x = np.arange(1, curve.shape[0] + 1) if name not in (steps or {}) else np.asarray(steps[name])
+        if x.shape != curve.shape:
+            raise ValueError(f"steps[{name!r}] has shape {x.shape}, its curve {curve.shape}")
         mean = moving_average(curve, smooth)
         style = {"linewidth": 1.5, **(line_styles or {}).get(name, {})}
-        (line,) = ax.plot(steps, mean, label=name, **style)
+        (line,) = ax.plot(x, mean, label=name, **style)
         if name in bands:
             band = moving_average(bands[name], smooth)
-            ax.fill_between(steps, mean - band, mean + band, color=line.get_color(), alpha=0.2, linewidth=0)
+            ax.fill_between(x, mean - band, mean + band, color=line.get_color(), alpha=0.2, linewidth=0)
     if chance is not None:
         ax.axhline(chance, color="gray", linestyle="--", linewidth=1.0, label="chance")
-    ax.set_xlabel("online step (examples seen)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
         # Long lines are wrapped: a title wider than the figure is cut off at both edges.
@@ -201,3 +205,35 @@ def _format_cell(value: object, float_format: str) -> str:
 def _escape(text: str) -> str:
     # A literal "|" would split the cell; newlines would end the row.
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def plot_meta_training(
+    runs: Mapping[str, Sequence[Mapping[str, Any]]],
+    metric: str,
+    path: str | os.PathLike[str],
+    title: str = "",
+    chance: float | None = None,
+    start: Mapping[str, float] | None = None,
+) -> Path:
+    """A metric of several meta-training runs (their `metrics.jsonl` records) over the iterations at which it
+    was logged, e.g. `eval_accuracy_digits`; `start[name]`, if given, is the value before iteration 1."""
+    curves, steps = {}, {}
+    for name, records in runs.items():
+        points = [(r["iteration"], r[metric]) for r in records if metric in r]
+        if name in (start or {}):
+            points.insert(0, (0, start[name]))
+        if not points:
+            raise ValueError(f"run {name!r} has no records of {metric!r}")
+        steps[name], curves[name] = (np.asarray(v, float) for v in zip(*points, strict=True))
+    ylabel = metric.replace("_", " ")
+    line_styles = {name: {"marker": "o", "markersize": 3} for name in runs}
+    return plot_learning_curves(
+        curves,
+        path,
+        title,
+        ylabel,
+        chance,
+        line_styles=line_styles,
+        steps=steps,
+        xlabel="meta-training iteration",
+    )
