@@ -95,17 +95,34 @@ def es_iteration(
     evaluated by its own vmapped call, compiled once for its shapes; ĝ averages over all pairs of all slices.
     """
     counts, samplers, sources, transform_keys = as_slices(num_pairs, sampler, source, transform_key)
-    total = sum(counts)
     noise_key, data_key, init_key = jax.random.split(key, 3)
-    eps = sample_antithetic_noise(noise_key, meta, total)
-    # ĝ is taken over the unscaled ε (the search variable u); only the members and the step see the scale.
+    eps = sample_antithetic_noise(noise_key, meta, sum(counts))
+    batches = sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
+    loss_plus, loss_minus = population_losses(
+        learner, objective, counts, sigma, meta, eps, batches, noise_scale
+    )
+    return es_update_step(optimizer, sigma, meta, opt_state, eps, loss_plus, loss_minus, noise_scale)
+
+
+def population_losses(
+    learner: Learner,
+    objective: str | Objective,
+    counts: tuple[int, ...],
+    sigma: float,
+    meta: PyTree,
+    eps: PyTree,
+    batches: tuple,
+    noise_scale: PyTree | None = None,
+) -> tuple[jax.Array, jax.Array]:
+    """The inner loop of an ES step: L(θ ± σ·s·ε_i) of every pair `([P], [P])`, slice by slice (`counts[s]`
+    pairs on `batches[s]` = (episodes, initial-state keys)), both signs of a pair on the same episode."""
+    # Only the members see the scale; ĝ is taken over the unscaled ε (the search variable u).
     scaled_eps = eps if noise_scale is None else jax.tree.map(lambda e, s: e * s[None], eps, noise_scale)
 
     def twice(a):
         return jnp.concatenate([a, a], axis=0)
 
     plus, minus, start = [], [], 0
-    batches = sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
     for count, (episodes, init_keys) in zip(counts, batches, strict=True):
         slice_eps = jax.tree.map(lambda e, a=start, n=count: e[a : a + n], scaled_eps)
         members = jax.tree.map(
@@ -117,13 +134,27 @@ def es_iteration(
         plus.append(losses[:count])
         minus.append(losses[count:])
         start += count
-    grad, info = es_gradient_from_losses(eps, jnp.concatenate(plus), jnp.concatenate(minus), sigma)
+    return jnp.concatenate(plus), jnp.concatenate(minus)
+
+
+def es_update_step(
+    optimizer: optax.GradientTransformation,
+    sigma: float,
+    meta: PyTree,
+    opt_state: optax.OptState,
+    eps: PyTree,
+    loss_plus: jax.Array,
+    loss_minus: jax.Array,
+    noise_scale: PyTree | None = None,
+) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
+    """ĝ from the pairs' losses, then θ ← θ − s·Adam(ĝ); (meta, opt_state, mean loss, non-finite pairs)."""
+    grad, info = es_gradient_from_losses(eps, loss_plus, loss_minus, sigma)
     updates, new_opt_state = optimizer.update(grad, opt_state, meta)
     if noise_scale is not None:
         updates = jax.tree.map(lambda u, s: u * s, updates, noise_scale)
     new_meta = optax.apply_updates(meta, updates)
     # If every pair failed there is no information: keep V_M and Adam's moments as they were.
-    any_valid = info.num_nonfinite < total
+    any_valid = info.num_nonfinite < loss_plus.shape[0]
     new_meta = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_meta, meta)
     new_opt_state = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_opt_state, opt_state)
     return new_meta, new_opt_state, info.mean_loss, info.num_nonfinite

@@ -1,0 +1,207 @@
+"""Seconds per antithetic-ES iteration of the Fig. 6 config, with a breakdown, in the same run.
+
+configs/fig6_mnist_rand_proj.yaml (VSML, dense 784 → 10; half the population under a fixed random projection)
+at P pairs (the paper: 1024; default here 16, for a CPU) and episode length T. The iteration
+(`vsml.meta.trainer.es_iteration`) is rebuilt from the same functions as four separately jitted pieces:
+
+    noise        ε ~ N(0, I) for P pairs (`es.sample_antithetic_noise`)
+    episodes     each slice's episodes and initial-state keys, projection included (`population.sample_slices`)
+    inner loop   the meta-loss of all 2P members θ ± σε, each learning online over its episode
+    update       ĝ (`es.es_gradient_from_losses`), Adam, and the all-pairs-failed guard
+
+Each piece and the whole fused `es_iteration` are timed (block_until_ready, best of R calls; the check below is
+their compile and warm-up call). Prints JSON: the seconds of each piece, their sum against the fused iteration
+as a ratio, and iterations/s. The pieces run on the fused iteration's keys, so their mean loss must match the
+fused one (checked before timing). Absolute figures depend on the machine and its load; the ratios are the
+numbers to compare. The inner loop dominates and a run costs about 2 + 2R iterations: with 16 pairs on 2 CPU
+cores one iteration took ~7 s at T = 100, so expect minutes at the default T = 500; `--length 100` or fewer
+`--pairs` for a quick look.
+
+Data: `--dataset mnist` needs the MNIST files (see `vsml.tasks.datasets.resolve_data_dir`); by default MNIST is
+used if it loads, else scikit-learn's digits (8x8 inputs: a 64 → 10 layer); the JSON says which.
+
+    python benchmarks/es_iteration.py [--pairs 16] [--length 500] [--repeats 3] [--dataset mnist|digits|...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import jax
+
+from vsml.experiment import (
+    ExperimentConfig,
+    experiment_sampler,
+    load_experiment,
+    make_experiment_source,
+    population_slices,
+)
+from vsml.learners import build_learner
+from vsml.meta.es import make_es_optimizer, sample_antithetic_noise
+from vsml.meta.objectives import Objective
+from vsml.meta.population import sample_slices, split_counts
+from vsml.meta.trainer import es_iteration, es_update_step, population_losses
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fig6_mnist_rand_proj.yaml"
+FALLBACK_DATASET = "digits"
+LOSS_TOLERANCE = 1e-3  # relative: the pieces and the fused program differ only in how XLA fuses them
+
+
+def with_dataset(config: ExperimentConfig, name: str) -> ExperimentConfig:
+    """The config with every population slice (and the task) drawing from dataset `name`."""
+    slices = tuple(dataclasses.replace(sl, dataset=name) for sl in population_slices(config))
+    task = dataclasses.replace(config.task, dataset=name)
+    return dataclasses.replace(config, task=task, population=slices if config.population else ())
+
+
+def load_sources(
+    config: ExperimentConfig, dataset: str | None
+) -> tuple[ExperimentConfig, tuple, str, str | None]:
+    """(config, one train source per slice, the dataset used, why the default fell back or None)."""
+    names = [dataset] if dataset is not None else [population_slices(config)[0].dataset, FALLBACK_DATASET]
+    fallback_reason = None
+    for name in names:
+        candidate = with_dataset(config, name)
+        try:
+            sources = tuple(
+                make_experiment_source(candidate, sl.dataset, "train", transform=sl.transform)
+                for sl in population_slices(candidate)
+            )
+        except (OSError, ValueError) as error:  # missing files: try the fallback (an explicit choice raises)
+            if name == names[-1]:
+                raise
+            fallback_reason = f"{name}: {type(error).__name__}: {error}"[:300]
+            continue
+        return candidate, sources, name, fallback_reason
+    raise AssertionError("unreachable")
+
+
+def best_time(fn, repeats: int) -> float:
+    """Best of `repeats` calls of `fn`, already compiled and warmed up (by the loss check, which calls each)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=16, help="antithetic pairs P (2P members); paper: 1024")
+    parser.add_argument(
+        "--length", type=int, default=500, help="episode length T (the paper meta-trains at 500)"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--dataset", default=None, help=f"default: the config's (mnist) if it loads, else {FALLBACK_DATASET}"
+    )
+    args = parser.parse_args()
+
+    config = load_experiment(CONFIG, [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}"])
+    config, sources, dataset, fallback_reason = load_sources(config, args.dataset)
+    slices = population_slices(config)
+    counts = split_counts(config.es.num_pairs, tuple(sl.share for sl in slices), "es.num_pairs")
+    samplers = tuple(experiment_sampler(config, args.length, sl.transform) for sl in slices)
+    transform_keys = tuple(jax.random.fold_in(jax.random.PRNGKey(config.seed), i) for i in range(len(slices)))
+    learner = build_learner(config.learner)
+    objective = Objective(config.task.loss, config.task.query_steps)
+    optimizer = make_es_optimizer(config.es)
+    sigma, total = config.es.sigma, sum(counts)
+    meta = learner.init_meta(jax.random.PRNGKey(config.seed))
+    opt_state = optimizer.init(meta)
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), 0)  # the trainer's iteration-0 key
+    noise_key, data_key, init_key = jax.random.split(key, 3)  # as es_iteration splits it
+
+    # ----- the pieces: es_iteration's body, cut where one piece's output is the next one's input ---------------
+
+    @jax.jit
+    def noise(noise_key):
+        return sample_antithetic_noise(noise_key, meta, total)
+
+    @jax.jit
+    def episodes(sources, data_key, init_key):
+        return sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
+
+    @jax.jit
+    def inner_loop(meta, eps, batches):
+        return population_losses(learner, objective, counts, sigma, meta, eps, batches)
+
+    @jax.jit
+    def update(meta, opt_state, eps, loss_plus, loss_minus):
+        return es_update_step(optimizer, sigma, meta, opt_state, eps, loss_plus, loss_minus)
+
+    def fused():
+        return es_iteration(
+            learner,
+            objective,
+            counts,
+            sigma,
+            samplers,
+            optimizer,
+            meta,
+            opt_state,
+            sources,
+            key,
+            transform_keys,
+        )
+
+    eps = noise(noise_key)
+    batches = episodes(sources, data_key, init_key)
+    loss_plus, loss_minus = inner_loop(meta, eps, batches)
+    parts_loss = float(update(meta, opt_state, eps, loss_plus, loss_minus)[2])
+    fused_loss = float(fused()[2])
+    if not abs(parts_loss - fused_loss) <= LOSS_TOLERANCE * max(1.0, abs(fused_loss)):
+        raise SystemExit(
+            f"the pieces give mean loss {parts_loss}, the fused iteration {fused_loss}: refusing to time"
+        )
+
+    seconds = {
+        "noise": best_time(lambda: noise(noise_key), args.repeats),
+        "episodes": best_time(lambda: episodes(sources, data_key, init_key), args.repeats),
+        "inner_loop": best_time(lambda: inner_loop(meta, eps, batches), args.repeats),
+        "update": best_time(lambda: update(meta, opt_state, eps, loss_plus, loss_minus), args.repeats),
+    }
+    parts = sum(seconds.values())
+    t_fused = best_time(fused, args.repeats)
+    input_shape = tuple(int(d) for d in batches[0][0].xs.shape[3 if samplers[0].batch_size > 1 else 2 :])
+    print(
+        json.dumps(
+            {
+                "benchmark": "es_iteration",
+                "config": str(CONFIG.relative_to(CONFIG.parents[1])),
+                "dataset": dataset,
+                "dataset_fallback_reason": fallback_reason,
+                "input_shape": list(input_shape),
+                "learner": config.learner,
+                "meta_parameters": sum(int(leaf.size) for leaf in jax.tree.leaves(meta)),
+                "pairs": total,
+                "members": 2 * total,
+                "slices": list(counts),
+                "length": args.length,
+                "repeats": args.repeats,
+                **{f"{name}_seconds": value for name, value in seconds.items()},
+                "parts_seconds": parts,
+                "fused_seconds": t_fused,
+                "parts_over_fused_time": parts / t_fused,
+                "inner_loop_fraction_of_parts": seconds["inner_loop"] / parts,
+                "iterations_per_s": 1.0 / t_fused,
+                "member_steps_per_s": 2 * total * args.length / t_fused,
+                "mean_loss_parts": parts_loss,
+                "mean_loss_fused": fused_loss,
+                "device": str(jax.devices()[0]),
+                "jax": jax.__version__,
+                "machine": platform.machine(),
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

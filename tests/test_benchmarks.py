@@ -1,0 +1,88 @@
+"""Smoke tests of the scripts in benchmarks/: each runs at a tiny size and prints JSON with finite numbers.
+
+Nothing here asserts a speed (the machine is shared and noisy); these only keep the scripts running.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TIMEOUT_S = 180  # each script takes ~5-15 s at these sizes on 2 idle cores, mostly compilation
+
+# script: (tiny-size arguments, keys whose values must be finite and > 0, keys that must be finite and >= 0)
+CASES = {
+    "blur_step.py": (
+        ["--steps", "2", "--repeats", "1", "--inputs", "16", "--hidden", "16", "--batch", "8"],
+        ["blur_seconds", "sgd_seconds", "blur_steps_per_s", "sgd_steps_per_s", "blur_over_sgd_time"],
+        ["check_backprop_genome_vs_sgd_max_abs_diff", "check_fast_vs_reference_max_abs_diff"],
+    ),
+    "es_iteration.py": (
+        ["--pairs", "2", "--length", "3", "--repeats", "1", "--dataset", "digits"],
+        [
+            "noise_seconds",
+            "episodes_seconds",
+            "inner_loop_seconds",
+            "update_seconds",
+            "parts_seconds",
+            "fused_seconds",
+            "parts_over_fused_time",
+            "iterations_per_s",
+            "member_steps_per_s",
+            "mean_loss_parts",
+            "mean_loss_fused",
+        ],
+        [],
+    ),
+    "inner_loop.py": (
+        ["--episodes", "1", "--steps", "2", "--inputs", "16", "--repeats", "1"],
+        [
+            "reference_seconds",
+            "fast_seconds",
+            "speedup_fast_over_reference",
+            "fast_synapse_micro_ticks_per_s",
+        ],
+        ["max_abs_logit_difference"],
+    ),
+    "meta_grad.py": (
+        ["--no-time", "--lengths", "5", "--inputs", "16", "--episodes", "1"],
+        ["remat_temp_bytes", "no_remat_temp_bytes", "memory_ratio_no_remat_over_remat"],
+        [],
+    ),
+}
+
+
+def run_benchmark(script: str, args: list[str]) -> dict:
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        cwd=BENCHMARKS.parent,
+    )
+    assert result.returncode == 0, f"{script} failed:\n{result.stderr[-3000:]}"
+    if (
+        script == "meta_grad.py"
+    ):  # one JSON line per length, then the summary; check the row of the one length
+        summary = json.loads(result.stdout.strip().splitlines()[-1])
+        assert summary["benchmark"] == "vsml_meta_grad"
+        (row,) = summary["results"]
+        return row
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("script", list(CASES))
+def test_benchmark_prints_finite_json(script):
+    args, positive, nonnegative = CASES[script]
+    output = run_benchmark(script, args)
+    for name in positive + nonnegative:
+        assert name in output, f"{script}: no {name!r} in {sorted(output)}"
+        value = output[name]
+        assert isinstance(value, (int, float)) and math.isfinite(value), f"{script}: {name} = {value!r}"
+        assert value > 0 if name in positive else value >= 0, f"{script}: {name} = {value!r}"
