@@ -157,9 +157,8 @@ def plot_learning_curves(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
-        # Long lines are wrapped: a title wider than the figure is cut off at both edges.
-        width = 100 if many else 70
-        ax.set_title("\n".join(textwrap.fill(line, width) for line in title.split("\n")))
+        # Long lines are wrapped: a title wider than the axes runs off the figure (the legend may sit beside).
+        ax.set_title("\n".join(textwrap.fill(line, 70) for line in title.split("\n")))
     ax.grid(True, alpha=0.3)
     if many:
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
@@ -214,6 +213,7 @@ def plot_meta_training(
     title: str = "",
     chance: float | None = None,
     start: Mapping[str, float] | None = None,
+    ylabel: str | None = None,
 ) -> Path:
     """A metric of several meta-training runs (their `metrics.jsonl` records) over the iterations at which it
     was logged, e.g. `eval_accuracy_digits`; `start[name]`, if given, is the value before iteration 1."""
@@ -225,7 +225,7 @@ def plot_meta_training(
         if not points:
             raise ValueError(f"run {name!r} has no records of {metric!r}")
         steps[name], curves[name] = (np.asarray(v, float) for v in zip(*points, strict=True))
-    ylabel = metric.replace("_", " ")
+    ylabel = ylabel or metric.replace("_", " ")
     line_styles = {name: {"marker": "o", "markersize": 3} for name in runs}
     return plot_learning_curves(
         curves,
