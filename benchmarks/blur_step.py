@@ -20,13 +20,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from timing import best_time, machine_fields
 
 from vsml.experiment import load_experiment
 from vsml.learners import blur_reference as ref
@@ -136,16 +135,6 @@ def check_fast_matches_reference(blur: BLUR) -> tuple[float, float]:
     return float(diff), float(scale)
 
 
-def best_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20, help="inner steps per timed call (one lax.scan)")
@@ -202,9 +191,7 @@ def main() -> None:
                 "check_backprop_genome_vs_sgd_max_abs_diff": sgd_error,
                 "check_fast_vs_reference_max_abs_diff": reference_error,
                 "check_sizes": f"{'->'.join(map(str, CHECK_SIZES))}, batch {CHECK_BATCH}, one step",
-                "device": str(jax.devices()[0]),
-                "jax": jax.__version__,
-                "machine": platform.machine(),
+                **machine_fields(),
             },
             indent=1,
         )

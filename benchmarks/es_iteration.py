@@ -28,11 +28,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
-import time
 from pathlib import Path
 
 import jax
+from timing import best_time, machine_fields
 
 from vsml.experiment import (
     ExperimentConfig,
@@ -79,16 +78,6 @@ def load_sources(
             continue
         return candidate, sources, name, fallback_reason
     raise AssertionError("unreachable")
-
-
-def best_time(fn, repeats: int) -> float:
-    """Best of `repeats` calls of `fn`, already compiled and warmed up (by the loss check, which calls each)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -162,13 +151,15 @@ def main() -> None:
         )
 
     seconds = {
-        "noise": best_time(lambda: noise(noise_key), args.repeats),
-        "episodes": best_time(lambda: episodes(sources, data_key, init_key), args.repeats),
-        "inner_loop": best_time(lambda: inner_loop(meta, eps, batches), args.repeats),
-        "update": best_time(lambda: update(meta, opt_state, eps, loss_plus, loss_minus), args.repeats),
+        "noise": best_time(lambda: noise(noise_key), args.repeats, warm_up=False),
+        "episodes": best_time(lambda: episodes(sources, data_key, init_key), args.repeats, warm_up=False),
+        "inner_loop": best_time(lambda: inner_loop(meta, eps, batches), args.repeats, warm_up=False),
+        "update": best_time(
+            lambda: update(meta, opt_state, eps, loss_plus, loss_minus), args.repeats, warm_up=False
+        ),
     }
     parts = sum(seconds.values())
-    t_fused = best_time(fused, args.repeats)
+    t_fused = best_time(fused, args.repeats, warm_up=False)
     input_shape = tuple(int(d) for d in batches[0][0].xs.shape[3 if samplers[0].batch_size > 1 else 2 :])
     print(
         json.dumps(
@@ -194,9 +185,7 @@ def main() -> None:
                 "member_steps_per_s": 2 * total * args.length / t_fused,
                 "mean_loss_parts": parts_loss,
                 "mean_loss_fused": fused_loss,
-                "device": str(jax.devices()[0]),
-                "jax": jax.__version__,
-                "machine": platform.machine(),
+                **machine_fields(),
             },
             indent=1,
         )

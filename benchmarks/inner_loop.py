@@ -12,25 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import time
 
 import jax
 import jax.numpy as jnp
+from timing import best_time, machine_fields
 
 from vsml.learners.base import TaskSpec, run_episode_from_state
 from vsml.learners.reference import vsml_reference_episode
 from vsml.learners.vsml import VSML
-
-
-def best_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:
@@ -77,9 +66,7 @@ def main() -> None:
                 "fast_us_per_episode_step": 1e6 * t_fast / (N * T),
                 "speedup_fast_over_reference": t_ref / t_fast,
                 "max_abs_logit_difference": max_diff,
-                "device": str(jax.devices()[0]),
-                "jax": jax.__version__,
-                "machine": platform.machine(),
+                **machine_fields(),
             },
             indent=1,
         )
