@@ -16,17 +16,20 @@ def run_cli(*argv: str) -> int:
     return main(["--cpu-devices", "1", *argv])
 
 
-def all_training_steps() -> list[tuple[str, str, rp.TrainStep]]:
+def all_training_steps(kind: type = rp.TrainStep) -> list[tuple[str, str, rp.TrainStep]]:
     return [
         (name, scale, step)
         for name, exp in rp.EXPERIMENTS.items()
         for scale in rp.SCALES
         for step in rp.training_at(exp, scale)
+        if isinstance(step, kind)
     ]
 
 
 def test_registry_covers_the_paper_experiments():
-    assert {"demo", "fig6", "fig8_baselines", "blur_mnist", "blur_toy2d", "omniglot"} <= set(rp.EXPERIMENTS)
+    assert {"demo", "fig6", "fig8_baselines", "blur_mnist", "blur_toy2d", "omniglot", "cloning"} <= set(
+        rp.EXPERIMENTS
+    )
     for name in rp.EXPERIMENTS:
         rp.validate(name)  # warm starts and report steps name runs trained before them
 
@@ -36,10 +39,21 @@ def test_every_config_exists_and_its_overrides_load(name, scale, step, tmp_path)
     assert rp.config_path(step).is_file(), step.config
     overrides = rp.train_overrides(step, scale, tmp_path / scale, data_dir=str(tmp_path / "data"))
     config = load_experiment(rp.config_path(step), overrides)
-    if scale == "paper":
-        assert not step.overrides["paper"]  # paper scale: the config as it is
+    if scale == "paper":  # paper scale: the config as it is, but for what defines the run at every scale
+        assert all(o in step.overrides.get("cpu-small", ()) for o in step.overrides["paper"]), step.run
     if scale in step.warm_start:
         assert config.train.init_from == str(tmp_path / scale / step.warm_start[scale])
+
+
+@pytest.mark.parametrize(
+    "name, scale, step", all_training_steps(rp.CloneRun), ids=lambda v: getattr(v, "run", v)
+)
+def test_every_clone_config_exists_and_its_overrides_load(name, scale, step):
+    from vsml.config import load_config
+    from vsml.meta.cloning import CloneConfig
+
+    load_config(CloneConfig, rp.config_path(step), step.overrides[scale])
+    assert not step.warm_start
 
 
 def test_a_run_name_means_the_same_run_in_every_experiment():
@@ -76,7 +90,9 @@ def test_plan_gives_commands_the_cli_accepts(name, scale):
         assert words[0] == "vsml"
         args = parser.parse_args(words[1:])  # a real command line, options and all
         assert args.data_dir == "/data"
-    assert shlex.split(commands[0])[1] == "meta-train"
+    assert shlex.split(commands[0])[1] == (
+        "clone" if isinstance(exp.training[0], rp.CloneRun) else "meta-train"
+    )
 
 
 def test_list_and_dry_run(tmp_path, capsys):
@@ -174,3 +190,51 @@ def test_a_tiny_experiment_end_to_end_then_reused(tmp_path, monkeypatch, capsys)
     text = readme.read_text()
     assert text.count("reused: finished earlier") == 2 and text.count("reused: unchanged") == 2
     assert "VSML, meta-trained V_M (1 ES it.)" in text  # the tables are still there
+
+
+def test_a_tiny_cloning_experiment_clones_warm_starts_es_from_it_and_is_reused(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    clone_tiny = (
+        "train.steps=2",
+        "train.batch_size=8",
+        "train.heldout=8",
+        "eval.datasets=[digits]",
+        "eval.architectures=[[]]",
+        "eval.steps=30",
+        "eval.test_examples=20",
+        "eval.tail=10",
+    )
+    clone = rp.CloneRun("clone", "cloning/backprop.yaml", {"cpu-small": clone_tiny})
+    tiny = rp.Experiment(
+        "Clone on a tiny budget, then two ES iterations from the clone.",
+        (
+            clone,
+            rp.TrainStep("es", "es_from_clone.yaml", {"cpu-small": TINY}, warm_start={"cpu-small": "clone"}),
+        ),
+        (),
+    )
+    monkeypatch.setitem(rp.EXPERIMENTS, "tiny_clone", tiny)
+    runs, reports = tmp_path / "runs", tmp_path / "reports"
+    argv = ["reproduce", "tiny_clone", "--runs-dir", str(runs), "--reports-dir", str(reports), "--quiet"]
+    assert run_cli(*argv) == 0
+    text = (reports / "tiny_clone" / "README.md").read_text()
+    assert "cloned and evaluated" in text and "64-10" in text  # the clone's free-running table, digits 64-10
+    assert "trained iterations 1-2" in text
+    assert (reports / "tiny_clone" / "clone_curves_digits_shallow.png").read_bytes()[
+        :8
+    ] == b"\x89PNG\r\n\x1a\n"
+    assert load_experiment(runs / "cpu-small" / "es" / "config.yaml").train.init_from == str(
+        runs / "cpu-small" / "clone"
+    )
+    assert run_cli(*argv) == 0  # the second time the clone is reused
+    assert "reused: cloned and evaluated earlier" in (reports / "tiny_clone" / "README.md").read_text()
+    # a clone of another config in the same run directory is an error, not silently reused
+    monkeypatch.setitem(
+        rp.EXPERIMENTS,
+        "tiny_clone",
+        rp.Experiment(
+            "", (rp.CloneRun("clone", "cloning/backprop.yaml", {"cpu-small": (*clone_tiny, "seed=5")}),), ()
+        ),
+    )
+    with pytest.raises(ValueError, match="holds a clone of another config .*seed"):
+        rp.reproduce("tiny_clone", runs_dir=runs, reports_dir=reports, progress=False)

@@ -51,6 +51,17 @@ class TrainStep:
 
 
 @dataclass(frozen=True)
+class CloneRun:
+    """`vsml clone configs/<config> --out <runs_dir>/<scale>/<run> --set ...`: learning-algorithm cloning and
+    its free-running evaluation. Its run directory can warm-start a later `TrainStep` (the cloned V_M)."""
+
+    run: str
+    config: str
+    overrides: Mapping[str, tuple[str, ...]]
+    warm_start: Mapping[str, str] = field(default_factory=dict)  # never set: a clone starts from its config
+
+
+@dataclass(frozen=True)
 class Size:
     """How much a report step evaluates; None takes the run config's `eval` setting (or the command's default)."""
 
@@ -102,7 +113,7 @@ class Experiment:
     """A named paper experiment: what it reproduces, its meta-training steps in order, then its report steps."""
 
     description: str
-    training: tuple[TrainStep, ...]
+    training: tuple[TrainStep | CloneRun, ...]
     reports: tuple[ReportStep, ...]
 
 
@@ -189,6 +200,18 @@ OMNIGLOT = TrainStep(
     {"cpu-small": ("es.num_pairs=32", "train.iterations=500", "eval.num_episodes=100"), "paper": ()},
 )
 
+CLONE = CloneRun("clone_backprop", "cloning/backprop.yaml", {"cpu-small": (), "paper": ()})
+ES_FROM_CLONE = TrainStep(
+    "es_from_clone",
+    "es_from_clone.yaml",
+    {"cpu-small": (), "paper": ()},
+    warm_start={"cpu-small": CLONE.run, "paper": CLONE.run},
+)
+_FROM_RANDOM = ("train.init_from=null", "es.relative_floor=null")  # plain ES, as meta-training from scratch
+ES_FROM_RANDOM = TrainStep(
+    "es_from_random", "es_from_clone.yaml", {"cpu-small": _FROM_RANDOM, "paper": _FROM_RANDOM}
+)
+
 _GRID_RUNS = ("fig6", "demo", *(step.run for step in BASELINES))
 _AT_28X28 = ("transform.resize=null",)  # the cpu-small VSML run was meta-trained at 8x8; meta-test at 28x28
 
@@ -272,6 +295,20 @@ EXPERIMENTS: dict[str, Experiment] = {
         (BLUR_TOY2D,),
         (MetaTest("meta_test", "blur_toy2d", {"cpu-small": Size(16), "paper": Size()}),),
     ),
+    "cloning": Experiment(
+        "VSML paper Sec. 3.2 / 4.1 (spec §4): learning-algorithm cloning. V_M is fitted by gradients (from a "
+        "hand-derived construction) so that VSML runs online backprop in forward mode; run free, it trains "
+        "784-10 and 784-32-10 networks on MNIST and Fashion-MNIST for one online pass against its teacher "
+        "from the same initial weights. Then ES meta-training on digits from the cloned V_M (relative "
+        "search, es.relative_floor) against plain ES from a random V_M. The configs are CPU-sized: both "
+        "scales run them as they are (reports/cloning_cpu_small/ has the measured result and a figure of the two ES "
+        "runs).",
+        (CLONE, ES_FROM_CLONE, ES_FROM_RANDOM),
+        (
+            MetaTest("meta_test_from_clone", ES_FROM_CLONE.run, BOTH),
+            MetaTest("meta_test_from_random", ES_FROM_RANDOM.run, BOTH),
+        ),
+    ),
     "omniglot": Experiment(
         "VSML paper, Omniglot few-shot (spec §6.5): 5-way 1-shot presented online, characters split by "
         "alphabet (only the background sets are available offline). Steps 1-5 show each of the five "
@@ -299,7 +336,7 @@ def check_scale(scale: str) -> str:
     return scale
 
 
-def training_at(exp: Experiment, scale: str) -> tuple[TrainStep, ...]:
+def training_at(exp: Experiment, scale: str) -> tuple[TrainStep | CloneRun, ...]:
     return tuple(step for step in exp.training if scale in step.overrides)
 
 
@@ -350,11 +387,11 @@ def validate(name: str) -> None:
 # ----- commands ----------------------------------------------------------------------------------------------
 
 
-def config_path(step: TrainStep) -> Path:
+def config_path(step: TrainStep | CloneRun) -> Path:
     return CONFIGS_DIR / step.config
 
 
-def _shown_config(step: TrainStep) -> str:
+def _shown_config(step: TrainStep | CloneRun) -> str:
     path = Path(step.config)
     return str(path) if path.is_absolute() else f"configs/{path}"
 
@@ -393,7 +430,12 @@ def _command(words: list[str]) -> str:
     return " ".join(shlex.quote(str(word)) for word in words)
 
 
-def train_command(step: TrainStep, scale: str, scale_dir: Path, data_dir: str | None = None) -> str:
+def train_command(
+    step: TrainStep | CloneRun, scale: str, scale_dir: Path, data_dir: str | None = None
+) -> str:
+    if isinstance(step, CloneRun):
+        words = ["vsml", "clone", _shown_config(step), "--out", scale_dir / step.run]
+        return _command(words + _sets(step.overrides[scale]) + _data(data_dir))
     overrides = train_overrides(step, scale, scale_dir)  # the data folder goes in as --data-dir instead
     words = ["vsml", "meta-train", _shown_config(step), "--out", scale_dir / step.run, "--resume"]
     return _command(words + _sets(overrides) + _data(data_dir))
@@ -517,6 +559,38 @@ def _train(
     return status
 
 
+def _clone(
+    step: CloneRun, scale: str, scale_dir: Path, data_dir: str | None, progress: bool
+) -> tuple[str, str, list[Path]]:
+    """Clone and evaluate (or reuse a finished clone of the same config, or evaluate a cloned one again);
+    returns (status, markdown tables, the curve PNGs)."""
+    from vsml.checkpoint import latest_checkpoint
+    from vsml.clone_eval import clone_markdown, run_clone
+    from vsml.config import config_to_dict, load_config
+    from vsml.meta.cloning import CloneConfig
+    from vsml.meta.trainer import differing_keys
+
+    run_dir = scale_dir / step.run
+    config = load_config(CloneConfig, config_path(step), step.overrides[scale])
+    wanted = config_to_dict(config)
+    summary_path = run_dir / "clone.json"
+    if summary_path.exists() and not differing_keys(json.loads(summary_path.read_text())["config"], wanted):
+        status, summary = "reused: cloned and evaluated earlier", json.loads(summary_path.read_text())
+    else:
+        cloned = latest_checkpoint(run_dir) is not None if run_dir.exists() else False
+        if cloned:
+            saved = config_to_dict(load_config(CloneConfig, run_dir / "config.yaml"))
+            differing = [k for k in differing_keys(saved, wanted) if not k.startswith("eval.")]
+            if differing:
+                raise ValueError(
+                    f"{run_dir} holds a clone of another config (it differs in {', '.join(differing)}); "
+                    "delete it or pass another --runs-dir"
+                )
+        summary = run_clone(config, run_dir, train=not cloned, progress=progress, data_dir=data_dir)
+        status = "evaluated the earlier clone" if cloned else "cloned and evaluated"
+    return status, clone_markdown(summary), sorted(run_dir.glob("curves_*.png"))
+
+
 def _run_stamp(command: str, runs: list[Path]) -> dict[str, Any]:
     """What a report step's output depends on: its command and the iteration of every run it reads."""
     return {"command": command, "runs": {str(path): _latest_step(path) for path in runs}}
@@ -635,7 +709,7 @@ def reproduce(
 
     started, date = time.perf_counter(), datetime.now().astimezone()
     records: list[StepRecord] = []
-    steps: list[TrainStep | ReportStep] = [*training_at(exp, scale), *reports_at(exp, scale)]
+    steps: list[TrainStep | CloneRun | ReportStep] = [*training_at(exp, scale), *reports_at(exp, scale)]
     runs = {step.run for step in training_at(exp, scale)}
     written: list[Path] = []
     for index, (step, command) in enumerate(zip(steps, commands, strict=True), 1):
@@ -644,17 +718,22 @@ def reproduce(
         if isinstance(step, TrainStep):
             status = _train(step, scale, scale_dir, data_dir, progress, resume)
             records.append(StepRecord(command, status, time.perf_counter() - step_start))
+            continue
+        if isinstance(step, CloneRun):
+            status, tables, pngs = _clone(step, scale, scale_dir, data_dir, progress)
+            prefix = step.run
         else:
             out = report_dir(runs_dir, scale, name, step)
             status, tables = _report(step, scale, scale_dir, out, runs, command, data_dir, progress, log)
-            images = []
-            for png in sorted(out.glob("*.png")):
-                target = destination / f"{step.name}_{png.name}"
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(png, target)
-                images.append(target.name)
-                written.append(target)
-            records.append(StepRecord(command, status, time.perf_counter() - step_start, tables, images))
+            pngs, prefix = sorted(out.glob("*.png")), step.name
+        images = []
+        for png in pngs:
+            target = destination / f"{prefix}_{png.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(png, target)
+            images.append(target.name)
+            written.append(target)
+        records.append(StepRecord(command, status, time.perf_counter() - step_start, tables, images))
         log(f"[{index}/{len(steps)}] {status} ({_duration(records[-1].seconds)})")
     readme = _readme(name, exp, scale, date, time.perf_counter() - started, records)
     from vsml.atomic import write_text_atomically
@@ -706,6 +785,7 @@ def _readme(
 __all__ = [
     "EXPERIMENTS",
     "SCALES",
+    "CloneRun",
     "Compare",
     "Experiment",
     "Introspect",
