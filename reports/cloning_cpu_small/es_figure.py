@@ -4,11 +4,12 @@ from vsml.experiment import load_experiment
 from vsml.meta.trainer import MetaTrainer, read_metrics
 from vsml.report import plot_meta_training
 runs = {
-    "cloned V_M, relative ES (seed 42)": "runs/es_from_clone_v2",
-    "cloned V_M, relative ES (seed 43)": "runs/es_from_clone_v2_s43",
+    "cloned V_M, relative ES (seed 42)": "runs/es_from_clone_v3",
+    "cloned V_M, relative ES (seed 43)": "runs/es_from_clone_v3_s43",
+    "cloned V_M (κ = 2000), relative ES (seed 42)": "runs/es_from_clone_v2",
     "random V_M, plain ES (seed 42)": "runs/es_from_random",
     "random V_M, plain ES (seed 43)": "runs/es_from_random_s43",
-    "cloned V_M, plain ES (seed 42)": "runs/es_from_clone_v2_plain",
+    "cloned V_M (κ = 2000), plain ES (seed 42)": "runs/es_from_clone_v2_plain",
     "random V_M, relative ES (seed 42)": "runs/es_from_random_rel",
 }
 start = {}
