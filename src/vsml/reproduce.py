@@ -574,10 +574,11 @@ def _clone(
     config = load_config(CloneConfig, config_path(step), step.overrides[scale])
     wanted = config_to_dict(config)
     summary_path = run_dir / "clone.json"
-    if summary_path.exists() and not differing_keys(json.loads(summary_path.read_text())["config"], wanted):
-        status, summary = "reused: cloned and evaluated earlier", json.loads(summary_path.read_text())
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    if summary is not None and not differing_keys(summary["config"], wanted):
+        status = "reused: cloned and evaluated earlier"
     else:
-        cloned = latest_checkpoint(run_dir) is not None if run_dir.exists() else False
+        cloned = latest_checkpoint(run_dir) is not None  # None for a missing directory too
         if cloned:
             saved = config_to_dict(load_config(CloneConfig, run_dir / "config.yaml"))
             differing = [k for k in differing_keys(saved, wanted) if not k.startswith("eval.")]

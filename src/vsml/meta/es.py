@@ -48,7 +48,7 @@ class OpenESConfig:
     adam_eps: float = 1e-8
     # Not in the paper (off by default): search relative to the starting V_M θ_0. Noise and Adam step of each
     # parameter are scaled by |θ_0| + relative_floor, i.e. plain ES over u in θ = θ_0 + (|θ_0| + floor)·u.
-    # A warm start whose entries span many decades (the constructed backprop clone: 1e-5 … 1e5) survives it;
+    # A warm start whose entries span many decades (the constructed backprop clone: 1e-5 … 1e6) survives it;
     # isotropic noise of σ = 0.05 wipes out its small entries in one step.
     relative_floor: float | None = None
 
