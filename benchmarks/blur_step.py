@@ -57,11 +57,12 @@ def sgd_step(
 ) -> tuple[jax.Array, MLPParams]:
     """The baseline: logits of the batch before learning, then w ← w − λ·∇ Σ_b CE(x_b, y_b)."""
 
-    def loss(p: MLPParams) -> jax.Array:
-        return -jnp.sum(y * jax.nn.log_softmax(mlp_logits(p, x), axis=-1))
+    def loss(p: MLPParams) -> tuple[jax.Array, jax.Array]:
+        logits = mlp_logits(p, x)
+        return -jnp.sum(y * jax.nn.log_softmax(logits, axis=-1)), logits
 
-    logits = mlp_logits(params, x)
-    grads = jax.grad(loss)(params)
+    # One forward pass gives both the prediction and the gradient (the baseline must not do it twice).
+    grads, logits = jax.grad(loss, has_aux=True)(params)
     return logits, jax.tree.map(lambda p, g: p - learning_rate * g, params, grads)
 
 
