@@ -1,17 +1,26 @@
 """Inner-loop speed of VSML: the literal reference against the fast factored path, in the same run.
 
-Prints JSON: synapse-micro-ticks per second of each (one sub-RNN application per synapse per micro tick) for
-the default dense 784→10 layer, forward-only, and their ratio. Both are jitted; both run the same episodes
-(T steps, N episodes vmapped) and both results are checked to agree before timing. Absolute figures depend on
-the machine and its load; the ratio is the number to compare.
+Prints JSON, one record per network: synapse-micro-ticks per second (one sub-RNN application per synapse per
+micro tick) of
+  - `reference`: the literal per-synapse formulation (reference.py), episodes vmapped;
+  - `fast_vmap`: the learner's fast path, episodes vmapped (what a GPU wants: one big batch);
+  - `fast_map`: the fast path, episodes run `--episode-batch` at a time by `lax.map` (what the ES trainer's
+    `es.members_at_once` does: each episode's state stays in cache on a CPU);
+  - `fast_exact_tanh`: `fast_map` with `rational_tanh=False` (how much the rational tanh gives);
+and the ratios to the reference. Networks: dense 784→10 forward-only (the paper's Fig. 6 layer), 784→32→10 with
+the backward pass, and the conv config (3×3 stride-2 conv VSML layer, 8 channels, then dense, backward pass,
+LayerNorm). Every variant is checked against the reference before it is timed. Absolute figures depend on the
+machine and its load; the ratios are the numbers to compare.
 
-    python benchmarks/inner_loop.py [--episodes 8] [--steps 10] [--repeats 5]
+    python benchmarks/inner_loop.py [--networks dense,deep,conv] [--episodes 8] [--steps 10] [--repeats 5]
+        [--episode-batch 1] [--image-side 28]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import jax
 import jax.numpy as jnp
@@ -21,51 +30,110 @@ from vsml.learners.base import TaskSpec, run_episode_from_state
 from vsml.learners.reference import vsml_reference_episode
 from vsml.learners.vsml import VSML
 
+NETWORKS = ("dense", "deep", "conv")
+
+
+def network(name: str, side: int) -> tuple[str, VSML, tuple[int, ...]]:
+    """(label, model, input shape) of a benchmark network on side×side images (28: MNIST)."""
+    pixels, half = side * side, -(-side // 2)
+    if name == "dense":
+        return f"dense {pixels}->10, forward-only", VSML(), (pixels,)
+    if name == "deep":
+        return (
+            f"dense {pixels}->32->10, backward pass",
+            VSML(hidden_sizes=(32,), backward_pass=True),
+            (pixels,),
+        )
+    conv = VSML(conv_layers=((8, 3, 2),), backward_pass=True, feed_label=True, layer_norm=True)
+    label = f"conv {side}x{side}x1 -(3x3/2, 8 ch)-> {half}x{half}x8, dense {half * half * 8}->10, backward pass, LN"
+    return label, conv, (side, side, 1)
+
+
+def synapse_micro_ticks_per_step(model: VSML, spec: TaskSpec) -> int:
+    """Sub-RNN applications per online step: each synapse (dense) or kernel entry × output position (conv) once
+    per micro tick, on the forward tick and again on the reverse tick with a backward pass."""
+    total = 0
+    for plan in model.layer_plans(spec):
+        positions = 1
+        if plan.kind == "conv":
+            positions = plan.out_shape[0] * plan.out_shape[1]
+        total += positions * int(jnp.prod(jnp.array(plan.state_shape)))
+    return total * model.num_micro_ticks * (2 if model.backward_pass else 1)
+
+
+def bench_network(name: str, args: argparse.Namespace) -> dict:
+    label, model, input_shape = network(name, args.image_side)
+    N, T, C = args.episodes, args.steps, args.classes
+    spec = TaskSpec(input_shape, C)
+    key = jax.random.PRNGKey(0)
+    meta = model.init_meta(key)
+    xs = jax.random.normal(jax.random.PRNGKey(1), (N, T, *input_shape))
+    ys = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(2), (N, T), 0, C), C)
+    states = jax.vmap(lambda k: model.init_state(meta, k, spec))(jax.random.split(key, N))
+
+    def fast_episode(m: VSML):
+        return lambda s, x, y: run_episode_from_state(m, meta, s, x, y)[0]
+
+    def mapped(fn):
+        return jax.jit(
+            lambda s, x, y: jax.lax.map(lambda a: fn(*a), (s, x, y), batch_size=args.episode_batch)
+        )
+
+    variants = {
+        # The reference loops over steps in Python; jit traces that loop once (T steps unrolled).
+        "reference": jax.jit(jax.vmap(lambda s, x, y: vsml_reference_episode(model, meta, x, y, list(s.c)))),
+        "fast_vmap": jax.jit(jax.vmap(fast_episode(model))),
+        "fast_map": mapped(fast_episode(model)),
+        "fast_exact_tanh": mapped(fast_episode(replace(model, rational_tanh=False))),
+    }
+    ref_logits = variants["reference"](states, xs, ys)
+    scale = max(1.0, float(jnp.max(jnp.abs(ref_logits))))
+    differences = {}
+    for variant, fn in variants.items():
+        differences[variant] = float(jnp.max(jnp.abs(fn(states, xs, ys) - ref_logits)))
+        if differences[variant] > 1e-5 * scale:
+            raise SystemExit(f"{name}/{variant} disagrees with the reference by {differences[variant]}")
+
+    work = N * T * synapse_micro_ticks_per_step(model, spec)
+    seconds = {v: best_time(lambda fn=fn: fn(states, xs, ys), args.repeats) for v, fn in variants.items()}
+    record = {
+        "network": label,
+        "episodes": N,
+        "steps": T,
+        "episode_batch": args.episode_batch,
+        "synapse_micro_ticks_per_call": work,
+        "seconds": seconds,
+        "synapse_micro_ticks_per_s": {v: work / t for v, t in seconds.items()},
+        "us_per_episode_step": {v: 1e6 * t / (N * T) for v, t in seconds.items()},
+        "speedup_over_reference": {
+            v: seconds["reference"] / t for v, t in seconds.items() if v != "reference"
+        },
+        "max_abs_logit_difference": differences,
+    }
+    return record
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=8, help="episodes run in parallel (vmapped)")
+    parser.add_argument("--networks", default="dense,deep,conv", help=f"comma-separated, of {NETWORKS}")
+    parser.add_argument("--image-side", type=int, default=28, help="inputs are side×side images (28: MNIST)")
+    parser.add_argument("--episodes", type=int, default=8, help="episodes per call")
+    parser.add_argument(
+        "--episode-batch", type=int, default=1, help="episodes at once in the fast_map variant"
+    )
     parser.add_argument("--steps", type=int, default=10, help="online steps per episode")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--inputs", type=int, default=784)
     parser.add_argument("--classes", type=int, default=10)
     args = parser.parse_args()
-
-    model = VSML()
-    N, T, A, C = args.episodes, args.steps, args.inputs, args.classes
-    key = jax.random.PRNGKey(0)
-    meta = model.init_meta(key)
-    xs = jax.random.normal(jax.random.PRNGKey(1), (N, T, A))
-    ys = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(2), (N, T), 0, C), C)
-    states = jax.vmap(lambda k: model.init_state(meta, k, TaskSpec((A,), C)))(jax.random.split(key, N))
-
-    fast = jax.jit(jax.vmap(lambda s, x, y: run_episode_from_state(model, meta, s, x, y)[0]))
-    # The reference loops over steps in Python; jit traces that loop once (T steps unrolled).
-    reference = jax.jit(jax.vmap(lambda s, x, y: vsml_reference_episode(model, meta, x, y, list(s.c))))
-
-    fast_logits, ref_logits = fast(states, xs, ys), reference(states, xs, ys)
-    max_diff = float(jnp.max(jnp.abs(fast_logits - ref_logits)))
-    if max_diff > 1e-5 * max(1.0, float(jnp.max(jnp.abs(ref_logits)))):
-        raise SystemExit(f"fast path and reference disagree by {max_diff}: refusing to time a wrong result")
-
-    work = N * T * A * C * model.num_micro_ticks  # synapse-micro-ticks per call
-    t_fast = best_time(lambda: fast(states, xs, ys), args.repeats)
-    t_ref = best_time(lambda: reference(states, xs, ys), args.repeats)
+    names = [n.strip() for n in args.networks.split(",") if n.strip()]
+    unknown = [n for n in names if n not in NETWORKS]
+    if unknown:
+        parser.error(f"unknown network(s) {unknown}; choose from {NETWORKS}")
     print(
         json.dumps(
             {
                 "benchmark": "vsml_inner_loop",
-                "layer": f"dense {A}->{C}, forward-only, {model.num_micro_ticks} micro ticks",
-                "episodes": N,
-                "steps": T,
-                "synapse_micro_ticks_per_call": work,
-                "reference_seconds": t_ref,
-                "fast_seconds": t_fast,
-                "reference_synapse_micro_ticks_per_s": work / t_ref,
-                "fast_synapse_micro_ticks_per_s": work / t_fast,
-                "fast_us_per_episode_step": 1e6 * t_fast / (N * T),
-                "speedup_fast_over_reference": t_ref / t_fast,
-                "max_abs_logit_difference": max_diff,
+                "results": [bench_network(n, args) for n in names],
                 **machine_fields(),
             },
             indent=1,

@@ -7,6 +7,7 @@ Haiku code without depending on Haiku.
 - `init_conv_trunk` / `conv_trunk`: 3 × `hk.Conv2D(channels, 3, stride 2, SAME)` (Haiku's default init, as Linear).
 - `bound_logits` (every baseline's 100·tanh(·/100)), `cross_entropy_feedback` (g = ∂CE/∂ŷ),
   `layer_norm` (`hk.LayerNorm`, with or without scale and offset).
+- `fast_tanh`: float32 tanh as one rational function (VSML's fast path spends most of its time in tanh).
 """
 
 from __future__ import annotations
@@ -24,6 +25,20 @@ TRUNCATED_NORMAL_STD = 0.87962566103423978
 # The Meta-RNN, Hebbian and FWMemory trunks (spec §5): ReLU, ReLU, tanh.
 TRUNK_ACTIVATIONS = (jax.nn.relu, jax.nn.relu, jnp.tanh)
 LAYER_NORM_EPS = 1e-5  # hk.LayerNorm's default
+
+# Eigen's float32 tanh: odd degree-13 numerator over even degree-6 denominator, on x clamped to ±7.9053
+# (beyond it tanh rounds to ±1 in float32). Max error against jnp.tanh ≈ 3e-7 (tests/learners/test_modules.py).
+_TANH_CLAMP = 7.90531110763549805
+_TANH_NUMERATOR = (  # α13, α11, …, α1 (Horner order, in x²)
+    -2.76076847742355e-16,
+    2.00018790482477e-13,
+    -8.60467152213735e-11,
+    5.12229709037114e-08,
+    1.48572235717979e-05,
+    6.37261928875436e-04,
+    4.89352455891786e-03,
+)
+_TANH_DENOMINATOR = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 
 
 class DenseParams(NamedTuple):
@@ -188,3 +203,32 @@ def check_single_example(learner: object, x: Array, input_size: int) -> None:
             f"{type(learner).__name__} takes one example per step (input size {input_size}), got x of shape "
             f"{list(x.shape)}; the baselines do not merge states over an inner batch: set task.batch_size=1"
         )
+
+
+def _horner(coefficients: tuple[float, ...], x2: Array) -> Array:
+    result = jnp.full_like(x2, coefficients[0])
+    for a in coefficients[1:]:
+        result = result * x2 + a
+    return result
+
+
+@jax.custom_jvp
+def fast_tanh(x: Array) -> Array:
+    """tanh, for float32 as a single rational function that XLA fuses into its neighbours.
+
+    XLA:CPU's own tanh costs about 1.6× as much per element (benchmarks/inner_loop.py measures the effect on
+    the whole VSML step). Other dtypes (float64 parity checks, bfloat16) use `jnp.tanh`. The derivative is
+    tanh's own, 1 − tanh², so gradients through the inner loop are those of the exact formulation.
+    """
+    if x.dtype != jnp.float32:
+        return jnp.tanh(x)
+    x = jnp.clip(x, -_TANH_CLAMP, _TANH_CLAMP)
+    x2 = x * x
+    return x * _horner(_TANH_NUMERATOR, x2) / _horner(_TANH_DENOMINATOR, x2)
+
+
+@fast_tanh.defjvp
+def _fast_tanh_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array, Array]:
+    (x,), (dx,) = primals, tangents
+    y = fast_tanh(x)
+    return y, (1.0 - y * y) * dx

@@ -25,7 +25,11 @@ golden episodes in tests):
   2. messengers are affine, so without LayerNorm the mean over synapses is taken before the projection;
   3. messages are computed only after the last micro tick, and only those that are read (dead writes skipped);
   4. σ(z) = ½ + ½·tanh(z/2), with the ½ folded into the weights, so all four gates cost one tanh over 64
-     channels (markedly faster than `logistic` on XLA:CPU).
+     channels (markedly faster than `logistic` on XLA:CPU);
+  5. with `rational_tanh` (default) that tanh is float32's rational approximation written out (`fast_tanh`,
+     ≤ 5e-7 from jnp.tanh), which XLA:CPU evaluates about 1.6× faster than its own tanh. Dense layers only:
+     the conv layer recomputes its gates inside their consumers, where the longer expression is ~2× slower
+     (benchmarks/inner_loop.py, conv network, `fast_exact_tanh`).
 """
 
 from __future__ import annotations
@@ -38,10 +42,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.learners.base import Array, TaskSpec
-from vsml.learners.modules import haiku_truncated_normal, layer_norm
+from vsml.learners.modules import fast_tanh, haiku_truncated_normal, layer_norm
 
 FORGET_OFFSET = 5.0  # spec §1.3: hard-coded, not a parameter
 INPUT_OFFSET = -5.0
+RECURRENT_MATMULS = ("float32", "tf32", "bfloat16")
 
 
 class SubRNNParams(NamedTuple):
@@ -106,6 +111,12 @@ class VSML:
     layerwise_rnns: bool = False
     separate_backward_rnn: bool = False
     inner_batch: int = 1  # > 1: x [B, ...], y [B, C]; the first half of the state is shared (spec §1.8)
+    # Speed only (not in the authors' code): dense sub-RNNs' tanh as one rational function (modules.fast_tanh).
+    rational_tanh: bool = True
+    # The recurrent product h·W_h per synapse and micro tick: "float32" (exact on every backend), "tf32"
+    # (float32 through GPU tensor cores, ~1e-3 relative; as float32 on CPU) or "bfloat16" (bf16 inputs, float32
+    # sums; ~1e-2 relative). The cell state and everything else stay float32 (tests/learners/test_vsml.py).
+    recurrent_matmul: str = "float32"
 
     def __post_init__(self) -> None:
         if self.inner_batch < 1:
@@ -118,6 +129,10 @@ class VSML:
             raise ValueError(f"VSML.num_micro_ticks must be >= 1, got {self.num_micro_ticks}")
         if not 0.0 <= self.init_rand_proportion <= 1.0:
             raise ValueError(f"VSML.init_rand_proportion must be in [0, 1], got {self.init_rand_proportion}")
+        if self.recurrent_matmul not in RECURRENT_MATMULS:
+            raise ValueError(
+                f"VSML.recurrent_matmul must be one of {RECURRENT_MATMULS}, got {self.recurrent_matmul!r}"
+            )
         if self.tanh_bound <= 0:
             raise ValueError(f"VSML.tanh_bound must be positive, got {self.tanh_bound}")
         if any(int(s) < 1 for s in self.hidden_sizes):
@@ -370,6 +385,7 @@ class VSML:
             num_micro_ticks=self.num_micro_ticks,
             layer_norm=self.layer_norm,
             authors_stride_mask_bug=self.authors_stride_mask_bug,
+            recurrent=self._recurrent,
             want_fwd=want_fwd,
             want_bwd=want_bwd,
         )  # fmt: skip
@@ -397,15 +413,16 @@ class VSML:
         gate_u = u[:, None] * W_u[0][None, :] if u.ndim == 1 else u @ W_u[: u.shape[-1]]  # [A, 4H]
         gate_v = v @ W_v[: v.shape[-1]] + b[None, :]  # [B, 4H]
         gate_in = gate_u[:, None, :] + gate_v[None, :, :]  # [A, B, 4H], shared by all micro ticks
+        tanh = fast_tanh if self.rational_tanh else jnp.tanh
 
         for _ in range(self.num_micro_ticks):
-            t = jnp.tanh(h @ W_h + gate_in)
+            t = tanh(self._recurrent(h, W_h) + gate_in)
             i_gate = 0.5 + 0.5 * t[..., 0:H]
             g_cand = t[..., H : 2 * H]
             f_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H]
             o_gate = 0.5 + 0.5 * t[..., 3 * H :]
             c = f_gate * c + i_gate * g_cand
-            h = o_gate * jnp.tanh(c)
+            h = o_gate * tanh(c)
 
         fwd = bwd = None
         if want_fwd:
@@ -415,6 +432,17 @@ class VSML:
         if want_bwd:
             bwd = self._aggregate(h, p.bwd_W, p.bwd_b, p.bwd_ln_scale, p.bwd_ln_offset, axis=1)
         return fwd, bwd, h, c
+
+    def _recurrent(self, h: Array, W_h: Array) -> Array:
+        """h·W_h at the precision `recurrent_matmul` asks for (float32 results in every case)."""
+        if self.recurrent_matmul == "bfloat16" and h.dtype == jnp.float32:
+            return jnp.matmul(
+                h.astype(jnp.bfloat16), W_h.astype(jnp.bfloat16), preferred_element_type=h.dtype
+            )
+        precision = (
+            jax.lax.Precision.DEFAULT if self.recurrent_matmul == "tf32" else jax.lax.Precision.HIGHEST
+        )
+        return jnp.matmul(h, W_h, precision=precision)
 
     def _aggregate(
         self, h: Array, W: Array, b: Array, scale: Array | None, offset: Array | None, axis: int

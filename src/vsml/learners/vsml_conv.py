@@ -28,6 +28,8 @@ Fast path, exact rewrites of the literal op in `reference.conv_layer_op` (checke
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jax
 import jax.numpy as jnp
 
@@ -52,6 +54,7 @@ def conv_layer(
     num_micro_ticks: int,
     layer_norm: bool,
     authors_stride_mask_bug: bool = False,
+    recurrent: Callable[[Array, Array], Array] = jnp.matmul,
     want_fwd: bool = True,
     want_bwd: bool = True,
 ) -> tuple[Array | None, Array | None, Array, Array]:
@@ -92,7 +95,7 @@ def conv_layer(
         return jnp.tanh(gate_u[..., block] + gate_v[..., block] + gate_h[None, ..., block])
 
     for _ in range(num_micro_ticks):  # the same (U, V) every tick; only the last tick's h' feed the messages
-        gate_h = h @ W_h  # recurrent part: once per shared state entry, not per position
+        gate_h = recurrent(h, W_h)  # recurrent part: once per shared state entry, not per position
         c_pos = (0.5 + 0.5 * gate(2, gate_h)) * c[None] + (0.5 + 0.5 * gate(0, gate_h)) * gate(1, gate_h)
         h_pos = (0.5 + 0.5 * gate(3, gate_h)) * jnp.tanh(c_pos)  # per-position new states
         c, h = jnp.mean(c_pos, axis=0), jnp.mean(h_pos, axis=0)  # §1.5: a mean of nonlinear updates
