@@ -45,7 +45,7 @@ CASES = {
         ["seconds", "synapse_micro_ticks_per_s", "speedup_over_reference", "us_per_episode_step"],
         ["max_abs_logit_difference"],
     ),
-    "meta_grad.py": (
+    "bptt_memory.py": (
         ["--no-time", "--lengths", "5", "--inputs", "16", "--episodes", "1"],
         ["remat_temp_bytes", "no_remat_temp_bytes", "memory_ratio_no_remat_over_remat"],
         [],
@@ -63,10 +63,10 @@ def run_benchmark(script: str, args: list[str]) -> dict:
     )
     assert result.returncode == 0, f"{script} failed:\n{result.stderr[-3000:]}"
     if (
-        script == "meta_grad.py"
+        script == "bptt_memory.py"
     ):  # one JSON line per length, then the summary; check the row of the one length
         summary = json.loads(result.stdout.strip().splitlines()[-1])
-        assert summary["benchmark"] == "vsml_meta_grad"
+        assert summary["benchmark"] == "vsml_bptt_memory"
         (row,) = summary["results"]
         return row
     output = json.loads(result.stdout)

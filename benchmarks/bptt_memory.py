@@ -3,14 +3,18 @@
 For T = 100 and 500, prints JSON with XLA's compiled memory analysis (temporary buffers = what backprop keeps
 alive) with and without per-step rematerialisation, their ratio, and the measured wall time of one remat'ed
 meta-step. The no-remat program is compiled, not run: at T = 500 it would not fit in this machine's memory.
+Measured peak memory: on a GPU the device's `peak_bytes_in_use`; on a CPU the process's peak resident set
+(`ru_maxrss`, which includes JAX itself and the compilers: an upper bound that only grows from row to row).
 
-    python benchmarks/meta_grad.py [--inputs 784] [--classes 10] [--episodes 4] [--lengths 100 500]
+    python benchmarks/bptt_memory.py [--inputs 784] [--classes 10] [--episodes 4] [--lengths 100 500]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import resource
+import sys
 import time
 from functools import partial
 
@@ -18,6 +22,17 @@ import jax
 
 from vsml.learners.vsml import VSML
 from vsml.meta.grad import meta_batch_loss
+
+
+def peak_memory_fields() -> dict[str, int]:
+    """The measured peak so far: the device's allocator peak where it reports one (GPU), else the process's."""
+    stats = jax.devices()[0].memory_stats() or {}
+    if "peak_bytes_in_use" in stats:
+        return {"device_peak_bytes": int(stats["peak_bytes_in_use"])}
+    kilobytes = 1 if sys.platform != "darwin" else 1 / 1024  # ru_maxrss: KiB on Linux, bytes on macOS
+    return {
+        "process_peak_rss_bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 * kilobytes)
+    }
 
 
 def main() -> None:
@@ -57,9 +72,10 @@ def main() -> None:
             loss, _ = jax.block_until_ready(compiled[True](meta, xs, ys, keys))
             row["remat_seconds_per_meta_step"] = round(time.perf_counter() - start, 3)
             row["loss"] = float(loss)
+        row.update(peak_memory_fields())
         results.append(row)
         print(json.dumps(row), flush=True)
-    print(json.dumps({"benchmark": "vsml_meta_grad", "device": str(jax.devices()[0]), "results": results}))
+    print(json.dumps({"benchmark": "vsml_bptt_memory", "device": str(jax.devices()[0]), "results": results}))
 
 
 if __name__ == "__main__":
