@@ -45,6 +45,11 @@ CASES = {
         ["seconds", "synapse_micro_ticks_per_s", "speedup_over_reference", "us_per_episode_step"],
         ["max_abs_logit_difference"],
     ),
+    "scale.py": (
+        ["--steps", "50", "--dataset", "digits", "--hidden", "8", "--test-examples", "50"],
+        ["vsml_examples_per_s", "backprop_examples_per_s", "vsml_synapse_micro_ticks_per_s", "synapses"],
+        ["vsml_test_accuracy", "backprop_test_accuracy", "vsml_online_accuracy"],
+    ),
     "bptt_memory.py": (
         ["--no-time", "--lengths", "5", "--inputs", "16", "--episodes", "1"],
         ["remat_temp_bytes", "no_remat_temp_bytes", "memory_ratio_no_remat_over_remat"],
