@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vsml.learners.base import TaskSpec, run_episode, run_episode_from_state
+from vsml.learners.base import TaskSpec, run_episode, run_episode_from_state, run_episodes
 from vsml.learners.reference import vsml_reference_episode
 from vsml.learners.vsml import VSML, count_parameters
 
@@ -249,3 +249,20 @@ def test_reduced_precision_recurrent_matmul_stays_close_to_float32(hidden, key):
         np.testing.assert_allclose(np.asarray(runs["tf32"][0]), np.asarray(exact), atol=1e-6)
     with pytest.raises(ValueError, match="recurrent_matmul"):
         VSML(recurrent_matmul="float16")
+
+
+def test_episodes_run_in_batches_give_the_vmapped_result(key):
+    model = VSML(hidden_sizes=(4,), backward_pass=True)
+    meta = random_meta(model, key)
+    keys = jax.random.split(key, 5)
+    episodes = [random_episode(k, (6,), 3, length=4) for k in keys]
+    xs, ys = jnp.stack([e[0] for e in episodes]), jnp.stack([e[1] for e in episodes])
+    together = run_episodes(model, meta, keys, xs, ys)
+    for at_once in (1, 2):  # 5 = 2 + 2 + 1: lax.map's remainder too
+        np.testing.assert_allclose(
+            np.asarray(run_episodes(model, meta, keys, xs, ys, at_once=at_once)),
+            np.asarray(together),
+            atol=1e-6,
+        )
+    with pytest.raises(ValueError, match="at_once"):
+        run_episodes(model, meta, keys, xs, ys, at_once=0)

@@ -10,6 +10,7 @@ learner learns. Labels are one-hot float vectors (`y: [num_classes]`), which als
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -96,9 +97,26 @@ def run_episode_from_state(
     return logits, final_state
 
 
-def run_episodes(learner: Learner, meta: PyTree, keys: Array, xs: Array, ys: Array) -> Array:
-    """`run_episode` vmapped over a batch of episodes: keys [N, 2], xs [N, T, ...], ys [N, T, C] -> [N, T, C]."""
-    return jax.vmap(lambda k, x, y: run_episode(learner, meta, k, x, y))(keys, xs, ys)
+def run_episodes(
+    learner: Learner, meta: PyTree, keys: Array, xs: Array, ys: Array, at_once: int | None = None
+) -> Array:
+    """`run_episode` vmapped over a batch of episodes: keys [N, 2], xs [N, T, ...], ys [N, T, C] -> [N, T, C].
+    `at_once`: run only that many episodes together (see `map_in_batches`)."""
+    return map_in_batches(lambda k, x, y: run_episode(learner, meta, k, x, y), (keys, xs, ys), at_once)
+
+
+def map_in_batches(fn: Callable[..., PyTree], args: tuple, at_once: int | None) -> PyTree:
+    """`jax.vmap(fn)(*args)`, or with `at_once` a loop over batches of that many (`lax.map`), same result.
+
+    On a CPU, VSML's per-episode state (a 784 → 10 layer: 8 MB of gate pre-activations) stays in cache only
+    if few episodes run together: one at a time is ~1.3–1.7× faster there (benchmarks/inner_loop.py,
+    `fast_map` against `fast_vmap`); on a GPU all at once keeps the device busy.
+    """
+    if at_once is None:
+        return jax.vmap(fn)(*args)
+    if at_once < 1:
+        raise ValueError(f"at_once must be >= 1 (or None for all at once), got {at_once}")
+    return jax.lax.map(lambda a: fn(*a), args, batch_size=at_once)
 
 
 def softmax_cross_entropy(logits: Array, labels: Array) -> Array:
