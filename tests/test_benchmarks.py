@@ -52,7 +52,12 @@ CASES = {
     ),
     "bptt_memory.py": (
         ["--no-time", "--lengths", "5", "--inputs", "16", "--episodes", "1"],
-        ["remat_temp_bytes", "no_remat_temp_bytes", "memory_ratio_no_remat_over_remat"],
+        [
+            "remat_temp_bytes",
+            "no_remat_temp_bytes",
+            "block_remat_temp_bytes",
+            "memory_ratio_no_remat_over_remat",
+        ],
         [],
     ),
 }

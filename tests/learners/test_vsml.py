@@ -266,3 +266,20 @@ def test_episodes_run_in_batches_give_the_vmapped_result(key):
         )
     with pytest.raises(ValueError, match="at_once"):
         run_episodes(model, meta, keys, xs, ys, at_once=0)
+
+
+@pytest.mark.parametrize("remat", [True, 3, 4])  # 3: 10 = 3·3 + 1 leaves a remainder; 4: 10 = 2·4 + 2
+def test_rematerialised_unroll_gives_the_same_loss_and_gradient(remat, key):
+    model = VSML(hidden_sizes=(4,), backward_pass=True)
+    meta = random_meta(model, key)
+    xs, ys = random_episode(key, (6,), 3, length=10)
+
+    def loss(m, r):
+        logits = run_episode(model, m, key, xs, ys, remat=r)
+        return jnp.mean(jax.nn.logsumexp(logits, -1) - jnp.sum(logits * ys, -1))
+
+    plain_loss, plain_grad = jax.value_and_grad(loss)(meta, False)
+    remat_loss, remat_grad = jax.jit(jax.value_and_grad(loss), static_argnums=1)(meta, remat)
+    np.testing.assert_allclose(float(remat_loss), float(plain_loss), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(remat_grad), jax.tree.leaves(plain_grad), strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)

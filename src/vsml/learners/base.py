@@ -70,20 +70,22 @@ def spec_of_episode(xs: Array, ys: Array) -> TaskSpec:
 
 
 def run_episode(
-    learner: Learner, meta: PyTree, key: Array, xs: Array, ys: Array, remat: bool = False
+    learner: Learner, meta: PyTree, key: Array, xs: Array, ys: Array, remat: bool | int = False
 ) -> Array:
     """Run one online episode as a single `lax.scan` over `learner.step`; returns the logits `[T, C]`.
 
     The logit at step t is the prediction for xs[t] made before ys[t] was given. `remat=True` recomputes each
     step in the backward pass (`jax.checkpoint`), so backprop through the unroll stores only the carried state
-    per step, not every intermediate of every synapse (spec §3.2).
+    per step, not every intermediate of every synapse (spec §3.2). `remat=k` (an int ≥ 2) checkpoints blocks
+    of k steps as well: backprop then keeps the state only at block boundaries plus, while it recomputes one
+    block, that block's k states (T/k + k states instead of T; k ≈ √T is least; one more forward pass).
     """
     state = learner.init_state(meta, key, spec_of_episode(xs, ys))
     return run_episode_from_state(learner, meta, state, xs, ys, remat)[0]
 
 
 def run_episode_from_state(
-    learner: Learner, meta: PyTree, state: PyTree, xs: Array, ys: Array, remat: bool = False
+    learner: Learner, meta: PyTree, state: PyTree, xs: Array, ys: Array, remat: bool | int = False
 ) -> tuple[Array, PyTree]:
     """`run_episode` from a given initial state; also returns the final state (for resuming an episode)."""
 
@@ -91,10 +93,36 @@ def run_episode_from_state(
         logits, carry = learner.step(meta, carry, xy[0], xy[1])
         return carry, logits
 
-    if remat:
-        body = jax.checkpoint(body)
+    if isinstance(remat, bool) or remat in (0, 1):
+        return _scan_steps(jax.checkpoint(body) if remat else body, state, xs, ys)
+    if remat < 0:
+        raise ValueError(f"remat must be a bool or a block length >= 2, got {remat}")
+    return _scan_in_blocks(jax.checkpoint(body), state, xs, ys, int(remat))
+
+
+def _scan_steps(body: Callable, state: PyTree, xs: Array, ys: Array) -> tuple[Array, PyTree]:
     final_state, logits = jax.lax.scan(body, state, (xs, ys))
     return logits, final_state
+
+
+def _scan_in_blocks(step: Callable, state: PyTree, xs: Array, ys: Array, block: int) -> tuple[Array, PyTree]:
+    """Two-level rematerialisation: an outer scan over checkpointed blocks of `block` checkpointed steps; the
+    T mod block steps left over run after them, per-step checkpointed."""
+    blocks = xs.shape[0] // block
+    cut = blocks * block
+
+    def run_block(carry: PyTree, xy: tuple[Array, Array]) -> tuple[PyTree, Array]:
+        return jax.lax.scan(step, carry, xy)
+
+    def split(a: Array) -> Array:
+        return jnp.reshape(a[:cut], (blocks, block, *a.shape[1:]))
+
+    state, logits = jax.lax.scan(jax.checkpoint(run_block), state, (split(xs), split(ys)))
+    logits = jnp.reshape(logits, (cut, *logits.shape[2:]))
+    if cut < xs.shape[0]:
+        rest, state = _scan_steps(step, state, xs[cut:], ys[cut:])
+        logits = jnp.concatenate([logits, rest])
+    return logits, state
 
 
 def run_episodes(
