@@ -75,9 +75,10 @@ def mlp_init(key: jax.Array, sizes: tuple[int, ...]) -> MLPParams:
 
 
 def blur_state_of(params: MLPParams) -> BLURState:
-    """The BLUR synapses equal to an MLP's weights (spec blur.md §8.3): F = [W; b], G = Wᵀ, in both channels."""
-    forward = tuple(jnp.stack([jnp.concatenate([w, b[None]])] * 2, axis=-1) for w, b in params)
-    backward = tuple(jnp.stack([w.T] * 2, axis=-1) for w, _ in params)
+    """The BLUR synapses equal to an MLP's weights (spec blur.md §8.3): F = [W; b], G = Wᵀ, in both channels
+    (BLURState is channel-first: [k, n+1, m] and [k, m, n])."""
+    forward = tuple(jnp.stack([jnp.concatenate([w, b[None]])] * 2) for w, b in params)
+    backward = tuple(jnp.stack([w.T] * 2) for w, _ in params)
     return BLURState(forward, backward)
 
 

@@ -236,22 +236,22 @@ def test_backprop_genome_update_jacobian_is_the_loss_hessian(key):
         weights = [
             rng.uniform(-1, 1, size=(n + 1, m)) for n, m in zip(TINY_NET[:-1], TINY_NET[1:], strict=True)
         ]
-        state = BLURState(
-            tuple(jnp.asarray(np.stack([w, w], axis=-1)) for w in weights),
-            tuple(jnp.asarray(np.stack([w[:-1].T, w[:-1].T], axis=-1)) for w in weights),
+        state = BLURState(  # channel-first: [k, n+1, m] and [k, m, n]
+            tuple(jnp.asarray(np.stack([w, w])) for w in weights),
+            tuple(jnp.asarray(np.stack([w[:-1].T, w[:-1].T])) for w in weights),
         )
         genome = jax.tree.map(lambda g: jnp.asarray(g, jnp.float64), backprop_genome(2, -rate))
         # A block of J in a shuffled order of synapses: `indices` must pick rows and columns alike.
         chosen = np.random.default_rng(6).permutation(16)[:12]
         jacobian = update_jacobian(blur, genome, state, xs[0], ys[0], 0, jnp.asarray(chosen))
-        last = state.forward[1][..., 0]
+        last = state.forward[1][0]
 
         def loss(w: jax.Array) -> jax.Array:
             hidden = jnp.tanh(jnp.append(xs[0], 1.0) @ w.reshape(TINY_NET[0] + 1, TINY_NET[1]))
             logits = jnp.append(hidden, 1.0) @ last
             return -jnp.sum(ys[0] * jax.nn.log_softmax(logits))
 
-        hessian = jax.jit(jax.hessian(loss))(state.forward[0][..., 0].reshape(-1))
+        hessian = jax.jit(jax.hessian(loss))(state.forward[0][0].reshape(-1))
     expected = -rate * np.asarray(hessian)[np.ix_(chosen, chosen)]
     assert jacobian.shape == (12, 12) and np.abs(expected).max() > 1e-3
     np.testing.assert_allclose(np.asarray(jacobian), expected, rtol=1e-10, atol=1e-14)
@@ -263,7 +263,7 @@ def test_update_jacobian_rows_are_updates_and_columns_are_synapses():
     genome = random_genome(jax.random.PRNGKey(3), 2)
     xs, ys = _tiny_episode(1, np.float32)
     rng = np.random.default_rng(8)
-    shapes = [((n + 1, m, 2), (m, n, 2)) for n, m in zip(TINY_NET[:-1], TINY_NET[1:], strict=True)]
+    shapes = [((2, n + 1, m), (2, m, n)) for n, m in zip(TINY_NET[:-1], TINY_NET[1:], strict=True)]
     state = BLURState(
         tuple(jnp.asarray(rng.uniform(-1, 1, f).astype(np.float32)) for f, _ in shapes),
         tuple(jnp.asarray(rng.uniform(-1, 1, g).astype(np.float32)) for _, g in shapes),
@@ -271,11 +271,11 @@ def test_update_jacobian_rows_are_updates_and_columns_are_synapses():
     chosen = np.random.default_rng(9).permutation(16)  # all synapses, shuffled
 
     def update(w: jax.Array) -> jax.Array:
-        forward = state.forward[0].at[..., 0].set(w.reshape(4, 4))
+        forward = state.forward[0].at[0].set(w.reshape(4, 4))
         _, new = learner.step(genome, state._replace(forward=(forward, state.forward[1])), xs[0], ys[0])
-        return new.forward[0][..., 0].reshape(-1) - w
+        return new.forward[0][0].reshape(-1) - w
 
-    expected = jax.jit(jax.jacfwd(update))(state.forward[0][..., 0].reshape(-1))
+    expected = jax.jit(jax.jacfwd(update))(state.forward[0][0].reshape(-1))
     jacobian = update_jacobian(learner, genome, state, xs[0], ys[0], 0, jnp.asarray(chosen))
     expected = np.asarray(expected)[np.ix_(chosen, chosen)]
     assert np.abs(expected - expected.T).max() > 1e-2 * np.abs(expected).max()  # not symmetric

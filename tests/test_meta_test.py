@@ -59,9 +59,9 @@ def test_same_unroll_sgd_uses_the_learners_mlp_and_initial_synapses():
     genome = backprop_genome(2, -0.1)
     first, second = learner.init_state(genome, key, spec), sgd.init_state(genome, key, spec)
     # The baseline's synapses are the learner's, made symmetric (every channel and G = Fᵀ from channel 0).
-    np.testing.assert_array_equal(np.asarray(second.forward[0][..., 1]), np.asarray(first.forward[0][..., 0]))
+    np.testing.assert_array_equal(np.asarray(second.forward[0][1]), np.asarray(first.forward[0][0]))
     np.testing.assert_array_equal(
-        np.asarray(second.backward[0][..., 0]), np.asarray(jnp.transpose(first.forward[0][:-1, :, 0]))
+        np.asarray(second.backward[0][0]), np.asarray(jnp.transpose(first.forward[0][0, :-1]))
     )
 
 

@@ -528,25 +528,26 @@ def update_jacobian(
     indices: Array | None = None,
 ) -> Array:
     """J[a, b] = ∂Δw_a/∂w_b of one BLUR step on (x, y) from `state`, w = channel 0 of the forward synapses F_ℓ of
-    `layer`, flattened ([n+1, m] row-major; the bias row last); only the synapses `indices` if given ([s, s]).
+    `layer` (`state.forward[layer][0]`), flattened ([n+1, m] row-major; the bias row last); only the synapses
+    `indices` if given ([s, s]).
 
     Δw = F'_ℓ[…, 0] − F_ℓ[…, 0]. The perturbation is tied as the learner ties its synapses (its symmetry syncs):
     with `symmetric_states` all channels follow w, with `symmetric_in_out` G_ℓ = F_ℓ[:n]ᵀ follows too; so for
     the backprop configuration w is the weight W̄_ℓ = [W_ℓ; b_ℓ] of the MLP and J = −λ·∂²L/∂w² (spec §8.2).
     """
-    forward = state.forward[layer]
-    shape = forward.shape[:-1]
-    w = forward[..., 0].reshape(-1)
+    forward = state.forward[layer]  # [k, n+1, m]
+    shape = forward.shape[1:]
+    w = forward[0].reshape(-1)
 
     def update(w: Array) -> Array:
         # The learner's own sync (spec blur.md §2.2) makes the tied channels and G follow the perturbation.
-        f, g = learner._sync(forward.at[..., 0].set(w.reshape(shape)), state.backward[layer])
+        f, g = learner._sync(forward.at[0].set(w.reshape(shape)), state.backward[layer])
         perturbed = BLURState(
             tuple(f if i == layer else s for i, s in enumerate(state.forward)),
             tuple(g if i == layer else s for i, s in enumerate(state.backward)),
         )
         _, new_state = learner.step(genome, perturbed, x, y)
-        return new_state.forward[layer][..., 0].reshape(-1) - w
+        return new_state.forward[layer][0].reshape(-1) - w
 
     chosen = jnp.arange(w.shape[0]) if indices is None else indices
 

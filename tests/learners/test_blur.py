@@ -82,9 +82,9 @@ def _batch_loss(feedback: str, logits: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def _blur_state_of(params: MLPParams) -> BLURState:
-    """F_ℓ[…,c] = [W_ℓ; b_ℓ] and G_ℓ[…,c] = W_ℓᵀ for both channels (spec §8.3 step 2)."""
-    forward = tuple(jnp.stack([jnp.concatenate([w, b[None]], axis=0)] * 2, axis=-1) for w, b in params)
-    backward = tuple(jnp.stack([w.T] * 2, axis=-1) for w, _ in params)
+    """F_ℓ[c] = [W_ℓ; b_ℓ] and G_ℓ[c] = W_ℓᵀ for both channels c (spec §8.3 step 2; BLURState is channel-first)."""
+    forward = tuple(jnp.stack([jnp.concatenate([w, b[None]], axis=0)] * 2) for w, b in params)
+    backward = tuple(jnp.stack([w.T] * 2) for w, _ in params)
     return BLURState(forward, backward)
 
 
@@ -169,9 +169,9 @@ def _sgd_comparisons(
             comparisons.append((f"step {t} A_{layer}[...,0] = h", neurons[layer][..., 0], hs[layer]))
         for layer, (w, b) in enumerate(numpy_params):
             f, g = state.forward[layer], state.backward[layer]
-            for c in range(f.shape[-1]):
-                comparisons.append((f"step {t} F_{layer}[...,{c}]", f[..., c], np.concatenate([w, b[None]])))
-            comparisons.append((f"step {t} G_{layer} = F[0:n]^T", g, np.transpose(f[:-1], (1, 0, 2))))
+            for c in range(f.shape[0]):
+                comparisons.append((f"step {t} F_{layer}[{c}]", f[c], np.concatenate([w, b[None]])))
+            comparisons.append((f"step {t} G_{layer} = F[0:n]^T", g, np.transpose(f[:, :-1], (0, 2, 1))))
     return comparisons
 
 
@@ -385,7 +385,8 @@ def _random_test_genome(rng: np.random.Generator, blur: BLUR) -> BLURGenome:
 
 
 def _random_state(rng: np.random.Generator, blur: BLUR) -> BLURState:
-    """U(−s, s) synapses, with the symmetry options applied as at initialisation (G = F[0:n]ᵀ, channel copies)."""
+    """U(−s, s) synapses, with the symmetry options applied as at initialisation (G = F[0:n]ᵀ, channel copies);
+    drawn states-last, then stored channel-first as BLURState keeps them."""
     sizes = (SIZES[0], *blur.hidden_sizes, SIZES[-1])
     k, s = blur.num_states, blur.init_scale
     forward, backward = [], []
@@ -395,8 +396,8 @@ def _random_state(rng: np.random.Generator, blur: BLUR) -> BLURState:
             g = np.transpose(f[:-1], (1, 0, 2))
         if blur.symmetric_states:
             f, g = np.repeat(f[..., :1], k, axis=-1), np.repeat(g[..., :1], k, axis=-1)
-        forward.append(_array(f, jnp.float32))
-        backward.append(_array(g, jnp.float32))
+        forward.append(_array(np.moveaxis(f, -1, 0), jnp.float32))
+        backward.append(_array(np.moveaxis(g, -1, 0), jnp.float32))
     return BLURState(tuple(forward), tuple(backward))
 
 
@@ -447,8 +448,8 @@ def test_pack_unpack_and_init_sync(key):
             synced = ref.unpack_state(blur, ref.init_sync(blur, packed))
             jax.tree.map(np.testing.assert_array_equal, synced, state)
             for f, g in zip(state.forward, state.backward, strict=True):
-                transposed = np.array_equal(g, jnp.transpose(f[:-1], (1, 0, 2)))
-                single_state = np.array_equal(f[..., 1], f[..., 0]) and np.array_equal(g[..., 1], g[..., 0])
+                transposed = np.array_equal(g, jnp.transpose(f[:, :-1], (0, 2, 1)))
+                single_state = np.array_equal(f[1], f[0]) and np.array_equal(g[1], g[0])
                 assert (transposed, single_state) == (symmetric_in_out, symmetric_states)
 
 
@@ -637,8 +638,8 @@ def test_step_keeps_state_structure_shapes_and_dtypes(dtype, key):
         assert jax.tree.structure(new_state) == jax.tree.structure(state)
         for old, new in zip(jax.tree.leaves(state), jax.tree.leaves(new_state), strict=True):
             assert (old.shape, old.dtype) == (new.shape, new.dtype)
-        assert [f.shape for f in new_state.forward] == [(5, 8, 2), (9, 6, 2), (7, 3, 2)]
-        assert [g.shape for g in new_state.backward] == [(8, 4, 2), (6, 8, 2), (3, 6, 2)]
+        assert [f.shape for f in new_state.forward] == [(2, 5, 8), (2, 9, 6), (2, 7, 3)]  # channel-first
+        assert [g.shape for g in new_state.backward] == [(2, 8, 4), (2, 6, 8), (2, 3, 6)]
 
 
 def test_jitted_step_does_not_retrace():

@@ -21,7 +21,10 @@ Faithful to the authors' step (`blur.py`): the order above; the batch *sum* in t
 §11.1); the symmetry syncs (in/out first, then states) after each Hebbian update and at initialisation; the Oja
 term of the code (−sign(η̃)·|ρ|·W·Σ_b y², added after the syncs); synapse normalisation by columns; no constraint
 on any gene. F and G are stored apart (the authors' packed tensor has blocks nothing reads; `blur_reference.py`
-keeps the packed layout and the tests check that the two agree).
+keeps the packed layout and the tests check that the two agree). Synapses and neurons are stored channel-first
+(the k states lead: F_ℓ [k, n+1, m], A_ℓ [k, B, n] inside the step), so every pass and every Hebbian update is k
+plain matrix products that XLA runs on the stored arrays; with the states last it transposed the synapses inside
+every product, and the step took ~1.7x as long (benchmarks/blur_step.py, 196 → 512 → 10, batch 128, on a CPU).
 
 Documented choices where the paper and the code disagree or are silent (spec §10):
 - Labels enter as a ±1 one-hot (`label_encoding="pm1"`, inferred from the authors' accuracy helpers); "01" is
@@ -94,14 +97,19 @@ class BLURGenome(NamedTuple):
 
 
 class BLURState(NamedTuple):
-    """The synapses of one network (the inner-loop weights): per connection ℓ, n = n_ℓ, m = n_{ℓ+1}."""
+    """The synapses of one network (the inner-loop weights): per connection ℓ, n = n_ℓ, m = n_{ℓ+1}.
 
-    forward: tuple[Array, ...]  # F_ℓ [n + 1, m, k]; row n is the bias
-    backward: tuple[Array, ...]  # G_ℓ [m, n, k]
+    Channel-first: `forward[ℓ][c]` is channel c of F_ℓ, an [n + 1, m] matrix (the spec's F_ℓ[i, j, c] is
+    `forward[ℓ][c, i, j]`), so each channel is a plain weight matrix and the passes are batched matmuls over c.
+    """
+
+    forward: tuple[Array, ...]  # F_ℓ [k, n + 1, m]; row n is the bias
+    backward: tuple[Array, ...]  # G_ℓ [k, m, n]
 
 
 class Activity(NamedTuple):
-    """The neurons of every layer after one step (for tests and introspection): A_ℓ [B, n_ℓ, k]."""
+    """The neurons of every layer after one step (for tests and introspection): A_ℓ [B, n_ℓ, k] (states last,
+    as the spec writes them; the step itself keeps them channel-first, [k, B, n_ℓ])."""
 
     forward: tuple[Array, ...]  # after the forward pass (and the feedback injection for the output)
     backward: tuple[Array, ...]  # after the backward pass (what the Hebbian update reads)
@@ -204,6 +212,7 @@ class BLUR:
         for layer, (n, m) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             scale = self.init_scale / (jnp.sqrt(n + 1 + m) if self.scale_by_channels else 1.0)
             k = self.num_states
+            # Drawn states-last, as before the layout became channel-first: a key gives the same synapses.
             f = (
                 jax.random.uniform(keys[2 * layer], (n + 1, m, k), minval=-1.0, maxval=1.0) * scale
                 + self.init_bias
@@ -212,7 +221,7 @@ class BLUR:
                 jax.random.uniform(keys[2 * layer + 1], (m, n, k), minval=-1.0, maxval=1.0) * scale
                 + self.init_bias
             )
-            f, g = self._sync(f, g)
+            f, g = self._sync(jnp.moveaxis(f, -1, 0), jnp.moveaxis(g, -1, 0))
             forward.append(f)
             backward.append(g)
         return BLURState(tuple(forward), tuple(backward))
@@ -228,7 +237,7 @@ class BLUR:
         inputs = self._input_neurons(x[None] if unbatched else x, state.forward[0].dtype)
         if self.normalize_synapses:
             state = self._normalised(meta, state)
-        logits = self._forward(meta, state, inputs)[-1][..., 0]
+        logits = self._forward(meta, state, inputs)[-1][0]
         return logits[0] if unbatched else logits
 
     def step_with_activity(
@@ -241,7 +250,7 @@ class BLUR:
         if self.normalize_synapses:  # spec §4 step 1: persistent
             state = self._normalised(meta, state)
         forward = self._forward(meta, state, self._input_neurons(x, state.forward[0].dtype))
-        logits = forward[-1][..., 0]
+        logits = forward[-1][0]
         output = self._inject_feedback(forward[-1], y)
         backward = self._backward(meta, state, (*forward[:-1], output))
         pre_source = (*forward[:-1], output) if self.use_forward_activations_for_synapse_update else backward
@@ -256,7 +265,10 @@ class BLUR:
             )
             new_forward.append(f)
             new_backward.append(g)
-        activity = Activity((*forward[:-1], output), backward)
+        activity = Activity(  # states last, as the spec writes neurons (dead code when only `step` is used)
+            tuple(jnp.moveaxis(a, 0, -1) for a in (*forward[:-1], output)),
+            tuple(jnp.moveaxis(a, 0, -1) for a in backward),
+        )
         return (
             (logits[0] if unbatched else logits),
             BLURState(tuple(new_forward), tuple(new_backward)),
@@ -267,7 +279,7 @@ class BLUR:
 
     def _is_single_example(self, state: BLURState, x: Array) -> bool:
         # Inputs are flattened, so any shape with the network's input size works: [B, *shape] or one [*shape].
-        size = state.forward[0].shape[0] - 1
+        size = state.forward[0].shape[1] - 1
         if x.ndim >= 1 and math.prod(x.shape[1:]) == size:
             return False
         if math.prod(x.shape) == size:
@@ -276,8 +288,8 @@ class BLUR:
 
     def _input_neurons(self, x: Array, dtype: jnp.dtype) -> Array:
         flat = x.reshape((x.shape[0], -1)).astype(dtype)
-        zeros = jnp.zeros(flat.shape + (self.num_states - 1,), flat.dtype)
-        return jnp.concatenate([flat[..., None], zeros], axis=-1)  # [B, n_0, k]: A_0 = [x, 0, …]
+        zeros = jnp.zeros((self.num_states - 1, *flat.shape), flat.dtype)
+        return jnp.concatenate([flat[None], zeros])  # [k, B, n_0]: A_0 = [x, 0, …]
 
     def _genome(self, meta: BLURGenome, layer: int) -> BLURGenome:
         return jax.tree.map(lambda g: g[layer], meta) if self.per_layer_genome else meta
@@ -287,17 +299,18 @@ class BLUR:
         for layer in range(self.num_connections):
             genome = self._genome(meta, layer)
             f = self._read_weights(genome, state.forward[layer])
-            source = _with_bias(layers[-1]) @ genome.neuron_forward  # Σ_d Ā[b,i,d] ν[d,c]
-            u = jnp.einsum("bic,ijc->bjc", source, f)
+            source = _mix_states(_with_bias(layers[-1]), genome.neuron_forward)  # Σ_d Ā[b,i,d] ν[d,c]
+            u = jnp.einsum("cbi,cij->cbj", source, f)
             # Neurons were reset to 0, so f·A_{ℓ+1} vanishes (spec §4 step 2).
             pre = self._normalise_activity(genome, genome.neuron_update * u, "forward")
             last = layer == self.num_connections - 1
-            layers.append(activate(self.last_layer_activation if last else self.forward_activation, pre))
+            activation = self.last_layer_activation if last else self.forward_activation
+            layers.append(activate(activation, pre, axis=0))  # the states on axis 0
         return layers
 
     def _inject_feedback(self, output: Array, y: Array) -> Array:
         """Spec §2.1: state 0 keeps the prediction, state 1 gets the label (or ∂L/∂z_L), the rest 0."""
-        z = output[..., 0]
+        z = output[0]
         labels = y.astype(z.dtype)
         if self.feedback == "label":
             delta = 2.0 * labels - 1.0 if self.label_encoding == "pm1" else labels
@@ -306,25 +319,25 @@ class BLUR:
             delta = z - target
         else:  # softmax cross-entropy against the {0, 1} one-hot (spec §11.6)
             delta = jax.nn.softmax(z, axis=-1) - labels
-        rest = jnp.zeros(z.shape + (self.num_states - 2,), z.dtype)
-        return jnp.concatenate([z[..., None], delta[..., None], rest], axis=-1)
+        rest = jnp.zeros((self.num_states - 2, *z.shape), z.dtype)
+        return jnp.concatenate([z[None], delta[None], rest])
 
     def _backward(self, meta: BLURGenome, state: BLURState, layers: tuple[Array, ...]) -> tuple[Array, ...]:
         layers = list(layers)
         for layer in range(self.num_connections - 1, 0, -1):  # ℓ = 0 would write the frozen inputs
             genome = self._genome(meta, layer)
             g = self._read_weights(genome, state.backward[layer])
-            source = layers[layer + 1] @ genome.neuron_backward  # Σ_d A_{ℓ+1}[b,j,d] μ[d,c]
-            v = jnp.einsum("bjc,jic->bic", source, g)
+            source = _mix_states(layers[layer + 1], genome.neuron_backward)  # Σ_d A_{ℓ+1}[b,j,d] μ[d,c]
+            v = jnp.einsum("cbj,cji->cbi", source, g)
             own = layers[layer]
             if self.backward_update == "additive":
                 pre = genome.neuron_keep * own + genome.neuron_update * v
             elif self.backward_update == "multiplicative":
                 pre = genome.neuron_keep * own * v
             else:  # state 0 passes through (scaled by f), the others are gated by V; no η (spec §4)
-                pre = genome.neuron_keep * jnp.concatenate([own[..., :1], own[..., 1:] * v[..., 1:]], axis=-1)
+                pre = genome.neuron_keep * jnp.concatenate([own[:1], own[1:] * v[1:]])
             pre = self._normalise_activity(genome, pre, "backward")
-            layers[layer] = activate(self.backward_activation, pre)
+            layers[layer] = activate(self.backward_activation, pre, axis=0)
         return tuple(layers)
 
     # ----- synapses ---------------------------------------------------------------------------------------------
@@ -333,24 +346,24 @@ class BLUR:
         self, genome: BLURGenome, f: Array, g: Array, pre: Array, post: Array
     ) -> tuple[Array, Array]:
         """Spec §4 step 6 for one connection: the generalised Hebbian update (eq. 7), syncs, Oja, gates."""
-        pre_bias = _with_bias(pre)  # [B, n+1, k]
-        p_pre = pre_bias @ genome.synapse_pre  # P = X·ν̃
-        p_post = post @ genome.synapse_pre
-        q_post = post @ genome.synapse_post.T  # Q = X·μ̃ᵀ
-        q_pre = pre @ genome.synapse_post.T  # the bias column of G is never read (spec §2.2)
-        delta_f = jnp.einsum("bic,bjc->ijc", p_pre, q_post)  # a batch sum, not a mean (spec §10.7)
-        delta_g = jnp.einsum("bjc,bic->jic", p_post, q_pre)
+        pre_bias = _with_bias(pre)  # [k, B, n+1]
+        p_pre = _mix_states(pre_bias, genome.synapse_pre)  # P = X·ν̃
+        p_post = _mix_states(post, genome.synapse_pre)
+        q_post = _mix_states(post, genome.synapse_post.T)  # Q = X·μ̃ᵀ
+        q_pre = _mix_states(pre, genome.synapse_post.T)  # the bias column of G is never read (spec §2.2)
+        delta_f = jnp.einsum("cbi,cbj->cij", p_pre, q_post)  # a batch sum, not a mean (spec §10.7)
+        delta_g = jnp.einsum("cbj,cbi->cji", p_post, q_pre)
         delta_f, delta_g = self._sync(delta_f, delta_g)
         if self.oja:  # added after the syncs (spec §4)
             decay = (
                 -jnp.sign(genome.synapse_update) * self.oja_extra_multiplier * jnp.abs(genome.oja_multiplier)
             )
-            if self.oja_form == "paper":  # Σ_r w_rj² over the rows feeding column j: axis 0 of F and of G
-                delta_f = delta_f + decay * f * jnp.sum(f**2, axis=0, keepdims=True)
-                delta_g = delta_g + decay * g * jnp.sum(g**2, axis=0, keepdims=True)
-            else:  # y = X₀·μ̃ᵀ with the bias set to 0, i.e. q without its bias row
-                delta_f = delta_f + decay * f * jnp.sum(q_post**2, axis=0)[None]
-                delta_g = delta_g + decay * g * jnp.sum(q_pre**2, axis=0)[None]
+            if self.oja_form == "paper":  # Σ_r w_rj² over the rows feeding column j: axis 1 of F and of G
+                delta_f = delta_f + decay * f * jnp.sum(f**2, axis=1, keepdims=True)
+                delta_g = delta_g + decay * g * jnp.sum(g**2, axis=1, keepdims=True)
+            else:  # y = X₀·μ̃ᵀ with the bias set to 0, i.e. q without its bias row; Σ over the batch (axis 1)
+                delta_f = delta_f + decay * f * jnp.sum(q_post**2, axis=1, keepdims=True)
+                delta_g = delta_g + decay * g * jnp.sum(q_pre**2, axis=1, keepdims=True)
         return self._apply_update(genome, f, delta_f), self._apply_update(genome, g, delta_g)
 
     def _apply_update(self, genome: BLURGenome, w: Array, delta: Array) -> Array:
@@ -363,18 +376,18 @@ class BLUR:
     def _sync(self, f: Array, g: Array) -> tuple[Array, Array]:
         """The symmetry options of spec §2.2, in the authors' order: in/out first, then states."""
         if self.symmetric_in_out:
-            g = jnp.transpose(f[:-1], (1, 0, 2))
+            g = jnp.transpose(f[:, :-1], (0, 2, 1))
         if self.symmetric_states:
-            f = jnp.broadcast_to(f[..., :1], f.shape)
-            g = jnp.broadcast_to(g[..., :1], g.shape)
+            f = jnp.broadcast_to(f[:1], f.shape)
+            g = jnp.broadcast_to(g[:1], g.shape)
         return f, g
 
     def _read_weights(self, genome: BLURGenome, w: Array) -> Array:
         return self._colnorm(genome, w) if self.normalize_in_activations else w
 
     def _colnorm(self, genome: BLURGenome, w: Array) -> Array:
-        """colnorm(M)[·,j,c] = M[·,j,c] / √(Σ_rows M² + 1e−9), times r with `rescale` (spec §4, App. C.6)."""
-        normed = w / jnp.sqrt(jnp.sum(w**2, axis=0, keepdims=True) + COLNORM_EPS)
+        """colnorm(M)[c,·,j] = M[c,·,j] / √(Σ_rows M² + 1e−9), times r with `rescale` (spec §4, App. C.6)."""
+        normed = w / jnp.sqrt(jnp.sum(w**2, axis=1, keepdims=True) + COLNORM_EPS)
         return normed * genome.rescale_to if self.rescale else normed
 
     def _normalised(self, meta: BLURGenome, state: BLURState) -> BLURState:
@@ -386,20 +399,26 @@ class BLUR:
         """The paper's per-channel, batch-norm-like normalisation (§3.4; not in the code, spec §4)."""
         if self.activation_normalization not in (direction, "both"):
             return pre
-        axes = (0,) if self.activation_norm_axes == "batch" else (0, 1)
+        axes = (1,) if self.activation_norm_axes == "batch" else (1, 2)  # of [k, B, n]
         mean = jnp.mean(pre, axis=axes, keepdims=True)
         var = jnp.var(pre, axis=axes, keepdims=True)
         return genome.norm_multiplier * (pre - mean) / jnp.sqrt(var + ACTIVATION_NORM_EPS) + genome.norm_shift
 
 
 def _with_bias(neurons: Array) -> Array:
-    """[B, n, k] -> [B, n + 1, k]: the bias neuron is 1 in every state (spec §4)."""
-    ones = jnp.ones(neurons.shape[:1] + (1,) + neurons.shape[2:], neurons.dtype)
-    return jnp.concatenate([neurons, ones], axis=1)
+    """[k, B, n] -> [k, B, n + 1]: the bias neuron is 1 in every state (spec §4)."""
+    ones = jnp.ones(neurons.shape[:-1] + (1,), neurons.dtype)
+    return jnp.concatenate([neurons, ones], axis=-1)
 
 
-def activate(name: str, x: Array) -> Array:
-    """The nonlinearities of spec §4; the `*_with_grad` ones act per state: (φ(x₀), φ'(x₁), x₂, …)."""
+def _mix_states(neurons: Array, matrix: Array) -> Array:
+    """out[c] = Σ_d neurons[d]·matrix[d, c] for channel-first neurons [k, B, n]: the spec's A·T over states."""
+    return jnp.tensordot(matrix, neurons, axes=(0, 0))
+
+
+def activate(name: str, x: Array, axis: int = -1) -> Array:
+    """The nonlinearities of spec §4; the `*_with_grad` ones act per state (the states on `axis`):
+    (φ(x₀), φ'(x₁), x₂, …)."""
     if name == "identity":
         return x
     if name == "tanh":
@@ -410,14 +429,15 @@ def activate(name: str, x: Array) -> Array:
         return jax.nn.relu(jnp.tanh(x))
     if name == "sigmoid":
         return jax.nn.sigmoid(x)
+    if name not in ("sigmoid_with_grad", "tanh_with_grad", "linear_with_grad"):
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    x0, x1, rest = (jax.lax.slice_in_dim(x, a, b, axis=axis) for a, b in ((0, 1), (1, 2), (2, None)))
     if name == "sigmoid_with_grad":
-        s0, s1 = jax.nn.sigmoid(x[..., :1]), jax.nn.sigmoid(x[..., 1:2])
-        return jnp.concatenate([s0, s1 * (1.0 - s1), x[..., 2:]], axis=-1)
+        s1 = jax.nn.sigmoid(x1)
+        return jnp.concatenate([jax.nn.sigmoid(x0), s1 * (1.0 - s1), rest], axis=axis)
     if name == "tanh_with_grad":
-        return jnp.concatenate([jnp.tanh(x[..., :1]), 1.0 - jnp.tanh(x[..., 1:2]) ** 2, x[..., 2:]], axis=-1)
-    if name == "linear_with_grad":
-        return jnp.concatenate([x[..., :1], jnp.ones_like(x[..., 1:2]), x[..., 2:]], axis=-1)
-    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+        return jnp.concatenate([jnp.tanh(x0), 1.0 - jnp.tanh(x1) ** 2, rest], axis=axis)
+    return jnp.concatenate([x0, jnp.ones_like(x1), rest], axis=axis)  # linear_with_grad
 
 
 def random_genome(key: Array, num_states: int, std: float = 1.0) -> BLURGenome:

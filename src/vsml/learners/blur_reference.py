@@ -87,10 +87,12 @@ def combine_blocks(upper_right: Array, lower_left: Array) -> Array:
 
 def pack_state(blur: BLUR, state: BLURState) -> list[Array]:
     """BLURState (F_ℓ, G_ℓ) -> packed W_ℓ. The blocks nothing reads (pre–pre, post–post and the bias column of the
-    lower-left block) are set to 0, as the authors' in/out sync leaves them (their values never reach F or G)."""
+    lower-left block) are set to 0, as the authors' in/out sync leaves them (their values never reach F or G).
+    BLURState is channel-first ([k, n+1, m], [k, m, n]); the packed layout keeps the states last, as the spec."""
     del blur
     packed = []
     for F, G in zip(state.forward, state.backward, strict=True):
+        F, G = jnp.moveaxis(F, 0, -1), jnp.moveaxis(G, 0, -1)
         n = F.shape[0] - 1
         m, k = F.shape[1], F.shape[2]
         W = jnp.zeros((n + 1 + m, n + 1 + m, k), F.dtype)
@@ -101,10 +103,10 @@ def pack_state(blur: BLUR, state: BLURState) -> list[Array]:
 
 
 def unpack_state(blur: BLUR, packed: list[Array], input_size: int | None = None) -> BLURState:
-    """Packed W_ℓ -> BLURState of the two read blocks (F_ℓ, G_ℓ)."""
+    """Packed W_ℓ -> BLURState of the two read blocks (F_ℓ, G_ℓ), channel-first as BLURState stores them."""
     sizes = layer_sizes(blur, packed, input_size)
-    forward = tuple(forward_block(W, sizes[layer]) for layer, W in enumerate(packed))
-    backward = tuple(backward_block(W, sizes[layer]) for layer, W in enumerate(packed))
+    forward = tuple(jnp.moveaxis(forward_block(W, sizes[layer]), -1, 0) for layer, W in enumerate(packed))
+    backward = tuple(jnp.moveaxis(backward_block(W, sizes[layer]), -1, 0) for layer, W in enumerate(packed))
     return BLURState(forward, backward)
 
 
