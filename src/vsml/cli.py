@@ -18,6 +18,16 @@ def _use_cpu_cores(count: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
+def _environment_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise SystemExit(f"vsml: error: ${name} must be an integer, got {value!r}") from None
+
+
 def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
     """The repeatable `--set KEY=VALUE` option every command shares."""
     parser.add_argument(
@@ -51,6 +61,40 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    processes = train.add_argument_group(
+        "several processes (hosts)",
+        "One run over the devices of several processes, on jax.distributed: start the same command once per "
+        "process. Each flag defaults to its environment variable; any still unset is left to JAX, which reads "
+        "$JAX_COORDINATOR_ADDRESS and detects SLURM (srun), Open MPI (mpirun) and Cloud TPU by itself. "
+        "Process 0 writes checkpoints and metrics; --out must be on a filesystem every process sees. A run "
+        "resumes with any number of processes.",
+    )
+    processes.add_argument(
+        "--coordinator",
+        default=os.environ.get("VSML_COORDINATOR"),
+        metavar="HOST:PORT",
+        help="address of process 0 and a free port on it (default: $VSML_COORDINATOR)",
+    )
+    processes.add_argument(
+        "--num-processes",
+        type=int,
+        default=_environment_int("VSML_NUM_PROCESSES"),
+        metavar="N",
+        help="number of processes (default: $VSML_NUM_PROCESSES)",
+    )
+    processes.add_argument(
+        "--process-id",
+        type=int,
+        default=_environment_int("VSML_PROCESS_ID"),
+        metavar="I",
+        help="this process, 0 … N-1 (default: $VSML_PROCESS_ID)",
+    )
+    processes.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a multi-process run even with none of the three set, leaving all to JAX's detection "
+        "(e.g. `srun vsml meta-train … --distributed`)",
+    )
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -273,7 +317,14 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _meta_train(args: argparse.Namespace) -> int:
+    flags = (args.coordinator, args.num_processes, args.process_id)
+    if args.distributed or any(flag is not None for flag in flags):
+        # First: jax.distributed must start before anything creates a JAX backend.
+        from vsml.meta.parallel import initialize_processes
+
+        initialize_processes(*flags)
     from vsml.experiment import load_experiment
+    from vsml.meta.parallel import is_main_process
     from vsml.meta.trainer import MetaTrainer
 
     overrides = list(args.overrides)
@@ -287,6 +338,8 @@ def _meta_train(args: argparse.Namespace) -> int:
         )
         return 0
     last = trainer.run(progress=not args.no_progress)
+    if not is_main_process():  # process 0 reports for the run
+        return 0
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
     print(f"meta-training done: iteration {trainer.iteration}; {summary}")
     if trainer.total_nonfinite:

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 from vsml.learners.base import Learner, PyTree
 from vsml.meta.cmaes import CMAESConfig, CMAESState, cmaes_ask, cmaes_tell
 from vsml.meta.objectives import Objective, episode_meta_loss
+from vsml.meta.parallel import shard_over_population
 from vsml.meta.population import as_slices, sample_slices
 from vsml.tasks.sampler import EpisodeSampler, Source
 
@@ -46,16 +47,19 @@ def cmaes_iteration(
     candidates = cmaes_ask(config, state, ask_key)
     members = jax.vmap(unravel)(candidates)
 
+    def candidate_fitness(members: PyTree, batch: tuple) -> jax.Array:
+        xs, ys, init_keys = batch
+
+        def member_loss(meta):
+            return jnp.mean(jax.vmap(partial(episode_meta_loss, learner, objective, meta))(init_keys, xs, ys))
+
+        return jax.vmap(member_loss)(members)
+
     fitness = jnp.zeros(candidates.shape[0], candidates.dtype)
     for episodes, init_keys in sample_slices(counts, samplers, sources, transform_keys, data_key, init_key):
-
-        def member_loss(meta, episodes=episodes, init_keys=init_keys):
-            losses = jax.vmap(partial(episode_meta_loss, learner, objective, meta))(
-                init_keys, episodes.xs, episodes.ys
-            )
-            return jnp.mean(losses)
-
-        fitness = fitness + jax.vmap(member_loss)(members) / len(counts)
+        # The candidates are split over the devices (and processes); each device runs the slice's episodes.
+        batch = (episodes.xs, episodes.ys, init_keys)
+        fitness = fitness + shard_over_population(candidate_fitness, members, batch) / len(counts)
     new_state = cmaes_tell(config, state, candidates, fitness)
     finite = jnp.isfinite(fitness)
     mean_fitness = jnp.sum(jnp.where(finite, fitness, 0.0)) / jnp.maximum(jnp.sum(finite), 1)

@@ -17,6 +17,7 @@ import optax
 
 from vsml.learners.base import Learner, PyTree
 from vsml.meta.objectives import Objective, episode_meta_loss
+from vsml.meta.parallel import shard_over_population
 from vsml.meta.population import as_slices, sample_slices
 from vsml.tasks.sampler import EpisodeSampler, Source
 
@@ -57,12 +58,16 @@ def meta_batch_loss(
     ys: jax.Array,
     keys: jax.Array,
 ) -> jax.Array:
-    """Mean meta-loss over a batch of episodes xs [N, T, ...], ys [N, T, C], init keys [N]."""
+    """Mean meta-loss over a batch of episodes xs [N, T, ...], ys [N, T, C], init keys [N]. The episodes are
+    split over the devices (and processes); the gradient flows back through the split to the shared V_M."""
 
-    def one(x, y, k):
-        return episode_meta_loss(learner, objective, meta, k, x, y, remat=remat)
+    def episode_losses(batch: tuple, meta: PyTree) -> jax.Array:
+        def one(x, y, k):
+            return episode_meta_loss(learner, objective, meta, k, x, y, remat=remat)
 
-    return jnp.mean(jax.vmap(one)(xs, ys, keys))
+        return jax.vmap(one)(*batch)
+
+    return jnp.mean(shard_over_population(episode_losses, (xs, ys, keys), meta))
 
 
 @partial(jax.jit, static_argnames=("learner", "objective", "num_episodes", "sampler", "remat", "optimizer"))

@@ -1,42 +1,130 @@
-"""Spreading a population over the local devices (on a CPU: `--xla_force_host_platform_device_count`)."""
+"""Spreading the population over every device of every process, on JAX's own distributed runtime.
+
+The authors ran ES over 128 MPI workers; here one SPMD program does it. All devices of all processes
+(`jax.devices()`, after `jax.distributed.initialize` when there are several) form one mesh axis. The ES / CMA-ES
+members, or the episodes of a gradient meta-batch, are split along it (`shard_over_population`); meta-parameters,
+optimiser state and data sources are replicated on it (`replicate`). The per-member losses come back as one
+global array, so the update that follows them in the same jitted step sees every member and is computed
+identically on every process: no process holds a different V_M, and nothing but XLA's collectives
+(gloo on CPUs, NCCL on GPUs) moves data. A population that does not divide evenly is padded with copies of its
+first member, whose results are dropped, so every slice of a heterogeneous population (its own shapes) uses the
+same mesh.
+
+On one CPU, `--xla_force_host_platform_device_count=N` (the CLI's `--cpu-devices`) makes N devices of its cores.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from vsml.learners.base import PyTree
 
 POPULATION_AXIS = "population"
 
 
-def usable_device_count(population: int) -> int:
-    """The largest number of local devices that divides the population evenly."""
-    count = jax.local_device_count()
-    while population % count:
-        count -= 1
-    return count
+def population_mesh() -> Mesh:
+    """One axis over every device of every process (the same mesh, in the same order, on each process)."""
+    return Mesh(np.asarray(jax.devices()), (POPULATION_AXIS,))
 
 
-def population_mesh(population: int) -> Mesh:
-    count = usable_device_count(population)
-    return Mesh(jax.local_devices()[:count], (POPULATION_AXIS,))
+def replicate(tree: PyTree) -> PyTree:
+    """Place `tree` on every device of the population mesh, as the jitted steps return their state, so the second
+    iteration does not recompile for a different input placement. With several processes each must pass the
+    same values (they do: the same seed, the same checkpoint, the same data files)."""
+    return jax.device_put(tree, NamedSharding(population_mesh(), PartitionSpec()))
 
 
-def replicate(tree, population: int):
-    """Place `tree` on every device of the population mesh, as the jitted ES step returns it, so the second
-    iteration does not recompile for a different input placement."""
-    return jax.device_put(tree, NamedSharding(population_mesh(population), PartitionSpec()))
+def _pad_members(members: PyTree, padding: int) -> PyTree:
+    """Append `padding` copies of the first member (real inputs, so the spare work stays finite)."""
+    return jax.tree.map(
+        lambda a: jnp.concatenate([a, jnp.broadcast_to(a[:1], (padding, *a.shape[1:]))]), members
+    )
 
 
-def shard_over_population(fn: Callable, population: int) -> Callable:
-    """`fn` maps arrays with a leading population axis to arrays with the same leading axis; run each device's
-    slice on that device (a no-op wrapper on one device). Members are independent, so no communication."""
-    count = usable_device_count(population)
-    if count == 1:
-        return fn
-    mesh = population_mesh(population)
+def shard_over_population(fn: Callable, members: PyTree, *shared: PyTree) -> PyTree:
+    """`fn(members, *shared)`, where every leaf of `members` has the same leading population axis and `fn` maps it
+    to outputs with that axis (members are independent). Each device runs its block of members; `shared` (e.g.
+    the episodes every CMA-ES candidate runs, or V_M for a meta-batch of episodes) is on every device.
+
+    Inside a jitted step the result is one global array over all processes. On one device this is `fn` itself.
+    """
+    devices = jax.device_count()
+    if devices == 1:
+        return fn(members, *shared)
+    size = jax.tree.leaves(members)[0].shape[0]
+    padding = -size % devices
+    if padding:
+        members = _pad_members(members, padding)
     spec = PartitionSpec(POPULATION_AXIS)
     # check_vma=False: the learners' scans start from per-member constants (zeros), which shard_map's
     # varying-axis check would otherwise ask us to mark as varying by hand.
-    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+    sharded = jax.shard_map(
+        fn,
+        mesh=population_mesh(),
+        in_specs=(spec, *(PartitionSpec() for _ in shared)),
+        out_specs=spec,
+        check_vma=False,
+    )
+    outputs = sharded(members, *shared)
+    return jax.tree.map(lambda a: a[:size], outputs) if padding else outputs
+
+
+# ----- several processes -------------------------------------------------------------------------------------
+
+
+def initialize_processes(
+    coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None
+) -> None:
+    """Join a multi-process run (`jax.distributed.initialize`); call before anything else touches JAX.
+
+    Arguments left as None are found by JAX: `JAX_COORDINATOR_ADDRESS`, or the cluster's own variables under
+    SLURM (`srun`), Open MPI (`mpirun`) and Cloud TPU. On CPUs the collectives go through gloo.
+    """
+    if num_processes is not None and num_processes < 1:
+        raise ValueError(f"--num-processes must be >= 1, got {num_processes}")
+    if process_id is not None and num_processes is not None and not 0 <= process_id < num_processes:
+        raise ValueError(f"--process-id must be in 0 … {num_processes - 1}, got {process_id}")
+    if coordinator is not None and not coordinator.rpartition(":")[2].isdigit():
+        raise ValueError(f"--coordinator must be HOST:PORT (e.g. 10.0.0.1:12345), got {coordinator!r}")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(coordinator, num_processes, process_id)
+    except ValueError as error:  # what JAX could not find: name our flags
+        raise ValueError(
+            f"{error} Pass --coordinator HOST:PORT, --num-processes N and --process-id I (or $VSML_COORDINATOR, "
+            "$VSML_NUM_PROCESSES, $VSML_PROCESS_ID), or launch under srun / mpirun so JAX finds them"
+        ) from error
+
+
+def is_main_process() -> bool:
+    """Process 0 writes checkpoints, metrics and the config; the others compute alongside it."""
+    return jax.process_index() == 0
+
+
+def same_on_every_process(value: int, what: str) -> None:
+    """Raise on every process if `value` differs between processes (e.g. run folders that are not shared)."""
+    if jax.process_count() == 1:
+        return
+    values = np.asarray(multihost_utils.process_allgather(np.int64(value))).reshape(-1)
+    if np.any(values != values[0]):
+        raise ValueError(
+            f"the processes disagree on {what}: {values.tolist()} (by process). Every process must see the same "
+            "run directory: put --out on a filesystem shared by all hosts"
+        )
+
+
+__all__ = [
+    "POPULATION_AXIS",
+    "initialize_processes",
+    "is_main_process",
+    "population_mesh",
+    "replicate",
+    "same_on_every_process",
+    "shard_over_population",
+]

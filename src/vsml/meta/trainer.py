@@ -4,6 +4,11 @@ and exact resumption.
 
 Iteration i draws everything from `fold_in(PRNGKey(seed + 1), i)`, so a run resumed from a checkpoint at i
 continues exactly as an uninterrupted one would: the checkpoint holds V_M, the optimiser state and i.
+
+The population (ES pairs, CMA-ES candidates, the episodes of a gradient meta-batch) is split over every device
+of every process (`meta/parallel.py`); each process runs this same loop and holds the same V_M. Process 0 alone
+writes the config, metrics and checkpoints, and evaluates; the checkpoint has no per-process layout, so a run
+resumes with any number of processes and devices.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from vsml.meta.es import (
 )
 from vsml.meta.grad import grad_iteration, make_grad_optimizer
 from vsml.meta.objectives import Objective, as_objective, check_learner_supports, episode_meta_loss
-from vsml.meta.parallel import replicate, shard_over_population
+from vsml.meta.parallel import is_main_process, replicate, same_on_every_process, shard_over_population
 from vsml.meta.population import as_slices, sample_slices, split_counts
 from vsml.tasks.sampler import EpisodeSampler, Source
 
@@ -66,8 +71,10 @@ class IterationResult:
     best_loss: float | None = None  # cmaes only: the generation's best candidate
 
 
-def _member_losses(learner: Learner, objective: Objective, members: PyTree, xs, ys, init_keys) -> jax.Array:
-    """Meta-loss of each population member on its own episode: [2P] (vmapped, sharded over devices)."""
+def _member_losses(learner: Learner, objective: Objective, batch: tuple) -> jax.Array:
+    """Meta-loss of each population member on its own episode: [2P] (vmapped, sharded over devices).
+    `batch` = (members, xs, ys, initial-state keys), each with the leading member axis."""
+    members, xs, ys, init_keys = batch
     return jax.vmap(partial(episode_meta_loss, learner, objective))(members, init_keys, xs, ys)
 
 
@@ -128,8 +135,9 @@ def population_losses(
         members = jax.tree.map(
             lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, slice_eps
         )
-        losses = shard_over_population(partial(_member_losses, learner, as_objective(objective)), 2 * count)(
-            members, twice(episodes.xs), twice(episodes.ys), twice(init_keys)
+        losses = shard_over_population(
+            partial(_member_losses, learner, as_objective(objective)),
+            (members, twice(episodes.xs), twice(episodes.ys), twice(init_keys)),
         )
         plus.append(losses[:count])
         minus.append(losses[count:])
@@ -217,11 +225,11 @@ class MetaTrainer:
         self.iteration = 0
         self.total_nonfinite = 0
         self._prepare_run_dir(resume)
-        population = 2 * config.es.num_pairs if self.uses_es else 1  # grad, cmaes: one device for now
-        self.meta, self.opt_state, self.noise_scale = replicate(
-            (self.meta, self.opt_state, self.noise_scale), population
-        )
-        self.train_sources = replicate(self.train_sources, population)
+        # The checkpoint holds plain arrays, no per-process layout: any number of processes and devices can
+        # resume it. Every process must have read the same one.
+        same_on_every_process(self.iteration, "the iteration to start from")
+        self.meta, self.opt_state, self.noise_scale = replicate((self.meta, self.opt_state, self.noise_scale))
+        self.train_sources = replicate(self.train_sources)
 
     # ----- run folder ------------------------------------------------------------------------------------------
 
@@ -232,11 +240,13 @@ class MetaTrainer:
                 f"{self.run_dir} already holds a run (checkpoint {checkpoint.name}); pass --resume to continue "
                 "it, or choose another --out directory"
             )
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is not None:
             self._check_same_experiment()
             self._restore(checkpoint)
-        dump_config(self.config, self.run_dir / CONFIG_FILE)
+        if is_main_process():
+            dump_config(self.config, self.run_dir / CONFIG_FILE)
 
     def _check_same_experiment(self) -> None:
         """A resumed run must be the same experiment; only the number of iterations may change."""
@@ -253,9 +263,13 @@ class MetaTrainer:
         self.meta, self.opt_state = trees["meta"], trees["opt_state"]
         self.iteration = step
         self.total_nonfinite = int(metadata.get("total_nonfinite", 0))
-        _truncate_metrics(self.run_dir / METRICS_FILE, step)
+        if is_main_process():
+            _truncate_metrics(self.run_dir / METRICS_FILE, step)
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write a checkpoint of the current iteration (process 0 only; the others return None)."""
+        if not is_main_process():
+            return None
         metadata = {
             "experiment": config_to_dict(self.config),
             "total_nonfinite": self.total_nonfinite,
@@ -266,6 +280,8 @@ class MetaTrainer:
         )
 
     def log(self, record: dict[str, Any]) -> None:
+        if not is_main_process():
+            return
         with open(self.run_dir / METRICS_FILE, "a") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
@@ -325,12 +341,15 @@ class MetaTrainer:
         return result
 
     def evaluate(self) -> dict[str, float]:
+        """Held-out online metrics of the current meta-parameters, run on this process's first device (V_M
+        is small; the episodes are not split over devices)."""
         cfg = self.config.eval
         metrics = {}
+        meta = jax.device_get(self.meta)  # plain arrays: a local computation, also under several processes
         for name, source in self.eval_sources.items():
             result = evaluate_online(
                 self.learner,
-                self.meta,
+                meta,
                 source,
                 num_episodes=cfg.num_episodes,
                 length=cfg.episode_length,
@@ -368,7 +387,7 @@ class MetaTrainer:
             total=cfg.train.iterations,
             initial=self.iteration,
             desc=f"meta-train ({cfg.meta_optimizer})",
-            disable=not progress,
+            disable=not progress or not is_main_process(),
             dynamic_ncols=True,
         )
         with bar:
@@ -386,10 +405,10 @@ class MetaTrainer:
                     record["best_loss"] = result.best_loss
                 if cfg.meta_optimizer == "grad" and cfg.grad.curriculum_increment:
                     record["episode_length"] = self.episode_length(self.iteration - 1)
-                if result.num_nonfinite:
+                if result.num_nonfinite and is_main_process():
                     tqdm.write(self._nonfinite_message(result.num_nonfinite))
                 evaluated = self.iteration % cfg.eval.every == 0 or self.iteration == cfg.train.iterations
-                if evaluated:
+                if evaluated and is_main_process():  # only process 0 logs: the others need not evaluate
                     record.update(self.evaluate())
                 if evaluated or self.iteration % cfg.train.log_every == 0:
                     self.log(record)

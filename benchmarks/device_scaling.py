@@ -1,0 +1,140 @@
+"""ES iterations per second as the population is split over more devices and processes (meta/parallel.py).
+
+A fixed small config: VSML (default 64 → 10 on scikit-learn's digits, label fed), `--pairs` antithetic pairs,
+episodes of `--length` steps. For each layout PxD (P processes on 127.0.0.1 with D CPU devices each, forced with
+`--xla_force_host_platform_device_count`) the script starts fresh Python processes, compiles one iteration,
+then times `--iterations` more through `MetaTrainer.step` (no evaluation, logs or checkpoints) and reports
+process 0's iterations/s: 1 / the median iteration time (robust to other jobs on the machine), and the mean.
+Prints JSON: both, and the speed-up of the median-based figure over the first layout, per layout.
+
+Forced CPU devices share the machine's cores, so the speed-up is bounded by the number of cores (XLA's CPU
+backend also spreads one device's work over several threads); on GPUs, one device per GPU.
+
+    python benchmarks/device_scaling.py [--layouts 1x1,1x2,1x4,2x1] [--pairs 16] [--length 100] [--iterations 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def benchmark_config(pairs: int, length: int) -> dict:
+    return {
+        "name": "device_scaling",
+        "seed": 0,
+        "learner": {"name": "vsml", "feed_label": True},
+        "task": {"dataset": "digits", "episode_length": length},
+        "es": {"num_pairs": pairs},
+        "train": {"iterations": 1_000_000, "checkpoint_every": 1_000_000},
+        "eval": {"datasets": ["digits"], "every": 1_000_000},
+    }
+
+
+def measure(args: argparse.Namespace) -> None:
+    """One process of one layout: print process 0's timings as JSON."""
+    if args.num_processes > 1:
+        from vsml.meta.parallel import initialize_processes
+
+        initialize_processes(args.coordinator, args.num_processes, args.process_id)
+    import jax
+
+    from vsml.experiment import experiment_from_dict
+    from vsml.meta.trainer import MetaTrainer
+
+    config = experiment_from_dict(benchmark_config(args.pairs, args.length))
+    with tempfile.TemporaryDirectory() as run_dir:  # process 0 writes only config.yaml there
+        trainer = MetaTrainer(config, run_dir)
+        trainer.step()  # compiles
+        seconds = []
+        for _ in range(args.iterations):
+            start = time.perf_counter()
+            loss = trainer.step().mean_loss  # a float: waits for the iteration
+            seconds.append(time.perf_counter() - start)
+    if jax.process_index() == 0:
+        median = statistics.median(seconds)
+        record = {"devices": jax.device_count(), "processes": jax.process_count(), "median_seconds": median}
+        record["iterations_per_s"] = 1.0 / median
+        record["mean_iterations_per_s"] = len(seconds) / sum(seconds)
+        print(json.dumps({**record, "last_loss": loss}))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_layout(layout: str, args: argparse.Namespace) -> dict:
+    """Start the processes of layout 'PxD' and return process 0's record."""
+    processes, devices = (int(part) for part in layout.split("x"))
+    env = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+    }
+    command = [
+        sys.executable, __file__, "--measure", "--pairs", str(args.pairs), "--length", str(args.length),
+        "--iterations", str(args.iterations), "--num-processes", str(processes),
+        "--coordinator", f"127.0.0.1:{free_port()}",
+    ]  # fmt: skip
+    children = [
+        subprocess.Popen([*command, "--process-id", str(index)], env=env, stdout=subprocess.PIPE, text=True)
+        for index in range(processes)
+    ]
+    outputs = [child.communicate()[0] for child in children]
+    if any(child.returncode for child in children):
+        raise SystemExit(f"layout {layout} failed: return codes {[child.returncode for child in children]}")
+    return json.loads(outputs[0].strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--layouts", default="1x1,1x2,1x4,2x1", help="comma-separated PxD: processes x devices"
+    )
+    parser.add_argument("--pairs", type=int, default=16, help="antithetic pairs (2x members)")
+    parser.add_argument("--length", type=int, default=100, help="episode length T")
+    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per layout")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # one process of a layout
+    parser.add_argument("--coordinator", help=argparse.SUPPRESS)
+    parser.add_argument("--num-processes", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--process-id", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        measure(args)
+        return
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from timing import machine_fields
+
+    results = {layout: run_layout(layout, args) for layout in args.layouts.split(",")}
+    base = next(iter(results.values()))["iterations_per_s"]
+    for record in results.values():
+        record["speedup"] = record["iterations_per_s"] / base
+    print(
+        json.dumps(
+            {
+                "benchmark": "device_scaling",
+                "config": benchmark_config(args.pairs, args.length),
+                "iterations": args.iterations,
+                "layouts": results,
+                "cpu_cores": os.cpu_count(),
+                "load_average": os.getloadavg(),
+                **machine_fields(),
+            },
+            indent=1,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
