@@ -4,9 +4,13 @@ from vsml import VSML, TaskSpec, run_episode
 learner = VSML()
 meta = learner.init_meta(key)                      # V_M, what the outer loop learns
 logits = run_episode(learner, meta, key, xs, ys)   # online: predict, then learn from the label
+
+la = load_pretrained("vsml_mnist")                 # a shipped meta-trained LA (vsml.list_pretrained())
+evaluate_online(la, X, y, episodes=16, length=500).curve   # its online learning curve on your arrays
 """
 
-from vsml.evaluate import OnlineEvaluation, evaluate_online
+from vsml.evaluate import OnlineEvaluation
+from vsml.evaluate_arrays import evaluate_online
 from vsml.learners import (
     FWP,
     LEARNERS,
@@ -23,6 +27,7 @@ from vsml.learners import (
 from vsml.learners.blur import BLUR, BLURGenome, backprop_blur, backprop_genome
 from vsml.learners.sgd import online_adam, online_sgd
 from vsml.learners.vsml import VSML
+from vsml.pretrained import Pretrained, list_pretrained, load_pretrained
 
 __version__ = "0.1.0"
 
@@ -37,12 +42,15 @@ __all__ = [
     "MetaRNN",
     "OnlineEvaluation",
     "OnlineSGD",
+    "Pretrained",
     "TaskSpec",
     "VSML",
     "backprop_blur",
     "backprop_genome",
     "build_learner",
     "evaluate_online",
+    "list_pretrained",
+    "load_pretrained",
     "online_adam",
     "online_sgd",
     "run_episode",

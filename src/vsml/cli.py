@@ -258,7 +258,51 @@ def _build_parser() -> argparse.ArgumentParser:
     clone.add_argument("--no-eval", action="store_true", help="clone only; skip the free-running evaluation")
     clone.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
     clone.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    commands.add_parser(
+        "list-pretrained",
+        help="list the pretrained learning algorithms shipped with vsml (vsml.load_pretrained(NAME))",
+        description="One line per pretrained LA: name, learner, what it was meta-trained on, its meta-test result.",
+    )
+    export = commands.add_parser(
+        "export-pretrained",
+        help="turn a meta-trained, meta-tested run into a pretrained LA (NAME.npz + NAME.json)",
+        description="Writes the run's meta-parameters and a JSON description (learner, meta-training chain and "
+        "configs, commands and wall times, git commit, meta-test table from evaluation.json, a reference "
+        "evaluation on scikit-learn's digits) into --out (default: the package's pretrained folder).",
+    )
+    export.add_argument("run", type=Path, help="run directory or checkpoint, meta-tested by `vsml evaluate`")
+    export.add_argument("--name", required=True, help="the name load_pretrained will know it by")
+    export.add_argument("--evaluation", type=Path, help="evaluation.json (default: the run directory's)")
+    export.add_argument(
+        "--commands", type=Path, help='JSON lines {"command": ..., "wall_seconds": ...} that made the run'
+    )
+    export.add_argument("--description", default="", help="one sentence on what it is")
+    export.add_argument("--out", type=Path, help="output folder (default: the package's pretrained folder)")
     return parser
+
+
+def _list_pretrained(args: argparse.Namespace) -> int:
+    from vsml.pretrained import describe_pretrained
+
+    print("\n".join(describe_pretrained()) or "no pretrained learning algorithms are installed")
+    return 0
+
+
+def _export_pretrained(args: argparse.Namespace) -> int:
+    from vsml.export_pretrained import export_pretrained
+
+    paths = export_pretrained(
+        args.run,
+        args.name,
+        out_dir=args.out,
+        evaluation=args.evaluation,
+        commands=args.commands,
+        description=args.description,
+    )
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
 
 
 def _clone(args: argparse.Namespace) -> int:
@@ -499,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         "compare": _compare,
         "introspect": _introspect,
         "clone": _clone,
+        "list-pretrained": _list_pretrained,
+        "export-pretrained": _export_pretrained,
     }
     try:
         return handlers[args.command](args)

@@ -1,0 +1,66 @@
+"""`vsml.evaluate_online` on the user's arrays: the same episodes and numbers as the Source-based path, usable
+for any learner, and clear about bad input."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import vsml
+from vsml.evaluate import evaluate_online as evaluate_source
+from vsml.tasks.datasets import load_dataset
+from vsml.tasks.episodes import make_episode_source
+
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+def test_arrays_give_the_source_path_s_episodes_and_numbers(digits):
+    learner = vsml.VSML(feed_label=True)
+    meta = learner.init_meta(jax.random.PRNGKey(3))
+    from_source = evaluate_source(
+        learner, meta, make_episode_source(digits, "test"), num_episodes=3, length=20
+    )
+    from_arrays = vsml.evaluate_online(
+        (learner, meta), digits.test_x, digits.test_y, episodes=3, length=20, standardise=False
+    )
+    np.testing.assert_array_equal(from_arrays.accuracy, from_source.accuracy)
+    np.testing.assert_allclose(from_arrays.loss, from_source.loss, rtol=1e-6)
+    # The old form still works through the top-level name.
+    again = vsml.evaluate_online(
+        learner, meta, make_episode_source(digits, "test"), num_episodes=3, length=20
+    )
+    np.testing.assert_array_equal(again.accuracy, from_source.accuracy)
+
+
+def test_compare_with_sgd_in_three_lines():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    ours = vsml.evaluate_online("vsml_mnist", X, y + 100, episodes=4, length=60)  # labels are any values
+    sgd = vsml.evaluate_online(vsml.online_sgd(0.1), X, y, episodes=4, length=60)
+    assert ours.curve.shape == sgd.curve.shape == (60,)
+    assert ours.mean_accuracy > 0.3 and sgd.mean_accuracy > 0.3  # chance 0.1
+    assert ours.curve[:5].mean() < ours.curve[-20:].mean()  # it learns within the episode
+
+
+def test_bad_input_is_a_clear_error():
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    y = np.arange(30) % 3
+    with pytest.raises(ValueError, match="NaN"):
+        vsml.evaluate_online("vsml_mnist", np.where(X > 1, np.nan, X), y)
+    with pytest.raises(ValueError, match="numeric"):
+        vsml.evaluate_online("vsml_mnist", X.astype(str), y)
+    with pytest.raises(ValueError, match="2-D"):
+        vsml.evaluate_online("vsml_mnist", X[:, 0], y)
+    with pytest.raises(ValueError, match="30 samples but y has 29"):
+        vsml.evaluate_online("vsml_mnist", X, y[:-1])
+    with pytest.raises(ValueError, match="single class"):
+        vsml.evaluate_online("vsml_mnist", X, np.zeros(30))
+    with pytest.raises(TypeError, match="by keyword"):
+        vsml.evaluate_online("vsml_mnist", X, y, 4)
