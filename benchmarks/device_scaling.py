@@ -4,13 +4,15 @@ A fixed small config: VSML (default 64 → 10 on scikit-learn's digits, label fe
 episodes of `--length` steps. For each layout PxD (P processes on 127.0.0.1 with D CPU devices each, forced with
 `--xla_force_host_platform_device_count`) the script starts fresh Python processes, compiles one iteration,
 then times `--iterations` more through `MetaTrainer.step` (no evaluation, logs or checkpoints) and reports
-process 0's iterations/s: 1 / the median iteration time (robust to other jobs on the machine), and the mean.
-Prints JSON: both, and the speed-up of the median-based figure over the first layout, per layout.
+process 0's iterations/s: 1 / the median iteration time, and the mean. The layouts run in turn, `--rounds`
+times, and each keeps its best round, so that other jobs on the machine, which come and go, do not favour
+one layout. Prints JSON: per layout the best round, its speed-up over the first layout's best, and every round.
 
 Forced CPU devices share the machine's cores, so the speed-up is bounded by the number of cores (XLA's CPU
 backend also spreads one device's work over several threads); on GPUs, one device per GPU.
 
     python benchmarks/device_scaling.py [--layouts 1x1,1x2,1x4,2x1] [--pairs 16] [--length 100] [--iterations 10]
+                                        [--rounds 3]
 """
 
 from __future__ import annotations
@@ -103,7 +105,8 @@ def main() -> None:
     )
     parser.add_argument("--pairs", type=int, default=16, help="antithetic pairs (2x members)")
     parser.add_argument("--length", type=int, default=100, help="episode length T")
-    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per layout")
+    parser.add_argument("--iterations", type=int, default=10, help="timed iterations per layout and round")
+    parser.add_argument("--rounds", type=int, default=3, help="times each layout is run (its best is kept)")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # one process of a layout
     parser.add_argument("--coordinator", help=argparse.SUPPRESS)
     parser.add_argument("--num-processes", type=int, default=1, help=argparse.SUPPRESS)
@@ -116,8 +119,16 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from timing import machine_fields
 
-    results = {layout: run_layout(layout, args) for layout in args.layouts.split(",")}
-    base = next(iter(results.values()))["iterations_per_s"]
+    layouts = args.layouts.split(",")
+    rounds = {layout: [] for layout in layouts}
+    for _ in range(args.rounds):
+        for layout in layouts:
+            rounds[layout].append(run_layout(layout, args))
+    results = {}
+    for layout, records in rounds.items():
+        best = max(records, key=lambda record: record["iterations_per_s"])
+        results[layout] = {**best, "rounds_iterations_per_s": [r["iterations_per_s"] for r in records]}
+    base = results[layouts[0]]["iterations_per_s"]
     for record in results.values():
         record["speedup"] = record["iterations_per_s"] / base
     print(
@@ -126,6 +137,7 @@ def main() -> None:
                 "benchmark": "device_scaling",
                 "config": benchmark_config(args.pairs, args.length),
                 "iterations": args.iterations,
+                "rounds": args.rounds,
                 "layouts": results,
                 "cpu_cores": os.cpu_count(),
                 "load_average": os.getloadavg(),
