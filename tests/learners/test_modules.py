@@ -20,6 +20,9 @@ def test_fast_tanh_matches_tanh_over_the_whole_float32_range():
     assert error.max() < 5e-7, error.max()
     assert bool(jnp.all(jnp.abs(fast_tanh(x)) <= 1.0))
     assert float(fast_tanh(jnp.float32(0.0))) == 0.0
+    saturated = jnp.array([9.5, 50.0, 1e4, jnp.inf], jnp.float32)  # saturated gates: exactly 1, as with tanh
+    np.testing.assert_array_equal(np.asarray(fast_tanh(saturated)), np.ones(4))
+    np.testing.assert_array_equal(np.asarray(fast_tanh(-saturated)), -np.ones(4))
     # odd, like tanh
     np.testing.assert_array_equal(np.asarray(fast_tanh(-x[:200_001])), -np.asarray(fast_tanh(x[:200_001])))
 
