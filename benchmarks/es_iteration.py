@@ -90,7 +90,15 @@ def main() -> None:
     parser.add_argument(
         "--dataset", default=None, help=f"default: the config's (mnist) if it loads, else {FALLBACK_DATASET}"
     )
+    parser.add_argument(
+        "--members-at-once",
+        type=int,
+        default=None,
+        help="es.members_at_once for the pieces and the fused step; the fused step with all members at once "
+        "is then timed too, and the ratio printed",
+    )
     args = parser.parse_args()
+    at_once = args.members_at_once
 
     config = load_experiment(CONFIG, [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}"])
     config, sources, dataset, fallback_reason = load_sources(config, args.dataset)
@@ -119,13 +127,13 @@ def main() -> None:
 
     @jax.jit
     def inner_loop(meta, eps, batches):
-        return population_losses(learner, objective, counts, sigma, meta, eps, batches)
+        return population_losses(learner, objective, counts, sigma, meta, eps, batches, None, at_once)
 
     @jax.jit
     def update(meta, opt_state, eps, loss_plus, loss_minus):
         return es_update_step(optimizer, sigma, meta, opt_state, eps, loss_plus, loss_minus)
 
-    def fused():
+    def fused(members_at_once=at_once):
         return es_iteration(
             learner,
             objective,
@@ -138,6 +146,8 @@ def main() -> None:
             sources,
             key,
             transform_keys,
+            None,
+            members_at_once,
         )
 
     eps = noise(noise_key)
@@ -160,6 +170,16 @@ def main() -> None:
     }
     parts = sum(seconds.values())
     t_fused = best_time(fused, args.repeats, warm_up=False)
+    comparison = {}
+    if at_once is not None:  # the same step with every member at once (vmapped), for the ratio
+        all_at_once_loss = float(fused(None)[2])
+        t_all = best_time(lambda: fused(None), args.repeats, warm_up=False)
+        comparison = {
+            "members_at_once": at_once,
+            "fused_all_at_once_seconds": t_all,
+            "all_at_once_over_fused_time": t_all / t_fused,
+            "mean_loss_all_at_once": all_at_once_loss,
+        }
     input_shape = tuple(int(d) for d in batches[0][0].xs.shape[3 if samplers[0].batch_size > 1 else 2 :])
     print(
         json.dumps(
@@ -185,6 +205,7 @@ def main() -> None:
                 "member_steps_per_s": 2 * total * args.length / t_fused,
                 "mean_loss_parts": parts_loss,
                 "mean_loss_fused": fused_loss,
+                **comparison,
                 **machine_fields(),
             },
             indent=1,

@@ -404,3 +404,26 @@ def test_baselines_meta_train_with_both_trainers_and_resume(name, optimizer, tmp
     resumed.run(progress=False)
     for a, b in zip(leaves(resumed.meta), leaves(full.meta), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_members_run_a_few_at_a_time_give_the_same_es_step():
+    """es.members_at_once only changes how a device batches the population (lax.map), not the result."""
+    learner = LEARNERS["vsml"]()
+    source = make_episode_source(load_dataset("digits"), "train")
+    optimizer = make_es_optimizer(tiny_config().es)
+    meta = learner.init_meta(jax.random.PRNGKey(0))
+
+    def es_step(at_once):
+        return es_iteration(
+            learner, "mean", 3, 0.05, EpisodeSampler(4), optimizer, meta, optimizer.init(meta), source,
+            jax.random.PRNGKey(1), None, None, at_once,
+        )  # fmt: skip
+
+    together, _, loss, _ = es_step(None)
+    for at_once in (1, 4):  # 6 members: one at a time, and 4 + a remainder of 2
+        batched, _, batched_loss, _ = es_step(at_once)
+        np.testing.assert_allclose(float(batched_loss), float(loss), rtol=1e-6)
+        for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(together), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="members_at_once"):
+        tiny_config(es__members_at_once=0)

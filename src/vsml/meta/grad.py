@@ -27,12 +27,18 @@ class GradConfig:
     num_episodes: int = 16  # meta-batch; the paper's backprop.yaml uses 128 ("population" 128)
     learning_rate: float = 1e-3
     clip_norm: float = 25.0
-    remat: bool = True  # jax.checkpoint per step
+    # true: jax.checkpoint per step; an int k >= 2: blocks of k steps checkpointed as well (T/k + k states kept
+    # instead of T; k ≈ √T; benchmarks/bptt_memory.py); false: keep every intermediate.
+    remat: bool | int = True
     # Unroll curriculum (BLUR, blur.md §6): T grows by `curriculum_increment` every `curriculum_every` steps.
     curriculum_increment: int = 0
     curriculum_every: int = 10_000
 
     def __post_init__(self) -> None:
+        if not isinstance(self.remat, (bool, int)) or (not isinstance(self.remat, bool) and self.remat < 0):
+            raise ValueError(
+                f"config key grad.remat must be true, false or a block length >= 2, got {self.remat!r}"
+            )
         if self.curriculum_increment < 0:
             raise ValueError(
                 f"config key grad.curriculum_increment must be >= 0, got {self.curriculum_increment}"
@@ -52,7 +58,7 @@ def make_grad_optimizer(cfg: GradConfig) -> optax.GradientTransformation:
 def meta_batch_loss(
     learner: Learner,
     objective: str | Objective,
-    remat: bool,
+    remat: bool | int,
     meta: PyTree,
     xs: jax.Array,
     ys: jax.Array,
@@ -76,7 +82,7 @@ def grad_iteration(
     objective: str | Objective,
     num_episodes: int | tuple[int, ...],
     sampler: EpisodeSampler | tuple[EpisodeSampler, ...],
-    remat: bool,
+    remat: bool | int,
     optimizer: optax.GradientTransformation,
     meta: PyTree,
     opt_state: optax.OptState,

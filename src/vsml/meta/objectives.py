@@ -181,7 +181,7 @@ def episode_meta_loss(
     key: Array,
     xs: Array,
     ys: Array,
-    remat: bool = False,
+    remat: bool | int = False,
 ) -> Array:
     """The meta-loss of one episode `xs [T(+Q), (B,) ...]`, `ys [T(+Q), (B,) C]` as a scalar.
 
@@ -198,7 +198,13 @@ def episode_meta_loss(
 
 
 def run_with_query(
-    learner: Learner, meta: PyTree, key: Array, xs: Array, ys: Array, query_steps: int, remat: bool = False
+    learner: Learner,
+    meta: PyTree,
+    key: Array,
+    xs: Array,
+    ys: Array,
+    query_steps: int,
+    remat: bool | int = False,
 ) -> tuple[Array, Array]:
     """Learn online from the first T steps, then predict the last `query_steps` without learning.
 

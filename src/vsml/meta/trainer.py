@@ -39,7 +39,7 @@ from vsml.experiment import (
     population_slices,
 )
 from vsml.learners import build_learner
-from vsml.learners.base import Learner, PyTree
+from vsml.learners.base import Learner, PyTree, map_in_batches
 from vsml.meta.cmaes import cmaes_init, ravel_meta
 from vsml.meta.cmaes_iteration import cmaes_iteration
 from vsml.meta.es import (
@@ -71,14 +71,20 @@ class IterationResult:
     best_loss: float | None = None  # cmaes only: the generation's best candidate
 
 
-def _member_losses(learner: Learner, objective: Objective, batch: tuple) -> jax.Array:
-    """Meta-loss of each population member on its own episode: [2P] (vmapped, sharded over devices).
-    `batch` = (members, xs, ys, initial-state keys), each with the leading member axis."""
+def _member_losses(learner: Learner, objective: Objective, at_once: int | None, batch: tuple) -> jax.Array:
+    """Meta-loss of each population member on its own episode: [2P] (vmapped, sharded over devices; with
+    `at_once`, a device runs that many members at a time). `batch` = (members, xs, ys, initial-state keys),
+    each with the leading member axis."""
     members, xs, ys, init_keys = batch
-    return jax.vmap(partial(episode_meta_loss, learner, objective))(members, init_keys, xs, ys)
+    return map_in_batches(
+        partial(episode_meta_loss, learner, objective), (members, init_keys, xs, ys), at_once
+    )
 
 
-@partial(jax.jit, static_argnames=("learner", "objective", "num_pairs", "sigma", "sampler", "optimizer"))
+@partial(
+    jax.jit,
+    static_argnames=("learner", "objective", "num_pairs", "sigma", "sampler", "optimizer", "members_at_once"),
+)
 def es_iteration(
     learner: Learner,
     objective: str | Objective,
@@ -92,6 +98,7 @@ def es_iteration(
     key: jax.Array,
     transform_key: jax.Array | tuple[jax.Array, ...] | None = None,
     noise_scale: PyTree | None = None,
+    members_at_once: int | None = None,
 ) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
     """One antithetic ES step. Each pair has its own episode and initial-state key, shared by its two signs
     (common random numbers, §3.1). Returns (meta, opt_state, mean loss, number of non-finite pairs).
@@ -106,7 +113,7 @@ def es_iteration(
     eps = sample_antithetic_noise(noise_key, meta, sum(counts))
     batches = sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
     loss_plus, loss_minus = population_losses(
-        learner, objective, counts, sigma, meta, eps, batches, noise_scale
+        learner, objective, counts, sigma, meta, eps, batches, noise_scale, members_at_once
     )
     return es_update_step(optimizer, sigma, meta, opt_state, eps, loss_plus, loss_minus, noise_scale)
 
@@ -120,9 +127,11 @@ def population_losses(
     eps: PyTree,
     batches: tuple,
     noise_scale: PyTree | None = None,
+    members_at_once: int | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """The inner loop of an ES step: L(θ ± σ·s·ε_i) of every pair `([P], [P])`, slice by slice (`counts[s]`
-    pairs on `batches[s]` = (episodes, initial-state keys)), both signs of a pair on the same episode."""
+    pairs on `batches[s]` = (episodes, initial-state keys)), both signs of a pair on the same episode.
+    `members_at_once` (es.members_at_once): how many members a device runs together (None: all)."""
     # Only the members see the scale; ĝ is taken over the unscaled ε (the search variable u).
     scaled_eps = eps if noise_scale is None else jax.tree.map(lambda e, s: e * s[None], eps, noise_scale)
 
@@ -136,7 +145,7 @@ def population_losses(
             lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, slice_eps
         )
         losses = shard_over_population(
-            partial(_member_losses, learner, as_objective(objective)),
+            partial(_member_losses, learner, as_objective(objective), members_at_once),
             (members, twice(episodes.xs), twice(episodes.ys), twice(init_keys)),
         )
         plus.append(losses[:count])
@@ -154,6 +163,7 @@ def es_update_step(
     loss_plus: jax.Array,
     loss_minus: jax.Array,
     noise_scale: PyTree | None = None,
+    members_at_once: int | None = None,
 ) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
     """ĝ from the pairs' losses, then θ ← θ − s·Adam(ĝ); (meta, opt_state, mean loss, non-finite pairs)."""
     grad, info = es_gradient_from_losses(eps, loss_plus, loss_minus, sigma)
@@ -320,7 +330,7 @@ class MetaTrainer:
             self.meta, self.opt_state, loss, nonfinite = es_iteration(
                 self.learner, self.objective, self.slice_counts, cfg.es.sigma, samplers,
                 self.optimizer, self.meta, self.opt_state, self.train_sources, key, self.transform_keys,
-                self.noise_scale,
+                self.noise_scale, cfg.es.members_at_once,
             )  # fmt: skip
         elif self.uses_cmaes:
             self.opt_state, loss, best, nonfinite = cmaes_iteration(
