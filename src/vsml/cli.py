@@ -50,7 +50,8 @@ def _build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser(
         "meta-train",
         help="meta-train a learning algorithm from a YAML config",
-        description="Meta-train the learner of CONFIG by evolution strategies; writes checkpoints, "
+        description="Meta-train the learner of CONFIG by its meta_optimizer (es: evolution strategies, cmaes, "
+        "or grad: backprop through the unrolled inner loop); writes checkpoints, "
         "metrics.jsonl and config.yaml into --out.",
     )
     train.add_argument("config", type=Path, help="experiment YAML (see configs/)")
@@ -99,10 +100,10 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser(
         "evaluate",
         help="meta-test a trained run against its untrained start, online SGD/Adam and chance",
-        description="Online accuracy and loss per step on held-out episodes (mean and final step, ± 95%% "
+        description="Online accuracy and loss per step on held-out episodes (mean and final step, ± 95% "
         "interval over episodes); writes evaluation.json, evaluation.md, evaluation.csv and learning-curve PNGs "
         "into the run directory (or --out). Several runs (seeds of one config) are meta-tested on the same "
-        "episodes and also summarised as mean ± 95%% over runs.",
+        "episodes and also summarised as mean ± 95% over runs.",
     )
     evaluate.add_argument(
         "runs",
@@ -114,8 +115,12 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--datasets", help="comma-separated meta-test datasets (default: the config's eval.datasets)"
     )
-    evaluate.add_argument("--episodes", type=int, help="number of held-out episodes")
-    evaluate.add_argument("--length", type=int, help="online steps per episode")
+    evaluate.add_argument(
+        "--episodes", type=int, help="number of held-out episodes (default: the config's eval.num_episodes)"
+    )
+    evaluate.add_argument(
+        "--length", type=int, help="online steps per episode (default: the config's eval.episode_length)"
+    )
     evaluate.add_argument(
         "--no-baselines", action="store_true", help="skip the SGD/Adam learning-rate sweeps"
     )
@@ -145,7 +150,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--episodes", type=int, default=32, help="episodes per rate (default: 32)")
     sweep.add_argument(
-        "--length", type=int, default=500, help="online steps per episode; tune at the length you compare at"
+        "--length",
+        type=int,
+        default=500,
+        help="online steps per episode (default 500); tune at the length you compare at",
     )
     sweep.add_argument(
         "--seed", type=int, default=1, help="episode key (default: 1, the key `vsml evaluate` tunes with)"
@@ -172,6 +180,7 @@ def _build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--scale",
         default="cpu-small",
+        metavar="{cpu-small,paper}",
         help="cpu-small (the configs' reduced scale for 2 CPU cores, default) or paper (the configs as they "
         "are: a GPU job)",
     )
@@ -189,7 +198,7 @@ def _build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser(
         "compare",
         help="the dataset-generalisation grid: runs and hand-designed optimisers on the same episodes",
-        description="Mean online accuracy (± 95%% interval over episodes) of every contender on every dataset, "
+        description="Mean online accuracy (± 95% interval over episodes) of every contender on every dataset, "
         "on the same held-out episodes; datasets a run was meta-trained on are marked. Hand-designed "
         "optimisers (sgd, adam, sgd-160, adam-160) get a learning rate tuned per dataset on the training "
         "split. Writes grid.json, grid.md and grid.png into --out.",
