@@ -63,16 +63,27 @@ def _git_provenance() -> dict[str, Any]:
 
 
 def _meta_step_seconds(run_dir: Path, iterations: int) -> float | None:
-    """Sum of the per-iteration `seconds` of metrics.jsonl up to `iterations` (compile time included)."""
+    """Sum of the per-iteration `seconds` of metrics.jsonl up to `iterations` (compile time included), or None
+    where that file does not hold every iteration (`train.log_every` > 1, or lines lost)."""
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         return None
-    total = 0.0
+    seconds = {}
     for line in path.read_text().splitlines():
-        record = json.loads(line) if line.strip() else {}
-        if isinstance(record.get("seconds"), (int, float)) and record.get("iteration", 0) <= iterations:
-            total += record["seconds"]
-    return round(total, 1)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:  # a line cut off by a kill
+            continue
+        iteration = record.get("iteration") if isinstance(record, dict) else None
+        if (
+            isinstance(record.get("seconds"), (int, float))
+            and isinstance(iteration, int)
+            and iteration <= iterations
+        ):
+            seconds[iteration] = record["seconds"]
+    if len(seconds) != iterations:
+        return None
+    return round(sum(seconds.values()), 1)
 
 
 def _describe_data(config: ExperimentConfig) -> str:

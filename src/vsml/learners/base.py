@@ -137,7 +137,8 @@ def map_in_batches(fn: Callable[..., PyTree], args: tuple, at_once: int | None) 
     """`jax.vmap(fn)(*args)`, or with `at_once` a loop over batches of that many (`lax.map`), same result.
 
     On a CPU, VSML's per-episode state (a 784 → 10 layer: 8 MB of gate pre-activations) stays in cache only
-    if few episodes run together: one at a time is ~1.3–1.7× faster there (benchmarks/inner_loop.py,
+    if few episodes run together: one at a time measured ≈ 2× faster on dense 784 → 10 and 784 → 32 → 10, but
+    ~0.8× (slower) on the conv network (reports/speed_cpu; benchmarks/inner_loop.py,
     `fast_map` against `fast_vmap`); on a GPU all at once keeps the device busy.
     """
     if at_once is None:

@@ -27,8 +27,9 @@ golden episodes in tests):
   4. σ(z) = ½ + ½·tanh(z/2), with the ½ folded into the weights, so all four gates cost one tanh over 64
      channels (markedly faster than `logistic` on XLA:CPU);
   5. with `rational_tanh` (default) that tanh is float32's rational approximation written out (`fast_tanh`,
-     ≤ 5e-7 from jnp.tanh), which XLA:CPU evaluates about 1.6× faster than its own tanh. Dense layers only:
-     the conv layer recomputes its gates inside their consumers, where the longer expression is ~2× slower
+     ≤ 5e-7 from jnp.tanh); the dense step measured 1.7× (784 → 10) and 1.4× (784 → 32 → 10) faster on
+     XLA:CPU (reports/speed_cpu). Dense layers only: the conv layer recomputes its gates inside their
+     consumers, where the longer expression made the conv network ~2× slower (measured once, then removed)
      (benchmarks/inner_loop.py, conv network, `fast_exact_tanh`).
 """
 
@@ -115,7 +116,8 @@ class VSML:
     rational_tanh: bool = True
     # The recurrent product h·W_h per synapse and micro tick: "float32" (exact on every backend), "tf32"
     # (float32 through GPU tensor cores, ~1e-3 relative; as float32 on CPU) or "bfloat16" (bf16 inputs, float32
-    # sums; ~1e-2 relative). The cell state and everything else stay float32 (tests/learners/test_vsml.py).
+    # sums; ~1e-2 relative). The cell state stays float32; the other, smaller products run at JAX's default
+    # precision (tests/learners/test_vsml.py).
     recurrent_matmul: str = "float32"
 
     def __post_init__(self) -> None:

@@ -27,7 +27,7 @@ class GradConfig:
     num_episodes: int = 16  # meta-batch; the paper's backprop.yaml uses 128 ("population" 128)
     learning_rate: float = 1e-3
     clip_norm: float = 25.0
-    # true: jax.checkpoint per step; an int k >= 2: blocks of k steps checkpointed as well (T/k + k states kept
+    # true (or 1): jax.checkpoint per step; an int k >= 2: blocks of k steps checkpointed as well (T/k + k states kept
     # instead of T; k ≈ √T; benchmarks/bptt_memory.py); false: keep every intermediate.
     remat: bool | int = True
     # Unroll curriculum (BLUR, blur.md §6): T grows by `curriculum_increment` every `curriculum_every` steps.
@@ -37,7 +37,8 @@ class GradConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.remat, (bool, int)) or (not isinstance(self.remat, bool) and self.remat < 0):
             raise ValueError(
-                f"config key grad.remat must be true, false or a block length >= 2, got {self.remat!r}"
+                "config key grad.remat must be true, false or a block length k >= 2 (0 and 1 mean false and true), "
+                f"got {self.remat!r}"
             )
         if self.curriculum_increment < 0:
             raise ValueError(

@@ -25,6 +25,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from vsml.atomic import write_text_atomically
@@ -163,7 +164,6 @@ def es_update_step(
     loss_plus: jax.Array,
     loss_minus: jax.Array,
     noise_scale: PyTree | None = None,
-    members_at_once: int | None = None,
 ) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
     """ĝ from the pairs' losses, then θ ← θ − s·Adam(ĝ); (meta, opt_state, mean loss, non-finite pairs)."""
     grad, info = es_gradient_from_losses(eps, loss_plus, loss_minus, sigma)
@@ -245,6 +245,8 @@ class MetaTrainer:
 
     def _prepare_run_dir(self, resume: bool) -> None:
         checkpoint = latest_checkpoint(self.run_dir) if self.run_dir.exists() else None
+        # All processes raise together below (a process that alone saw a run would leave the others waiting).
+        same_on_every_process(int(checkpoint is not None), "whether --out holds a checkpoint")
         if checkpoint is not None and not resume:
             raise RunExistsError(
                 f"{self.run_dir} already holds a run (checkpoint {checkpoint.name}); pass --resume to continue "
@@ -420,6 +422,7 @@ class MetaTrainer:
                 evaluated = self.iteration % cfg.eval.every == 0 or self.iteration == cfg.train.iterations
                 if evaluated and is_main_process():  # only process 0 logs: the others need not evaluate
                     record.update(self.evaluate())
+                # Logged before the checkpoint, so a checkpoint always has its metrics line (kept on resume).
                 if evaluated or self.iteration % cfg.train.log_every == 0:
                     self.log(record)
                 if self.iteration % cfg.train.checkpoint_every == 0 or self.iteration == target:
@@ -427,6 +430,8 @@ class MetaTrainer:
                 bar.set_postfix(loss=f"{result.mean_loss:.3f}", **_short_eval(record))
                 bar.update(1)
                 last = record
+        if jax.process_count() > 1:  # the others wait for process 0's last evaluation and log (a collective:
+            multihost_utils.sync_global_devices("vsml meta-train done")  # no 300 s shutdown-barrier timeout)
         return last
 
 
