@@ -24,6 +24,7 @@ from vsml.pretrained import as_pretrained
 from vsml.tasks.episodes import EpisodeSource
 from vsml.tasks.omniglot import FewShotSource
 from vsml.tasks.sampler import EpisodeSampler
+from vsml.tasks.transforms import feature_statistics  # the built-in datasets' per-feature standardisation
 
 __all__ = ["check_features", "encode_labels", "evaluate_arrays", "evaluate_online", "feature_statistics"]
 
@@ -64,14 +65,6 @@ def encode_labels(y: Any, n: int, what: str = "y") -> tuple[np.ndarray, np.ndarr
         labels = labels.astype(str)  # mixed Python objects: compare them as text
     classes, indices = np.unique(labels, return_inverse=True)
     return classes, indices.astype(np.int32)
-
-
-def feature_statistics(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-feature (mean, std) of X, float64; a constant feature gets std 1 (it is only shifted), as
-    `tasks.transforms.standardise_per_feature` does for the built-in datasets."""
-    X64 = X.astype(np.float64)
-    mean, std = X64.mean(axis=0), X64.std(axis=0)
-    return mean, np.where(std > 1e-6, std, 1.0)
 
 
 def evaluate_arrays(

@@ -38,6 +38,7 @@ __all__ = [
     "EpisodeTransform",
     "apply_normalisation",
     "centre_crop",
+    "feature_statistics",
     "filter_classes",
     "pad_inputs",
     "pad_labels",
@@ -59,6 +60,14 @@ NORMALISATIONS = ("dataset", "per_feature")
 # ----- normalisation (dataset arrays) -------------------------------------------------------------------------
 
 
+def feature_statistics(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature (mean, std) over axis 0 of x, in float64 (float32 sums leave ~1e-5 noise on constant
+    pixels); a constant feature gets std 1, so standardising only shifts it."""
+    x64 = np.asarray(x, np.float64)
+    mean, std = x64.mean(axis=0), x64.std(axis=0)
+    return mean, np.where(std > 1e-6, std, 1.0)
+
+
 def standardise_per_feature(dataset: Dataset) -> Dataset:
     """Each input feature (pixel) shifted and scaled by its train-split mean and std; constant features
     (e.g. the always-blank corners of digits) are only shifted. Test data uses the train statistics.
@@ -70,10 +79,7 @@ def standardise_per_feature(dataset: Dataset) -> Dataset:
         # A generated stream (Sum Sign) has no arrays to estimate from; its pixels are drawn with mean 0 and
         # unit-scale noise (the authors' constants for it are μ 0, s 1), so it passes through unchanged.
         return dataset
-    train = dataset.train_x.astype(np.float64)  # float32 sums leave ~1e-5 noise on constant pixels
-    mean = train.mean(axis=0, keepdims=True)
-    std = train.std(axis=0, keepdims=True)
-    std = np.where(std > 1e-6, std, 1.0)
+    mean, std = feature_statistics(dataset.train_x)
     return dataclasses.replace(
         dataset,
         train_x=((dataset.train_x - mean) / std).astype(np.float32),
