@@ -82,10 +82,11 @@ def leaf_key(path: tuple) -> str:
     return jax.tree_util.keystr(path).lstrip(".")
 
 
-def _available() -> list[str]:
-    if not PRETRAINED_DIR.is_dir():
+def _available(directory: Path = PRETRAINED_DIR) -> list[str]:
+    """Names in `directory` with both their .json and .npz: what every listing and error message shows."""
+    if not directory.is_dir():
         return []
-    return sorted(p.stem for p in PRETRAINED_DIR.glob("*.json") if p.with_suffix(".npz").is_file())
+    return sorted(p.stem for p in directory.glob("*.json") if p.with_suffix(".npz").is_file())
 
 
 def list_pretrained() -> list[str]:
@@ -112,8 +113,7 @@ def _paths(name: str, directory: Path) -> tuple[Path, Path]:
         raise PretrainedError(f"a pretrained LA is named by a plain string, got {name!r}")
     json_path, npz_path = directory / f"{name}.json", directory / f"{name}.npz"
     if not json_path.is_file() or not npz_path.is_file():
-        names = sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []
-        known = ", ".join(names) or "none"
+        known = ", ".join(_available(directory)) or "none"
         raise PretrainedError(f"no pretrained learning algorithm {name!r}; available: {known}")
     return json_path, npz_path
 
@@ -214,7 +214,7 @@ def describe_pretrained(directory: str | Path | None = None) -> list[str]:
     """One line per shipped LA: name, learner, what it was meta-trained on, its headline meta-test result."""
     directory = PRETRAINED_DIR if directory is None else Path(directory)
     lines = []
-    for name in sorted(p.stem for p in directory.glob("*.json")) if directory.is_dir() else []:
+    for name in _available(directory):
         metadata = _read_metadata(directory / f"{name}.json")
         trained_on = metadata.get("meta_training", {}).get("trained_on", "?")
         lines.append(
