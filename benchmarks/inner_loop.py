@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from dataclasses import replace
 
 import jax
@@ -57,7 +58,7 @@ def synapse_micro_ticks_per_step(model: VSML, spec: TaskSpec) -> int:
         positions = 1
         if plan.kind == "conv":
             positions = plan.out_shape[0] * plan.out_shape[1]
-        total += positions * int(jnp.prod(jnp.array(plan.state_shape)))
+        total += positions * math.prod(plan.state_shape)
     return total * model.num_micro_ticks * (2 if model.backward_pass else 1)
 
 
