@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from timing import best_time, machine_fields
 
-from vsml.learners.base import TaskSpec, run_episode_from_state
+from vsml.learners.base import TaskSpec, map_in_batches, run_episode_from_state
 from vsml.learners.reference import vsml_reference_episode
 from vsml.learners.vsml import VSML
 
@@ -76,9 +76,7 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
         return lambda s, x, y: run_episode_from_state(m, meta, s, x, y)[0]
 
     def mapped(fn):
-        return jax.jit(
-            lambda s, x, y: jax.lax.map(lambda a: fn(*a), (s, x, y), batch_size=args.episode_batch)
-        )
+        return jax.jit(lambda s, x, y: map_in_batches(fn, (s, x, y), args.episode_batch))
 
     variants = {
         # The reference loops over steps in Python; jit traces that loop once (T steps unrolled).

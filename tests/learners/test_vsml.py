@@ -11,7 +11,8 @@ import pytest
 
 from vsml.learners.base import TaskSpec, run_episode, run_episode_from_state, run_episodes
 from vsml.learners.reference import vsml_reference_episode
-from vsml.learners.vsml import VSML, count_parameters
+from vsml.learners.modules import layer_norm
+from vsml.learners.vsml import VSML, count_parameters, mean_layer_norm_message
 
 CONFIGS = {
     "dense_7_3": (VSML(), (7,), 3),
@@ -283,3 +284,16 @@ def test_rematerialised_unroll_gives_the_same_loss_and_gradient(remat, key):
     np.testing.assert_allclose(float(remat_loss), float(plain_loss), rtol=1e-6)
     for a, b in zip(jax.tree.leaves(remat_grad), jax.tree.leaves(plain_grad), strict=True):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("axis", [0, 1, (0, 2)])
+def test_mean_of_layer_norm_messages_equals_the_literal_form(axis, key):
+    """The folded LayerNorm message mean (centring in the weights, one rsqrt per synapse) against
+    mean(LayerNorm(h W + b)·scale + offset) written out."""
+    k = jax.random.split(key, 5)
+    h = 0.5 * jax.random.normal(k[0], (6, 5, 3, 16))
+    W, b = 0.3 * jax.random.normal(k[1], (16, 8)), 0.2 * jax.random.normal(k[2], (8,))
+    scale, offset = 1 + 0.2 * jax.random.normal(k[3], (8,)), 0.2 * jax.random.normal(k[4], (8,))
+    literal = jnp.mean(layer_norm(h @ W + b.reshape(1, 1, 1, 8), scale, offset), axis=axis)
+    folded = mean_layer_norm_message(h, W, b, scale, offset, axis)
+    np.testing.assert_allclose(folded, literal, atol=2e-6, rtol=1e-5)

@@ -137,15 +137,17 @@ def map_in_batches(fn: Callable[..., PyTree], args: tuple, at_once: int | None) 
     """`jax.vmap(fn)(*args)`, or with `at_once` a loop over batches of that many (`lax.map`), same result.
 
     On a CPU, VSML's per-episode state (a 784 → 10 layer: 8 MB of gate pre-activations) stays in cache only
-    if few episodes run together: one at a time measured ≈ 2× faster on dense 784 → 10 and 784 → 32 → 10, but
-    ~0.8× (slower) on the conv network (reports/speed_cpu; benchmarks/inner_loop.py,
-    `fast_map` against `fast_vmap`); on a GPU all at once keeps the device busy.
+    if few episodes run together: one at a time measured 1.6–2× faster on dense 784 → 10, 784 → 32 → 10 and
+    the conv network (reports/speed_cpu; benchmarks/inner_loop.py, `fast_map` against `fast_vmap`); on a GPU
+    all at once keeps the device busy.
     """
     if at_once is None:
         return jax.vmap(fn)(*args)
     if at_once < 1:
         raise ValueError(f"at_once must be >= 1 (or None for all at once), got {at_once}")
-    return jax.lax.map(lambda a: fn(*a), args, batch_size=at_once)
+    # One at a time without lax.map's batch_size: a size-1 vmap inside the loop made VSML's conv network
+    # ~1.9x slower on XLA:CPU (8.4 vs 4.4 ms per episode-step, benchmarks/inner_loop.py).
+    return jax.lax.map(lambda a: fn(*a), args, batch_size=None if at_once == 1 else at_once)
 
 
 def softmax_cross_entropy(logits: Array, labels: Array) -> Array:

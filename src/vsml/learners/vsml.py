@@ -35,6 +35,7 @@ golden episodes in tests):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -43,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.learners.base import Array, TaskSpec
-from vsml.learners.modules import fast_tanh, haiku_truncated_normal, layer_norm
+from vsml.learners.modules import LAYER_NORM_EPS, fast_tanh, haiku_truncated_normal
 
 FORGET_OFFSET = 5.0  # spec §1.3: hard-coded, not a parameter
 INPUT_OFFSET = -5.0
@@ -452,7 +453,29 @@ class VSML:
         """Mean over synapses of the messenger output. Affine, so mean first unless LayerNorm intervenes."""
         if not self.layer_norm:
             return jnp.mean(h, axis=axis) @ W + b[None, :]
-        return jnp.mean(layer_norm(h @ W + _lead(b, h.ndim), scale, offset), axis=axis)
+        return mean_layer_norm_message(h, W, b, scale, offset, axis)
+
+
+def mean_layer_norm_message(
+    h: Array, W: Array, b: Array, scale: Array, offset: Array, axis: int | tuple[int, ...]
+) -> Array:
+    """mean over `axis` of LayerNorm(h W + b)·scale + offset, per synapse h [..., H] -> [..., M] (the axes
+    removed), without forming the normalised messages.
+
+    LayerNorm's centring is linear, so it folds into the messenger: z = h W_c + b_c with W_c, b_c the column-
+    and entry-centred W, b. Only the per-synapse 1/σ = rsqrt(mean(z²) + ε) is nonlinear, and the mean of
+    z·(1/σ) over synapses is (Σ h/σ) W_c + (Σ 1/σ) b_c divided by their count. Measured on XLA:CPU: the
+    literal form spent ~1.1 of ~4.4 ms of the conv network's step in its three small reductions per synapse.
+    """
+    W_c = W - jnp.mean(W, axis=1, keepdims=True)
+    b_c = b - jnp.mean(b)
+    z = h @ W_c + _lead(b_c, h.ndim)
+    inv_std = jax.lax.rsqrt(jnp.mean(z * z, axis=-1) + LAYER_NORM_EPS)  # [...]
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    count = math.prod(h.shape[a] for a in axes)
+    weighted = jnp.sum(inv_std[..., None] * h, axis=axes) @ W_c  # [..., M]
+    total = weighted + jnp.sum(inv_std, axis=axes)[..., None] * _lead(b_c, weighted.ndim)
+    return _lead(scale, total.ndim) * (total / count) + _lead(offset, total.ndim)
 
 
 def _lead(v: Array, ndim: int) -> Array:

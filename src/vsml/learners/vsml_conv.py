@@ -34,8 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from vsml.learners.base import Array
-from vsml.learners.modules import layer_norm as apply_layer_norm
-from vsml.learners.vsml import SubRNNParams, _gate_weights_for_tanh, _lead
+from vsml.learners.vsml import SubRNNParams, _gate_weights_for_tanh, _lead, mean_layer_norm_message
 
 
 def conv_output_size(size: int, stride: int) -> int:
@@ -105,14 +104,12 @@ def conv_layer(
     fwd = bwd = None
     if want_fwd:  # mean over ci, then over the k×k offsets (equal counts: one mean over (j, l, ci))
         if layer_norm:
-            m = apply_layer_norm(h_pos @ p.fwd_W + _lead(p.fwd_b, 7), p.fwd_ln_scale, p.fwd_ln_offset)
-            fwd = jnp.mean(m, axis=(2, 3, 4))
+            fwd = mean_layer_norm_message(h_pos, p.fwd_W, p.fwd_b, p.fwd_ln_scale, p.fwd_ln_offset, (2, 3, 4))
         else:
             fwd = jnp.mean(h_pos, axis=(2, 3, 4)) @ p.fwd_W + _lead(p.fwd_b, 4)
     if want_bwd:  # the dense step: mean over co, per (p, q, j, l, ci)
         if layer_norm:
-            m = apply_layer_norm(h_pos @ p.bwd_W + _lead(p.bwd_b, 7), p.bwd_ln_scale, p.bwd_ln_offset)
-            per_offset = jnp.mean(m, axis=5)
+            per_offset = mean_layer_norm_message(h_pos, p.bwd_W, p.bwd_b, p.bwd_ln_scale, p.bwd_ln_offset, 5)
         else:
             per_offset = jnp.mean(h_pos, axis=5) @ p.bwd_W + _lead(p.bwd_b, 6)  # [P, Q, k, k, C_in, M]
         if authors_stride_mask_bug:
