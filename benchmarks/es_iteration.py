@@ -31,6 +31,7 @@ import json
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 from timing import best_time, machine_fields
 
 from vsml.experiment import (
@@ -41,6 +42,7 @@ from vsml.experiment import (
     population_slices,
 )
 from vsml.learners import build_learner
+from vsml.learners.base import resolve_at_once
 from vsml.meta.es import make_es_optimizer, sample_antithetic_noise
 from vsml.meta.objectives import Objective
 from vsml.meta.population import sample_slices, split_counts
@@ -80,6 +82,18 @@ def load_sources(
     raise AssertionError("unreachable")
 
 
+def members_at_once(text: str) -> int | str | None:
+    """--members-at-once: a positive count, 'auto' or 'all' (None: every member at once)."""
+    if text in ("auto", "all"):
+        return None if text == "all" else text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive count, 'auto' or 'all', got {text!r}"
+        ) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=16, help="antithetic pairs P (2P members); paper: 1024")
@@ -92,10 +106,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--members-at-once",
-        type=int,
-        default=None,
-        help="es.members_at_once for the pieces and the fused step; the fused step with all members at once "
-        "is then timed too, and the ratio printed",
+        type=members_at_once,
+        default="auto",
+        help="es.members_at_once for the pieces and the fused step: a count, 'auto' (the default, as the config) "
+        "or 'all'; unless 'all', the fused step with all members at once is timed too, and the ratio printed",
     )
     args = parser.parse_args()
     at_once = args.members_at_once
@@ -174,8 +188,11 @@ def main() -> None:
     if at_once is not None:  # the same step with every member at once (vmapped), for the ratio
         all_at_once_loss = float(fused(None)[2])
         t_all = best_time(lambda: fused(None), args.repeats, warm_up=False)
+        first = batches[0][0]  # the first slice's episodes, one per pair, each run by both signs of the pair
+        xs, ys = (jnp.concatenate([a, a]) for a in (first.xs, first.ys))
         comparison = {
             "members_at_once": at_once,
+            "members_at_once_resolved": resolve_at_once(learner, at_once, xs, ys),
             "fused_all_at_once_seconds": t_all,
             "all_at_once_over_fused_time": t_all / t_fused,
             "mean_loss_all_at_once": all_at_once_loss,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import replace
 
 import jax
@@ -48,18 +47,6 @@ def network(name: str, side: int) -> tuple[str, VSML, tuple[int, ...]]:
     conv = VSML(conv_layers=((8, 3, 2),), backward_pass=True, feed_label=True, layer_norm=True)
     label = f"conv {side}x{side}x1 -(3x3/2, 8 ch)-> {half}x{half}x8, dense {half * half * 8}->10, backward pass, LN"
     return label, conv, (side, side, 1)
-
-
-def synapse_micro_ticks_per_step(model: VSML, spec: TaskSpec) -> int:
-    """Sub-RNN applications per online step: each synapse (dense) or kernel entry × output position (conv) once
-    per micro tick, on the forward tick and again on the reverse tick with a backward pass."""
-    total = 0
-    for plan in model.layer_plans(spec):
-        positions = 1
-        if plan.kind == "conv":
-            positions = plan.out_shape[0] * plan.out_shape[1]
-        total += positions * math.prod(plan.state_shape)
-    return total * model.num_micro_ticks * (2 if model.backward_pass else 1)
 
 
 def bench_network(name: str, args: argparse.Namespace) -> dict:
@@ -93,7 +80,7 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
         if differences[variant] > 1e-5 * scale:
             raise SystemExit(f"{name}/{variant} disagrees with the reference by {differences[variant]}")
 
-    work = N * T * synapse_micro_ticks_per_step(model, spec)
+    work = N * T * model.sub_rnn_applications_per_step(spec)
     seconds = {v: best_time(lambda fn=fn: fn(states, xs, ys), args.repeats) for v, fn in variants.items()}
     record = {
         "network": label,

@@ -20,7 +20,6 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from inner_loop import synapse_micro_ticks_per_step
 from timing import machine_fields
 
 from vsml.clone_eval import (
@@ -71,7 +70,7 @@ def main() -> None:
     weights, biases = init_network(jax.random.PRNGKey(0), sizes, 1.0)
     state = encode_network(vsml, params.codec, weights, biases)
     synapses = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    ticks_per_example = synapse_micro_ticks_per_step(vsml, TaskSpec((xs.shape[1],), data.num_classes))
+    ticks_per_example = vsml.sub_rnn_applications_per_step(TaskSpec((xs.shape[1],), data.num_classes))
 
     clone = clone_online.lower(vsml, params.meta, state, xs, ys).compile()
     baseline = teacher_online.lower(weights, biases, xs, ys, args.learning_rate).compile()

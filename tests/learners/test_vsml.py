@@ -9,9 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vsml.learners.base import TaskSpec, run_episode, run_episode_from_state, run_episodes
-from vsml.learners.reference import vsml_reference_episode
+from vsml.learners.base import TaskSpec, resolve_at_once, run_episode, run_episode_from_state, run_episodes
 from vsml.learners.modules import layer_norm
+from vsml.learners.reference import vsml_reference_episode
+from vsml.learners.sgd import OnlineSGD
 from vsml.learners.vsml import VSML, count_parameters, mean_layer_norm_message
 
 CONFIGS = {
@@ -297,3 +298,23 @@ def test_mean_of_layer_norm_messages_equals_the_literal_form(axis, key):
     literal = jnp.mean(layer_norm(h @ W + b.reshape(1, 1, 1, 8), scale, offset), axis=axis)
     folded = mean_layer_norm_message(h, W, b, scale, offset, axis)
     np.testing.assert_allclose(folded, literal, atol=2e-6, rtol=1e-5)
+
+
+def test_auto_episodes_at_once_follows_the_network_size():
+    """ "auto" on a CPU: ~32k sub-RNN applications per micro tick together; explicit values pass through."""
+
+    def episodes(n, shape, classes=10):
+        return jnp.zeros((n, 3, *shape)), jnp.zeros((n, 3, classes))
+
+    assert VSML().sub_rnn_applications(TaskSpec((784,), 10)) == 7840
+    conv = VSML(conv_layers=((8, 3, 2),))
+    assert conv.sub_rnn_applications(TaskSpec((28, 28, 1), 10)) == 14 * 14 * 9 * 8 + 1568 * 10
+    assert VSML(backward_pass=True).sub_rnn_applications_per_step(TaskSpec((7,), 3)) == 7 * 3 * 2 * 2
+    assert jax.default_backend() == "cpu"
+    assert resolve_at_once(VSML(), "auto", *episodes(32, (784,))) == 32_768 // 7840
+    assert resolve_at_once(VSML(hidden_sizes=(32,)), "auto", *episodes(32, (784,))) == 1
+    assert resolve_at_once(VSML(), "auto", *episodes(32, (64,))) is None  # 51 per batch > 32 episodes
+    assert resolve_at_once(VSML(inner_batch=4), "auto", *episodes(8, (4, 784))) == 1
+    assert resolve_at_once(OnlineSGD(), "auto", *episodes(32, (784,))) is None
+    for explicit in (None, 1, 5):
+        assert resolve_at_once(VSML(), explicit, *episodes(32, (784,))) == explicit

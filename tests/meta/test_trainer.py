@@ -425,5 +425,8 @@ def test_members_run_a_few_at_a_time_give_the_same_es_step():
         np.testing.assert_allclose(float(batched_loss), float(loss), rtol=1e-6)
         for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(together), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
-    with pytest.raises(ValueError, match="members_at_once"):
-        tiny_config(es__members_at_once=0)
+    for bad in (0, "fast", True):
+        with pytest.raises(ValueError, match="members_at_once"):
+            tiny_config(es__members_at_once=bad)
+    assert tiny_config().es.members_at_once == "auto"
+    assert tiny_config(es__members_at_once=None).es.members_at_once is None

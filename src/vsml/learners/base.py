@@ -125,12 +125,37 @@ def _scan_in_blocks(step: Callable, state: PyTree, xs: Array, ys: Array, block: 
     return logits, state
 
 
+# "auto" on a CPU: run together as many episodes as keep about this many sub-RNN applications per micro tick
+# (VSML). Measured with benchmarks/inner_loop.py on 2 cores (µs per episode-step, 8 episodes): dense 784 → 10
+# (7,840 per episode) one at a time 440 vs all 8 vmapped 750–810, four at a time 450; 400 → 10 (4,000) equal;
+# 144 → 32 → 10 (4,928) vmapped faster (620 vs 700); 256 → 32 → 10 (8,512) one at a time faster (980 vs
+# 1,560); 64 → 10 (640, digits) vmapped faster (ES iteration 0.17 vs 0.22 s).
+CPU_APPLICATIONS_AT_ONCE = 32_768
+AUTO = "auto"
+
+
 def run_episodes(
-    learner: Learner, meta: PyTree, keys: Array, xs: Array, ys: Array, at_once: int | None = None
+    learner: Learner, meta: PyTree, keys: Array, xs: Array, ys: Array, at_once: int | str | None = AUTO
 ) -> Array:
     """`run_episode` vmapped over a batch of episodes: keys [N, 2], xs [N, T, ...], ys [N, T, C] -> [N, T, C].
-    `at_once`: run only that many episodes together (see `map_in_batches`)."""
+    `at_once`: run only that many episodes together (see `map_in_batches`; "auto": `resolve_at_once`)."""
+    at_once = resolve_at_once(learner, at_once, xs, ys)
     return map_in_batches(lambda k, x, y: run_episode(learner, meta, k, x, y), (keys, xs, ys), at_once)
+
+
+def resolve_at_once(learner: Learner, at_once: int | str | None, xs: Array, ys: Array) -> int | None:
+    """How many of the episodes `xs [N, T, ...]`, `ys [N, T, C]` to run together: `at_once` itself unless it is
+    "auto". "auto" on a CPU, for a learner that counts its work (`sub_rnn_applications`, VSML): enough
+    episodes for about `CPU_APPLICATIONS_AT_ONCE` sub-RNN applications per micro tick, so their state stays in
+    cache; otherwise (GPUs, other learners, small networks) all N at once (None)."""
+    if at_once != AUTO:
+        return at_once  # type: ignore[return-value]
+    count = getattr(learner, "sub_rnn_applications", None)
+    if count is None or jax.default_backend() != "cpu":
+        return None
+    per_episode = max(1, count(spec_of_episode(xs[0], ys[0])))
+    together = max(1, CPU_APPLICATIONS_AT_ONCE // per_episode)
+    return None if together >= xs.shape[0] else together
 
 
 def map_in_batches(fn: Callable[..., PyTree], args: tuple, at_once: int | None) -> PyTree:
@@ -143,8 +168,8 @@ def map_in_batches(fn: Callable[..., PyTree], args: tuple, at_once: int | None) 
     """
     if at_once is None:
         return jax.vmap(fn)(*args)
-    if at_once < 1:
-        raise ValueError(f"at_once must be >= 1 (or None for all at once), got {at_once}")
+    if isinstance(at_once, bool) or not isinstance(at_once, int) or at_once < 1:
+        raise ValueError(f"at_once must be an int >= 1, None (all at once) or 'auto', got {at_once!r}")
     # One at a time without lax.map's batch_size: a size-1 vmap inside the loop made VSML's conv network
     # ~1.9x slower on XLA:CPU (8.4 vs 4.4 ms per episode-step, benchmarks/inner_loop.py).
     return jax.lax.map(lambda a: fn(*a), args, batch_size=None if at_once == 1 else at_once)

@@ -183,6 +183,21 @@ class VSML:
             plans.append(LayerPlan("dense", (A,), (B,), (A, B)))
         return plans
 
+    def sub_rnn_applications(self, spec: TaskSpec) -> int:
+        """Sub-RNN applications of one micro tick of one example over all layers: every dense synapse once, a
+        conv layer's state entries once per output position (its per-position updates, §1.5)."""
+        total = 0
+        for plan in self.layer_plans(spec):
+            positions = plan.out_shape[0] * plan.out_shape[1] if plan.kind == "conv" else 1
+            total += positions * math.prod(plan.state_shape)
+        return total * self.inner_batch
+
+    def sub_rnn_applications_per_step(self, spec: TaskSpec) -> int:
+        """Sub-RNN applications per online step: every micro tick of the forward tick, and of the reverse
+        tick with a backward pass (benchmarks count speed in these)."""
+        ticks = self.num_micro_ticks * (2 if self.backward_pass else 1)
+        return self.sub_rnn_applications(spec) * ticks
+
     # ----- the Learner interface -------------------------------------------------------------------------------
 
     def init_meta(self, key: Array) -> VSMLMeta:

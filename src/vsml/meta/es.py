@@ -52,9 +52,10 @@ class OpenESConfig:
     # isotropic noise of σ = 0.05 wipes out its small entries in one step.
     relative_floor: float | None = None
     # Speed only: how many population members each device runs together (null: all of them, vmapped). On a
-    # CPU, 1 keeps each member's state in cache (MNIST 784 → 10: benchmarks/es_iteration.py --members-at-once);
-    # on a GPU leave it null.
-    members_at_once: int | None = None
+    # CPU, few at a time keep each member's state in cache (MNIST 784 → 10: 2× faster, benchmarks/
+    # es_iteration.py --members-at-once); "auto" picks that from the network's size on a CPU (VSML; see
+    # learners.base.resolve_at_once) and all at once elsewhere.
+    members_at_once: int | str | None = "auto"
 
     def __post_init__(self) -> None:
         if self.relative_floor is not None and not _is_positive_finite(self.relative_floor):
@@ -62,8 +63,12 @@ class OpenESConfig:
                 f"OpenESConfig.relative_floor must be a positive finite number or null, got {self.relative_floor!r}"
             )
         at_once = self.members_at_once
-        if at_once is not None and (isinstance(at_once, bool) or not isinstance(at_once, int) or at_once < 1):
-            raise ValueError(f"OpenESConfig.members_at_once must be a positive int or null, got {at_once!r}")
+        if at_once not in (None, "auto") and (
+            isinstance(at_once, bool) or not isinstance(at_once, int) or at_once < 1
+        ):
+            raise ValueError(
+                f"OpenESConfig.members_at_once must be a positive int, null or 'auto', got {at_once!r}"
+            )
         if isinstance(self.num_pairs, bool) or not isinstance(self.num_pairs, int) or self.num_pairs <= 0:
             raise ValueError(f"OpenESConfig.num_pairs must be a positive int, got {self.num_pairs!r}")
         for name in ("sigma", "learning_rate", "adam_eps"):

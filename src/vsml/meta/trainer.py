@@ -40,7 +40,7 @@ from vsml.experiment import (
     population_slices,
 )
 from vsml.learners import build_learner
-from vsml.learners.base import Learner, PyTree, map_in_batches
+from vsml.learners.base import AUTO, Learner, PyTree, map_in_batches, resolve_at_once
 from vsml.meta.cmaes import cmaes_init, ravel_meta
 from vsml.meta.cmaes_iteration import cmaes_iteration
 from vsml.meta.es import (
@@ -72,13 +72,17 @@ class IterationResult:
     best_loss: float | None = None  # cmaes only: the generation's best candidate
 
 
-def _member_losses(learner: Learner, objective: Objective, at_once: int | None, batch: tuple) -> jax.Array:
+def _member_losses(
+    learner: Learner, objective: Objective, at_once: int | str | None, batch: tuple
+) -> jax.Array:
     """Meta-loss of each population member on its own episode: [2P] (vmapped, sharded over devices; with
-    `at_once`, a device runs that many members at a time). `batch` = (members, xs, ys, initial-state keys),
-    each with the leading member axis."""
+    `at_once`, a device runs that many members at a time; "auto": `resolve_at_once`). `batch` = (members, xs,
+    ys, initial-state keys), each with the leading member axis."""
     members, xs, ys, init_keys = batch
     return map_in_batches(
-        partial(episode_meta_loss, learner, objective), (members, init_keys, xs, ys), at_once
+        partial(episode_meta_loss, learner, objective),
+        (members, init_keys, xs, ys),
+        resolve_at_once(learner, at_once, xs, ys),
     )
 
 
@@ -99,7 +103,7 @@ def es_iteration(
     key: jax.Array,
     transform_key: jax.Array | tuple[jax.Array, ...] | None = None,
     noise_scale: PyTree | None = None,
-    members_at_once: int | None = None,
+    members_at_once: int | str | None = AUTO,
 ) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
     """One antithetic ES step. Each pair has its own episode and initial-state key, shared by its two signs
     (common random numbers, §3.1). Returns (meta, opt_state, mean loss, number of non-finite pairs).
@@ -128,11 +132,12 @@ def population_losses(
     eps: PyTree,
     batches: tuple,
     noise_scale: PyTree | None = None,
-    members_at_once: int | None = None,
+    members_at_once: int | str | None = AUTO,
 ) -> tuple[jax.Array, jax.Array]:
     """The inner loop of an ES step: L(θ ± σ·s·ε_i) of every pair `([P], [P])`, slice by slice (`counts[s]`
     pairs on `batches[s]` = (episodes, initial-state keys)), both signs of a pair on the same episode.
-    `members_at_once` (es.members_at_once): how many members a device runs together (None: all)."""
+    `members_at_once` (es.members_at_once): how many members a device runs together (None: all; "auto": one
+    or a few at a time on a CPU for large VSML networks, see `resolve_at_once`)."""
     # Only the members see the scale; ĝ is taken over the unscaled ε (the search variable u).
     scaled_eps = eps if noise_scale is None else jax.tree.map(lambda e, s: e * s[None], eps, noise_scale)
 
