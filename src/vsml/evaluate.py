@@ -8,7 +8,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from vsml.learners.base import Learner, PyTree, run_episodes
+from vsml.learners.base import AUTO, Learner, PyTree, map_in_batches, resolve_at_once, run_episodes
 from vsml.meta.objectives import correct_predictions, per_step_cross_entropy, run_with_query
 from vsml.report import interval_95
 from vsml.tasks.sampler import EpisodeSampler, Source
@@ -85,7 +85,9 @@ def _evaluate_batch(
     query = None
     if query_steps:
         run = partial(run_with_query, learner, meta, query_steps=query_steps)
-        logits, query_logits = jax.vmap(run)(init_keys, xs, ys)
+        logits, query_logits = map_in_batches(
+            run, (init_keys, xs, ys), resolve_at_once(learner, AUTO, xs, ys)
+        )
         ys, query_ys = ys[:, :-query_steps], ys[:, -query_steps:]
         query = correct_predictions(query_logits, query_ys).reshape((num_episodes, -1)).mean(axis=-1)
     else:
