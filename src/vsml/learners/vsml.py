@@ -28,9 +28,10 @@ golden episodes in tests):
      channels (markedly faster than `logistic` on XLA:CPU);
   5. with `rational_tanh` (default) that tanh is float32's rational approximation written out (`fast_tanh`,
      ≤ 5e-7 from jnp.tanh); the dense step measured 1.7× (784 → 10) and 1.4× (784 → 32 → 10) faster on
-     XLA:CPU (reports/speed_cpu). Dense layers only: the conv layer recomputes its gates inside their
-     consumers, where the longer expression made the conv network ~2× slower (measured once, then removed)
-     (benchmarks/inner_loop.py, conv network, `fast_exact_tanh`).
+     XLA:CPU (reports/speed_cpu); the conv network ~1.1× (3.5 vs 3.85 ms per episode-step, interleaved in
+     one process, episodes one at a time; an earlier session measured it ~2× slower with episodes vmapped);
+  6. LayerNorm's mean over synapses is folded (`mean_layer_norm_message`): one rsqrt per synapse, no
+     normalised messages formed.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class VSML:
     layerwise_rnns: bool = False
     separate_backward_rnn: bool = False
     inner_batch: int = 1  # > 1: x [B, ...], y [B, C]; the first half of the state is shared (spec §1.8)
-    # Speed only (not in the authors' code): dense sub-RNNs' tanh as one rational function (modules.fast_tanh).
+    # Speed only (not in the authors' code): the sub-RNNs' tanh as one rational function (modules.fast_tanh).
     rational_tanh: bool = True
     # The recurrent product h·W_h per synapse and micro tick: "float32" (exact on every backend), "tf32"
     # (float32 through GPU tensor cores, ~1e-3 relative; as float32 on CPU) or "bfloat16" (bf16 inputs, float32
@@ -404,6 +405,7 @@ class VSML:
             layer_norm=self.layer_norm,
             authors_stride_mask_bug=self.authors_stride_mask_bug,
             recurrent=self._recurrent,
+            tanh=fast_tanh if self.rational_tanh else jnp.tanh,
             want_fwd=want_fwd,
             want_bwd=want_bwd,
         )  # fmt: skip

@@ -54,6 +54,7 @@ def conv_layer(
     layer_norm: bool,
     authors_stride_mask_bug: bool = False,
     recurrent: Callable[[Array, Array], Array] = jnp.matmul,
+    tanh: Callable[[Array], Array] = jnp.tanh,
     want_fwd: bool = True,
     want_bwd: bool = True,
 ) -> tuple[Array | None, Array | None, Array, Array]:
@@ -64,6 +65,7 @@ def conv_layer(
     h, c: [k, k, C_in, C_out, H] shared state, k odd. H_out = ⌈H_in/s⌉, W_out = ⌈W_in/s⌉.
     Returns (fwd [H_out, W_out, C_out, M] or None, bwd [H_in, W_in, C_in, M] or None, h, c); `want_fwd` /
     `want_bwd` = False skip messages that the caller would discard (e.g. layer 1's backward message).
+    `recurrent` computes h·W_h and `tanh` every tanh (VSML passes its `recurrent_matmul` and `rational_tanh`).
     """
     k, H = h.shape[0], h.shape[-1]
     M = p.fwd_W.shape[-1]
@@ -91,12 +93,12 @@ def conv_layer(
         One expression per block lets XLA fuse each gate into its consumer instead of materialising all 4H
         pre-activations per application (≈1.3× faster at 28×28×1 → 14×14×8 on XLA:CPU)."""
         block = slice(n * H, (n + 1) * H)
-        return jnp.tanh(gate_u[..., block] + gate_v[..., block] + gate_h[None, ..., block])
+        return tanh(gate_u[..., block] + gate_v[..., block] + gate_h[None, ..., block])
 
     for _ in range(num_micro_ticks):  # the same (U, V) every tick; only the last tick's h' feed the messages
         gate_h = recurrent(h, W_h)  # recurrent part: once per shared state entry, not per position
         c_pos = (0.5 + 0.5 * gate(2, gate_h)) * c[None] + (0.5 + 0.5 * gate(0, gate_h)) * gate(1, gate_h)
-        h_pos = (0.5 + 0.5 * gate(3, gate_h)) * jnp.tanh(c_pos)  # per-position new states
+        h_pos = (0.5 + 0.5 * gate(3, gate_h)) * tanh(c_pos)  # per-position new states
         c, h = jnp.mean(c_pos, axis=0), jnp.mean(h_pos, axis=0)  # §1.5: a mean of nonlinear updates
     h, c = jnp.reshape(h, state_shape), jnp.reshape(c, state_shape)
     h_pos = jnp.reshape(h_pos, (P, Q, *state_shape))  # [P, Q, k, k, C_in, C_out, H]
