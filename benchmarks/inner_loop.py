@@ -9,8 +9,9 @@ micro tick) of
   - `fast_exact_tanh`: `fast_map` with `rational_tanh=False` (how much the rational tanh gives);
 and the ratios to the reference. Networks: dense 784→10 forward-only (the paper's Fig. 6 layer), 784→32→10 with
 the backward pass, and the conv config (3×3 stride-2 conv VSML layer, 8 channels, then dense, backward pass,
-LayerNorm). Every variant is checked against the reference before it is timed. Absolute figures depend on the
-machine and its load; the ratios are the numbers to compare.
+LayerNorm). Every variant is checked against the reference before it is timed; the variants' calls are
+interleaved (best of R rounds each), so a slow period of the machine hits all of them. Absolute figures depend on
+the machine and its load; the ratios are the numbers to compare.
 
     python benchmarks/inner_loop.py [--networks dense,deep,conv] [--episodes 8] [--steps 10] [--repeats 5]
         [--episode-batch 1] [--image-side 28]
@@ -21,10 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
+from functools import partial
 
 import jax
 import jax.numpy as jnp
-from timing import best_time, machine_fields
+from timing import best_times, machine_fields
 
 from vsml.learners.base import TaskSpec, map_in_batches, run_episode_from_state
 from vsml.learners.reference import vsml_reference_episode
@@ -81,7 +83,7 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
             raise SystemExit(f"{name}/{variant} disagrees with the reference by {differences[variant]}")
 
     work = N * T * model.sub_rnn_applications_per_step(spec)
-    seconds = {v: best_time(lambda fn=fn: fn(states, xs, ys), args.repeats) for v, fn in variants.items()}
+    seconds = best_times({v: partial(fn, states, xs, ys) for v, fn in variants.items()}, args.repeats)
     record = {
         "network": label,
         "episodes": N,

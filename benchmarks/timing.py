@@ -23,6 +23,21 @@ def best_time(fn: Callable[[], Any], repeats: int, warm_up: bool = True) -> floa
     return min(times)
 
 
+def best_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """`best_time` of several functions with their calls interleaved (round-robin, after one warm-up call
+    each), so a slow period of a shared machine hits every function about equally instead of all of one's
+    calls (seen on 2-core VMs: one variant's every call 3× slower for a few seconds)."""
+    for fn in fns.values():
+        jax.block_until_ready(fn())
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
 def machine_fields() -> dict[str, str]:
     """Where the figures were measured: the JAX device, JAX's version and the CPU architecture."""
     return {"device": str(jax.devices()[0]), "jax": jax.__version__, "machine": platform.machine()}
