@@ -7,6 +7,7 @@ nonlinearities (σ and tanh). Measured in this process:
 
   fma_peak     multiply-adds/s of a large float32 matmul (2048³, XLA's own): the practical arithmetic peak
   dot_rate     multiply-adds/s of the step's own product, [A·B, 16] × [16, 64] on the network's largest layer
+               (each with one elementwise add to feed the next: a lower bound of the product's own rate)
   tanh_rate    fast_tanh values/s over a large array (the polynomial's elementwise throughput);
                exact_tanh_rate the same for jnp.tanh (the reference's nonlinearity)
   fast, reference   synapse-micro-ticks/s of the network (benchmarks/inner_loop.py's `fast_map` and reference)
