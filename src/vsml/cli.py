@@ -18,14 +18,21 @@ def _use_cpu_cores(count: int) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
-def _environment_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    if value is None or not value.strip():
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise SystemExit(f"vsml: error: ${name} must be an integer, got {value!r}") from None
+def _integer_or_environment(name: str):
+    """An argparse `type` for a flag whose default is $name: argparse parses a string default only for the
+    subcommand that uses it, so a malformed variable cannot break the other subcommands; empty means unset."""
+
+    def parse(value: str) -> int | None:
+        if not value.strip():
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer (the flag or ${name}), got {value!r}"
+            ) from None
+
+    return parse
 
 
 def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -78,15 +85,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     processes.add_argument(
         "--num-processes",
-        type=int,
-        default=_environment_int("VSML_NUM_PROCESSES"),
+        type=_integer_or_environment("VSML_NUM_PROCESSES"),
+        default=os.environ.get("VSML_NUM_PROCESSES"),
         metavar="N",
         help="number of processes (default: $VSML_NUM_PROCESSES)",
     )
     processes.add_argument(
         "--process-id",
-        type=int,
-        default=_environment_int("VSML_PROCESS_ID"),
+        type=_integer_or_environment("VSML_PROCESS_ID"),
+        default=os.environ.get("VSML_PROCESS_ID"),
         metavar="I",
         help="this process, 0 … N-1 (default: $VSML_PROCESS_ID)",
     )

@@ -214,3 +214,16 @@ def test_bad_process_flags_are_clear_errors(arguments, environment, message, tmp
     argv = ["--cpu-devices", "1", "meta-train", "unused.yaml", "--out", str(tmp_path), *arguments]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_malformed_process_variable_breaks_only_meta_train(monkeypatch, tmp_path, capsys):
+    """$VSML_NUM_PROCESSES is parsed only by the subcommand that uses it, with an error that names it."""
+    from vsml.cli import main
+
+    monkeypatch.setenv("VSML_NUM_PROCESSES", "two")
+    with pytest.raises(SystemExit) as raised:
+        main(["--cpu-devices", "1", "meta-train", "unused.yaml", "--out", str(tmp_path)])
+    assert raised.value.code == 2
+    error = capsys.readouterr().err
+    assert "$VSML_NUM_PROCESSES" in error and "'two'" in error
+    assert main(["list-pretrained"]) == 0
