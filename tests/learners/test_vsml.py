@@ -13,7 +13,7 @@ from vsml.learners.base import TaskSpec, resolve_at_once, run_episode, run_episo
 from vsml.learners.modules import layer_norm
 from vsml.learners.reference import vsml_reference_episode
 from vsml.learners.sgd import OnlineSGD
-from vsml.learners.vsml import VSML, count_parameters, mean_layer_norm_message
+from vsml.learners.vsml import AUTO_BLOCK_SYNAPSES, VSML, count_parameters, mean_layer_norm_message
 
 CONFIGS = {
     "dense_7_3": (VSML(), (7,), 3),
@@ -46,6 +46,13 @@ CONFIGS = {
         ),
         (5, 5, 1),
         3,
+    ),
+    # micro ticks in blocks of rows: layer 1 (20 × 8) in 3-row blocks and a 2-row remainder, layer 2 (8 × 5) in
+    # two 4-row blocks
+    "deep_backward_ln_row_blocks": (
+        VSML(hidden_sizes=(8,), backward_pass=True, layer_norm=True, dense_block_synapses=24),
+        (20,),
+        5,
     ),
     "deep_backward_inner_batch_2": (VSML(hidden_sizes=(5,), backward_pass=True, inner_batch=2), (9,), 3),
 }
@@ -190,11 +197,23 @@ def test_bad_settings_are_clear_errors():
         VSML(num_micro_ticks=0)
     with pytest.raises(ValueError, match="init_rand_proportion"):
         VSML(init_rand_proportion=1.5)
+    for bad in (0, "big", True):
+        with pytest.raises(ValueError, match="dense_block_synapses"):
+            VSML(dense_block_synapses=bad)
 
 
-def test_gradient_flows_through_the_unroll(key):
+def test_auto_blocks_only_large_dense_layers_on_a_cpu():
+    """ "auto": whole layers up to AUTO_BLOCKED_LAYER synapses, then blocks of ~AUTO_BLOCK_SYNAPSES (rows of B)."""
+    auto, whole, forced = VSML(), VSML(dense_block_synapses=None), VSML(dense_block_synapses=100)
+    assert auto._block_rows(784, 32) is None and auto._block_rows(784, 128) == AUTO_BLOCK_SYNAPSES // 128
+    assert whole._block_rows(784, 128) is None
+    assert forced._block_rows(20, 10) == 10 and forced._block_rows(10, 10) is None
+
+
+@pytest.mark.parametrize("block", [None, 5])  # 5: both layers' micro ticks in blocks of rows (and a remainder)
+def test_gradient_flows_through_the_unroll(block, key):
     """Meta-gradients exist and match the reference's (the feedback is not stop-gradiented, spec §3.2)."""
-    model = VSML(hidden_sizes=(4,), feed_label=True)
+    model = VSML(hidden_sizes=(4,), feed_label=True, dense_block_synapses=block)
     meta = random_meta(model, key)
     xs, ys = random_episode(jax.random.PRNGKey(5), (6,), 3, length=5)
     state = model.init_state(meta, key, TaskSpec((6,), 3))
