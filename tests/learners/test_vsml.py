@@ -210,7 +210,9 @@ def test_auto_blocks_only_large_dense_layers_on_a_cpu():
     assert forced._block_rows(20, 10) == 10 and forced._block_rows(10, 10) is None
 
 
-@pytest.mark.parametrize("block", [None, 5])  # 5: both layers' micro ticks in blocks of rows (and a remainder)
+@pytest.mark.parametrize(
+    "block", [None, 5]
+)  # 5: both layers' micro ticks in blocks of rows (and a remainder)
 def test_gradient_flows_through_the_unroll(block, key):
     """Meta-gradients exist and match the reference's (the feedback is not stop-gradiented, spec §3.2)."""
     model = VSML(hidden_sizes=(4,), feed_label=True, dense_block_synapses=block)

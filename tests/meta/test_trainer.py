@@ -93,8 +93,9 @@ def test_resume_with_a_different_experiment_is_refused(uninterrupted):
     run_dir, _ = uninterrupted
     with pytest.raises(ValueError, match="es.num_pairs"):
         MetaTrainer(tiny_config(es__num_pairs=4), run_dir, resume=True)
-    # Only the iteration budget may change.
+    # Only the iteration budget and the speed-only settings may change.
     MetaTrainer(tiny_config(train__iterations=6), run_dir, resume=True)
+    MetaTrainer(tiny_config(es__members_at_once=None), run_dir, resume=True)
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):

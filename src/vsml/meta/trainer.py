@@ -446,20 +446,25 @@ def _short_eval(record: dict[str, Any]) -> dict[str, str]:
     }
 
 
+# Config keys that change how fast a run goes, not what it computes (tested equal).
+SPEED_ONLY_KEYS = ("es.members_at_once", "learner.dense_block_synapses")
+
+
 def differences_from_saved_config(
     run_dir: str | Path, config: ExperimentConfig, ignore: tuple[str, ...] = ("train.iterations",)
 ) -> list[str]:
     """Dotted keys where `config` differs from the config.yaml saved in `run_dir` (none if there is none),
-    leaving out the `ignore` keys (`section.key`)."""
+    leaving out the `ignore` keys (`section.key`) and the settings that change only the speed
+    (`SPEED_ONLY_KEYS`: a run may resume with another choice, or with a default changed since)."""
     saved_path = Path(run_dir) / CONFIG_FILE
     if not saved_path.exists():
         return []
     saved = config_to_dict(experiment_from_dict(read_yaml_mapping(saved_path)))
     current = config_to_dict(config)
     for data in (saved, current):
-        for dotted in ignore:
+        for dotted in (*ignore, *SPEED_ONLY_KEYS):
             section, key = dotted.split(".")
-            data[section].pop(key)
+            data[section].pop(key, None)
     return differing_keys(saved, current)
 
 
