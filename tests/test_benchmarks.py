@@ -46,7 +46,8 @@ CASES = {
         ["max_abs_logit_difference"],
     ),
     "roofline.py": (  # rates, then one record per dense network
-        "--networks dense --episodes 2 --steps 2 --image-side 6 --repeats 1 --peak-size 64".split(),
+        ["--networks", "dense", "--episodes", "2", "--steps", "2", "--image-side", "6"]
+        + ["--repeats", "1", "--peak-size", "64"],
         ["fma_peak", "tanh_rate", "exact_tanh_rate", "dot_rate", "fast_floor_ns", "fast_efficiency"],
         ["speedup_bound_both_at_peak"],
     ),
