@@ -9,7 +9,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vsml.learners.base import TaskSpec, resolve_at_once, run_episode, run_episode_from_state, run_episodes
+from vsml.learners.base import (
+    CPU_APPLICATIONS_AT_ONCE_BACKPROP,
+    TaskSpec,
+    resolve_at_once,
+    run_episode,
+    run_episode_from_state,
+    run_episodes,
+)
 from vsml.learners.modules import layer_norm
 from vsml.learners.reference import vsml_reference_episode
 from vsml.learners.sgd import OnlineSGD
@@ -337,5 +344,8 @@ def test_auto_episodes_at_once_follows_the_network_size():
     assert resolve_at_once(VSML(), "auto", *episodes(32, (64,))) is None  # 51 per batch > 32 episodes
     assert resolve_at_once(VSML(inner_batch=4), "auto", *episodes(8, (4, 784))) == 1
     assert resolve_at_once(OnlineSGD(), "auto", *episodes(32, (784,))) is None
+    backprop = CPU_APPLICATIONS_AT_ONCE_BACKPROP  # the smaller budget of differentiated episodes
+    assert resolve_at_once(VSML(), "auto", *episodes(32, (784,)), backprop) == 1
+    assert resolve_at_once(VSML(), "auto", *episodes(32, (64,)), backprop) == backprop // 640
     for explicit in (None, 1, 5):
         assert resolve_at_once(VSML(), explicit, *episodes(32, (784,))) == explicit

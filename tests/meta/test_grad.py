@@ -122,3 +122,20 @@ def test_unknown_meta_optimizer_is_a_clear_error():
     data["meta_optimizer"] = "lbfgs"
     with pytest.raises(ValueError, match="meta_optimizer"):
         experiment_from_dict(data)
+
+
+def test_episodes_run_a_few_at_a_time_give_the_same_meta_gradient(key):
+    """grad.episodes_at_once only changes how a device batches the meta-batch (lax.map), not the gradient."""
+    model = VSML(hidden_sizes=(4,), feed_label=True)
+    meta = model.init_meta(key)
+    xs, ys, keys = small_batch(jax.random.PRNGKey(1))
+
+    def gradient(at_once):
+        return jax.grad(lambda m: meta_batch_loss(model, "mean", True, m, xs, ys, keys, at_once))(meta)
+
+    together = gradient(None)
+    for at_once in (1, 2, "auto"):
+        for a, b in zip(jax.tree.leaves(gradient(at_once)), jax.tree.leaves(together), strict=True):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="episodes_at_once"):
+        GradConfig(episodes_at_once=0)

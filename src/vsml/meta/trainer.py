@@ -350,6 +350,7 @@ class MetaTrainer:
             self.meta, self.opt_state, loss, grad_norm, nonfinite = grad_iteration(
                 self.learner, self.objective, self.slice_counts, samplers, cfg.grad.remat,
                 self.optimizer, self.meta, self.opt_state, self.train_sources, key, self.transform_keys,
+                cfg.grad.episodes_at_once,
             )  # fmt: skip
             grad_norm = float(grad_norm)
         result = IterationResult(float(loss), int(nonfinite), time.perf_counter() - start, grad_norm, best)
@@ -447,7 +448,7 @@ def _short_eval(record: dict[str, Any]) -> dict[str, str]:
 
 
 # Config keys that change how fast a run goes, not what it computes (tested equal).
-SPEED_ONLY_KEYS = ("es.members_at_once", "learner.dense_block_synapses")
+SPEED_ONLY_KEYS = ("es.members_at_once", "grad.episodes_at_once", "learner.dense_block_synapses")
 
 
 def differences_from_saved_config(
