@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vsml.learners.base import Array, TaskSpec
+from vsml.learners.base import Array, TaskSpec, check_count_or_auto
 from vsml.learners.modules import LAYER_NORM_EPS, fast_tanh, haiku_truncated_normal
 
 FORGET_OFFSET = 5.0  # spec §1.3: hard-coded, not a parameter
@@ -149,13 +149,7 @@ class VSML:
             raise ValueError(
                 f"VSML.recurrent_matmul must be one of {RECURRENT_MATMULS}, got {self.recurrent_matmul!r}"
             )
-        block = self.dense_block_synapses
-        if block not in (None, "auto") and (
-            isinstance(block, bool) or not isinstance(block, int) or block < 1
-        ):
-            raise ValueError(
-                f"VSML.dense_block_synapses must be a positive int, null or 'auto', got {block!r}"
-            )
+        check_count_or_auto(self.dense_block_synapses, "VSML.dense_block_synapses")
         if self.tanh_bound <= 0:
             raise ValueError(f"VSML.tanh_bound must be positive, got {self.tanh_bound}")
         if any(int(s) < 1 for s in self.hidden_sizes):

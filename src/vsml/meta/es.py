@@ -31,6 +31,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from vsml.learners.base import check_count_or_auto
+
 Array = jax.Array
 PyTree = Any
 LossFn = Callable[[PyTree, Array], Array]  # (meta, pair_key) -> scalar meta-loss
@@ -62,13 +64,7 @@ class OpenESConfig:
             raise ValueError(
                 f"OpenESConfig.relative_floor must be a positive finite number or null, got {self.relative_floor!r}"
             )
-        at_once = self.members_at_once
-        if at_once not in (None, "auto") and (
-            isinstance(at_once, bool) or not isinstance(at_once, int) or at_once < 1
-        ):
-            raise ValueError(
-                f"OpenESConfig.members_at_once must be a positive int, null or 'auto', got {at_once!r}"
-            )
+        check_count_or_auto(self.members_at_once, "OpenESConfig.members_at_once")
         if isinstance(self.num_pairs, bool) or not isinstance(self.num_pairs, int) or self.num_pairs <= 0:
             raise ValueError(f"OpenESConfig.num_pairs must be a positive int, got {self.num_pairs!r}")
         for name in ("sigma", "learning_rate", "adam_eps"):

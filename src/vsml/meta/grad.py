@@ -20,6 +20,7 @@ from vsml.learners.base import (
     CPU_APPLICATIONS_AT_ONCE_BACKPROP,
     Learner,
     PyTree,
+    check_count_or_auto,
     map_in_batches,
     resolve_at_once,
 )
@@ -46,13 +47,7 @@ class GradConfig:
     episodes_at_once: int | str | None = "auto"
 
     def __post_init__(self) -> None:
-        at_once = self.episodes_at_once
-        if at_once not in (None, "auto") and (
-            isinstance(at_once, bool) or not isinstance(at_once, int) or at_once < 1
-        ):
-            raise ValueError(
-                f"config key grad.episodes_at_once must be a positive int, null or 'auto', got {at_once!r}"
-            )
+        check_count_or_auto(self.episodes_at_once, "config key grad.episodes_at_once")
         if not isinstance(self.remat, (bool, int)) or (not isinstance(self.remat, bool) and self.remat < 0):
             raise ValueError(
                 "config key grad.remat must be true, false or a block length k >= 2 (0 and 1 mean false and true), "
