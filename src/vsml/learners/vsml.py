@@ -53,6 +53,7 @@ from vsml.learners.modules import LAYER_NORM_EPS, fast_tanh, haiku_truncated_nor
 FORGET_OFFSET = 5.0  # spec §1.3: hard-coded, not a parameter
 INPUT_OFFSET = -5.0
 RECURRENT_MATMULS = ("float32", "tf32", "bfloat16")
+DENSE_KERNELS = ("xla", "pallas")
 # dense_block_synapses="auto" (CPU): measured with the backward pass on 784 → n → 10, one episode, 2 cores
 # (M sub-RNN applications/s, whole layer vs blocks of ~12.5k synapses): n = 64 (50k synapses) 26.5 vs 27.5;
 # n = 128 (100k) 19.4–19.6 vs 24.8–25.4; n = 256 (200k) 18.2 vs 23.9. Below ~50k the whole layer is as fast.
@@ -133,6 +134,9 @@ class VSML:
     # synapses), so each block's gate pre-activations stay in cache; null: the whole layer at once. "auto": on
     # a CPU, layers of more than AUTO_BLOCKED_LAYER synapses in blocks of AUTO_BLOCK_SYNAPSES; never on GPUs.
     dense_block_synapses: int | str | None = "auto"
+    # Speed only: "xla", or "pallas": a dense layer's micro ticks as one fused kernel (`vsml_pallas`; GPU, run
+    # by Pallas' interpreter elsewhere, which is slow: for tests only). float32 states; blocks do not apply.
+    dense_kernel: str = "xla"
 
     def __post_init__(self) -> None:
         if self.inner_batch < 1:
@@ -150,6 +154,8 @@ class VSML:
                 f"VSML.recurrent_matmul must be one of {RECURRENT_MATMULS}, got {self.recurrent_matmul!r}"
             )
         check_count_or_auto(self.dense_block_synapses, "VSML.dense_block_synapses")
+        if self.dense_kernel not in DENSE_KERNELS:
+            raise ValueError(f"VSML.dense_kernel must be one of {DENSE_KERNELS}, got {self.dense_kernel!r}")
         if self.tanh_bound <= 0:
             raise ValueError(f"VSML.tanh_bound must be positive, got {self.tanh_bound}")
         if any(int(s) < 1 for s in self.hidden_sizes):
@@ -440,7 +446,7 @@ class VSML:
         u: [A] (channel 0 only) or [A, M]; v: [B, 2] (channels 0, 1) or [B, M]; h, c: [A, B, H].
         Returns (fwd [B, M] or [B] if `fwd_channels` is an index, bwd [A, M], h, c).
         """
-        M, H = self.msg_size, self.state_size
+        M = self.msg_size
         W, b = _gate_weights_for_tanh(p.lstm_W, p.lstm_b)
         W_u, W_v, W_h = W[:M], W[M : 2 * M], W[2 * M :]
         gate_u = (
@@ -451,19 +457,26 @@ class VSML:
 
         def micro_ticks(gate_u: Array, h: Array, c: Array) -> tuple[Array, Array]:
             """Every micro tick of rows `gate_u` [r, 4H], h, c [r, B, H]: synapses do not interact here."""
-            gate_in = gate_u[:, None, :] + gate_v[None, :, :]  # [r, B, 4H], shared by all micro ticks
-            for _ in range(self.num_micro_ticks):
-                t = tanh(self._recurrent(h, W_h) + gate_in)
-                i_gate = 0.5 + 0.5 * t[..., 0:H]
-                g_cand = t[..., H : 2 * H]
-                f_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H]
-                o_gate = 0.5 + 0.5 * t[..., 3 * H :]
-                c = f_gate * c + i_gate * g_cand
-                h = o_gate * tanh(c)
-            return h, c
+            return dense_micro_ticks(
+                gate_u,
+                gate_v,
+                W_h,
+                h,
+                c,
+                num_micro_ticks=self.num_micro_ticks,
+                tanh=tanh,
+                recurrent=self._recurrent,
+            )
 
-        rows = self._block_rows(*h.shape[:2])
-        h, c = micro_ticks(gate_u, h, c) if rows is None else _in_row_blocks(micro_ticks, rows, gate_u, h, c)
+        if self.dense_kernel == "pallas":
+            from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks
+
+            settings = KernelSettings(self.num_micro_ticks, self.rational_tanh, self.recurrent_matmul)
+            h, c = fused_dense_micro_ticks(gate_u, gate_v, W_h, h, c, settings)
+        elif (rows := self._block_rows(*h.shape[:2])) is not None:
+            h, c = _in_row_blocks(micro_ticks, rows, gate_u, h, c)
+        else:
+            h, c = micro_ticks(gate_u, h, c)
 
         fwd = bwd = None
         if want_fwd:
@@ -503,6 +516,33 @@ class VSML:
         if not self.layer_norm:
             return exact_matmul(jnp.mean(h, axis=axis), W) + b[None, :]
         return mean_layer_norm_message(h, W, b, scale, offset, axis)
+
+
+def dense_micro_ticks(
+    gate_u: Array,
+    gate_v: Array,
+    W_h: Array,
+    h: Array,
+    c: Array,
+    *,
+    num_micro_ticks: int,
+    tanh: Callable[[Array], Array],
+    recurrent: Callable[[Array, Array], Array],
+) -> tuple[Array, Array]:
+    """Every micro tick of a dense layer in XLA ops: gate_u [A, 4H], gate_v [B, 4H] (bias in), W_h [H, 4H],
+    all with σ folded into tanh (`_gate_weights_for_tanh`); h, c [A, B, H]. The gate input is shared by all
+    micro ticks; gates (i, g, f, o) are one tanh over the 4H channels."""
+    H = h.shape[-1]
+    gate_in = gate_u[:, None, :] + gate_v[None, :, :]  # [A, B, 4H]
+    for _ in range(num_micro_ticks):
+        t = tanh(recurrent(h, W_h) + gate_in)
+        i_gate = 0.5 + 0.5 * t[..., 0:H]
+        g_cand = t[..., H : 2 * H]
+        f_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H]
+        o_gate = 0.5 + 0.5 * t[..., 3 * H :]
+        c = f_gate * c + i_gate * g_cand
+        h = o_gate * tanh(c)
+    return h, c
 
 
 def mean_layer_norm_message(

@@ -448,7 +448,12 @@ def _short_eval(record: dict[str, Any]) -> dict[str, str]:
 
 
 # Config keys that change how fast a run goes, not what it computes (tested equal).
-SPEED_ONLY_KEYS = ("es.members_at_once", "grad.episodes_at_once", "learner.dense_block_synapses")
+SPEED_ONLY_KEYS = (
+    "es.members_at_once",
+    "grad.episodes_at_once",
+    "learner.dense_block_synapses",
+    "learner.dense_kernel",
+)
 
 
 def differences_from_saved_config(

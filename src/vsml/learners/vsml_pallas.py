@@ -1,0 +1,158 @@
+"""A dense VSML layer's micro ticks as one fused Pallas kernel (GPU, Triton backend).
+
+Why (spec vsml.md §7): on a GPU the XLA form of a micro tick writes the gate pre-activations h·W_h [A, B, 64]
+to memory and reads them back in the LSTM update, and the state (h, c) round-trips memory once per micro tick:
+≈ 768 bytes per synapse and micro tick in float32. The kernel keeps the pre-activations in registers and runs
+every micro tick on (h, c) loaded once: 256 bytes per synapse and *step* (h, c read and written once), the
+"fused micro ticks" line of §7's table, whose memory floor is ≈ 0.6 s per ES iteration of 1,024 pairs on an
+H100. That the kernel beats XLA there is the hypothesis `benchmarks/pallas_kernel.py` measures on a GPU; until
+a GPU run has confirmed it, the kernel is opt-in (`VSML.dense_kernel = "pallas"`).
+
+Work split: program (i, b) of the grid takes rows a ∈ [i·r, i·r + r) of synapse column b, tiles of
+(r, H) = (64, 16) floats, powers of two as Triton needs; rows past A are masked. The four gates are four
+(r, 16) × (16, 16) products, so no tensor is ever sliced in registers. The inputs are rearranged gate-major
+outside the kernel (per unit or per parameter, a few kB): gate_u [4, A, H], gate_v [4, B, H], W_h [4, H, H].
+
+Everywhere else (CPU tests) the same kernel runs through Pallas' interpreter, and `tests/learners/
+test_vsml_pallas.py` checks it against the XLA form, also under vmap, and lowers it for CUDA to Triton IR
+(which JAX can do without a GPU), so the Triton lowering's constraints are checked on every CI run. The
+backward pass has no kernel: it is the VJP of the XLA form (`dense_micro_ticks`), recomputed from the inputs.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pl_triton
+
+from vsml.learners.base import Array
+from vsml.learners.modules import fast_tanh
+
+BLOCK_ROWS = 64  # rows a per program; a power of two ≥ 16 (Triton's smallest product tile)
+NUM_WARPS = 4
+
+
+class KernelSettings(NamedTuple):
+    """The static choices a kernel is compiled for (hashable: a custom_vjp non-differentiable argument)."""
+
+    num_micro_ticks: int
+    rational_tanh: bool
+    recurrent_matmul: str  # "float32" | "tf32" | "bfloat16", as VSML.recurrent_matmul
+    block_rows: int = BLOCK_ROWS
+    interpret: bool | None = None  # None: interpret unless the default backend is a GPU
+
+
+def fused_dense_micro_ticks(
+    gate_u: Array, gate_v: Array, W_h: Array, h: Array, c: Array, settings: KernelSettings
+) -> tuple[Array, Array]:
+    """Every micro tick of a dense layer, one fused kernel: the same function as `vsml.dense_micro_ticks`.
+
+    gate_u [A, 4H] (input part of the gates per input unit), gate_v [B, 4H] (per output unit, bias included),
+    W_h [H, 4H] (all three with σ folded into tanh, `vsml._gate_weights_for_tanh`), h, c [A, B, H] float32.
+    """
+    if h.dtype != jnp.float32:
+        raise ValueError(
+            f"the Pallas dense kernel runs float32 states only, got {h.dtype}; use dense_kernel='xla'"
+        )
+    block = settings.block_rows
+    if block < 16 or block & (block - 1):
+        raise ValueError(f"KernelSettings.block_rows must be a power of two >= 16, got {block}")
+    return _fused(settings, gate_u, gate_v, W_h, h, c)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # noqa: ANN001, ANN202
+    return _pallas_micro_ticks(settings, gate_u, gate_v, W_h, h, c)
+
+
+def _fused_forward(settings: KernelSettings, *inputs: Array) -> tuple[tuple[Array, Array], tuple[Array, ...]]:
+    return _pallas_micro_ticks(settings, *inputs), inputs
+
+
+def _fused_backward(
+    settings: KernelSettings, inputs: tuple[Array, ...], cotangents: tuple[Array, Array]
+) -> tuple[Array, ...]:
+    """The VJP of the XLA form, recomputed from the inputs (the same function, so the same gradient)."""
+    _, vjp = jax.vjp(functools.partial(_xla_micro_ticks, settings), *inputs)
+    return vjp(cotangents)
+
+
+_fused.defvjp(_fused_forward, _fused_backward)
+
+
+def _xla_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # noqa: ANN001, ANN202
+    from vsml.learners.vsml import dense_micro_ticks  # vsml imports this module lazily, as vsml_conv
+
+    return dense_micro_ticks(
+        gate_u,
+        gate_v,
+        W_h,
+        h,
+        c,
+        num_micro_ticks=settings.num_micro_ticks,
+        tanh=fast_tanh if settings.rational_tanh else jnp.tanh,
+        recurrent=functools.partial(recurrent_product, settings.recurrent_matmul),
+    )
+
+
+def recurrent_product(recurrent_matmul: str, h: Array, W_h: Array) -> Array:
+    """h·W_h at the precision `recurrent_matmul` names, float32 results (as `VSML._recurrent`; inside the
+    kernel Triton maps HIGHEST to its IEEE float32 product and DEFAULT to TF32)."""
+    if recurrent_matmul == "bfloat16":
+        return jnp.dot(h.astype(jnp.bfloat16), W_h.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
+    precision = jax.lax.Precision.DEFAULT if recurrent_matmul == "tf32" else jax.lax.Precision.HIGHEST
+    return jnp.dot(h, W_h, precision=precision, preferred_element_type=jnp.float32)
+
+
+def _pallas_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # noqa: ANN001, ANN202
+    A, B, H = h.shape
+    rows = settings.block_rows
+    by_gate = lambda x: jnp.moveaxis(jnp.reshape(x, (*x.shape[:-1], 4, H)), -2, 0)  # [..., 4H] -> [4, ..., H]
+    interpret = settings.interpret
+    if interpret is None:
+        interpret = jax.default_backend() != "gpu"
+    # Padded to whole blocks (a few kB), so its tiles load unmasked; the state's last tile is masked instead.
+    gate_u_padded = jnp.pad(gate_u, ((0, -A % rows), (0, 0)))
+    state_spec = pl.BlockSpec((rows, pl.squeezed, H), lambda i, b: (i, b, 0))
+    kernel = functools.partial(_kernel, settings=settings, num_rows=A)
+    return pl.pallas_call(
+        kernel,
+        out_shape=(jax.ShapeDtypeStruct(h.shape, h.dtype), jax.ShapeDtypeStruct(c.shape, c.dtype)),
+        grid=(pl.cdiv(A, rows), B),
+        in_specs=[
+            pl.BlockSpec((4, rows, H), lambda i, b: (0, i, 0)),  # gate_u [4, A, H]
+            pl.BlockSpec((4, pl.squeezed, H), lambda i, b: (0, b, 0)),  # gate_v [4, B, H]
+            pl.BlockSpec((4, H, H), lambda i, b: (0, 0, 0)),  # W_h [4, H, H]
+            state_spec,
+            state_spec,
+        ],
+        out_specs=(state_spec, state_spec),
+        input_output_aliases={3: 0, 4: 1},  # h, c updated in place
+        compiler_params=pl_triton.CompilerParams(num_warps=NUM_WARPS, num_stages=1),
+        interpret=interpret,
+        name="vsml_dense_micro_ticks",
+    )(by_gate(gate_u_padded), by_gate(gate_v), by_gate(W_h), h, c)
+
+
+def _kernel(gate_u_ref, gate_v_ref, W_ref, h_ref, c_ref, h_out_ref, c_out_ref, *, settings, num_rows):  # noqa: ANN001
+    """One (rows, H) tile of synapse column b through every micro tick (see the module docstring)."""
+    rows, H = h_ref.shape
+    row = pl.program_id(0) * rows + jax.lax.broadcasted_iota(jnp.int32, (rows, H), 0)
+    inside = row < num_rows  # the last row block may run past A
+    load = lambda ref: pl_triton.load(ref, mask=inside, other=0.0)
+    tanh: Callable[[Array], Array] = fast_tanh if settings.rational_tanh else jnp.tanh
+
+    gate_in = [gate_u_ref[g] + gate_v_ref[g][None, :] for g in range(4)]  # [rows, H] each, (i, g, f, o)
+    W = [W_ref[g] for g in range(4)]  # [H, H] each
+    h, c = load(h_ref), load(c_ref)
+    for _ in range(settings.num_micro_ticks):
+        z = [recurrent_product(settings.recurrent_matmul, h, W[g]) + gate_in[g] for g in range(4)]
+        c = (0.5 + 0.5 * tanh(z[2])) * c + (0.5 + 0.5 * tanh(z[0])) * tanh(z[1])
+        h = (0.5 + 0.5 * tanh(z[3])) * tanh(c)
+    pl_triton.store(h_out_ref, h, mask=inside)
+    pl_triton.store(c_out_ref, c, mask=inside)

@@ -1,0 +1,112 @@
+"""The fused Pallas kernel of a dense layer's micro ticks against the XLA form (vsml.dense_micro_ticks).
+
+On CPU the kernel runs in Pallas' interpreter, which executes the same kernel body (loads, masks, products)
+block by block; the Triton lowering is checked separately by lowering for CUDA, which JAX does without a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from vsml.learners.base import TaskSpec, run_episode_from_state
+from vsml.learners.modules import fast_tanh
+from vsml.learners.vsml import VSML, dense_micro_ticks
+from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks, recurrent_product
+
+H = 16
+
+
+def random_layer(key, A: int, B: int, episodes: int | None = None):
+    """(gate_u, gate_v, W_h, h, c) of a random A × B layer, with a leading episode axis if asked."""
+    lead = () if episodes is None else (episodes,)
+    k = jax.random.split(key, 5)
+    return (
+        jax.random.normal(k[0], (*lead, A, 4 * H)),
+        jax.random.normal(k[1], (*lead, B, 4 * H)),
+        0.3 * jax.random.normal(k[2], (*lead, H, 4 * H)),
+        0.5 * jax.random.normal(k[3], (*lead, A, B, H)),
+        jax.random.normal(k[4], (*lead, A, B, H)),
+    )
+
+
+def xla_form(settings: KernelSettings):
+    return functools.partial(
+        dense_micro_ticks,
+        num_micro_ticks=settings.num_micro_ticks,
+        tanh=fast_tanh if settings.rational_tanh else jnp.tanh,
+        recurrent=functools.partial(recurrent_product, settings.recurrent_matmul),
+    )
+
+
+@pytest.mark.parametrize(
+    "settings, A, B",
+    [
+        (KernelSettings(2, True, "float32", block_rows=16), 37, 3),  # last block: 5 of 16 rows (masked)
+        (KernelSettings(3, False, "float32", block_rows=32), 64, 2),  # whole blocks, exact tanh
+        (KernelSettings(1, True, "bfloat16", block_rows=16), 20, 4),  # bf16 products in both forms
+    ],
+)
+def test_kernel_matches_the_xla_form_over_episodes(settings, A, B, key):
+    layer = random_layer(key, A, B, episodes=2)
+    kernel = jax.jit(jax.vmap(lambda *a: fused_dense_micro_ticks(*a, settings)))(*layer)
+    xla = jax.vmap(xla_form(settings))(*layer)
+    for got, want, old in zip(kernel, xla, layer[3:], strict=True):
+        assert got.shape == want.shape
+        assert float(jnp.max(jnp.abs(got - want))) <= 2e-6
+        assert float(jnp.max(jnp.abs(want - old))) > 1e-2  # the ticks moved the state
+
+
+def test_kernel_gradient_is_the_xla_forms(key):
+    settings = KernelSettings(2, True, "float32", block_rows=16)
+    layer = random_layer(key, 21, 3)
+    weights = jax.random.normal(jax.random.fold_in(key, 1), (2, 21, 3, H))
+
+    def loss(form):
+        return lambda *a: jnp.sum(weights * jnp.stack(form(*a)))
+
+    got = jax.jit(jax.grad(loss(lambda *a: fused_dense_micro_ticks(*a, settings)), argnums=range(5)))(*layer)
+    want = jax.grad(loss(xla_form(settings)), argnums=range(5))(*layer)
+    for g, w in zip(got, want, strict=True):
+        assert float(jnp.max(jnp.abs(g - w))) <= 1e-5 * max(1.0, float(jnp.max(jnp.abs(w))))
+
+
+@pytest.mark.parametrize("matmul", ["float32", "tf32", "bfloat16"])
+def test_kernel_lowers_to_triton_for_cuda(matmul, key):
+    """The Pallas → Triton lowering (shapes powers of two, supported ops, masks) runs here without a GPU; only
+    Triton's own compilation to PTX is left for the GPU."""
+    settings = KernelSettings(2, True, matmul, interpret=False)
+    layer = random_layer(key, 40, 3, episodes=2)
+    lowered = jax.jit(jax.vmap(lambda *a: fused_dense_micro_ticks(*a, settings))).trace(*layer)
+    text = lowered.lower(lowering_platforms=("cuda",)).as_text()
+    assert "xla.gpu.triton" in text
+
+
+def test_vsml_with_the_kernel_matches_xla_over_an_episode(key):
+    """The whole learner, two dense layers with the backward pass and LayerNorm: both kernels, same logits."""
+    xla = VSML(hidden_sizes=(8,), backward_pass=True, layer_norm=True, feed_label=True)
+    pallas = VSML(
+        hidden_sizes=(8,), backward_pass=True, layer_norm=True, feed_label=True, dense_kernel="pallas"
+    )
+    spec = TaskSpec((20,), 5)
+    meta = xla.init_meta(key)
+    state = xla.init_state(meta, key, spec)
+    xs = jax.random.normal(key, (6, 20))
+    ys = jax.nn.one_hot(jnp.arange(6) % 5, 5)
+    want, want_state = run_episode_from_state(xla, meta, state, xs, ys)
+    got, got_state = jax.jit(lambda s: run_episode_from_state(pallas, meta, s, xs, ys))(state)
+    assert float(jnp.max(jnp.abs(got - want))) <= 1e-5 * max(1.0, float(jnp.max(jnp.abs(want))))
+    assert float(jnp.max(jnp.abs(got_state.c[0] - want_state.c[0]))) <= 1e-5
+
+
+def test_bad_settings_are_named(key):
+    with pytest.raises(ValueError, match="dense_kernel"):
+        VSML(dense_kernel="cuda")
+    with pytest.raises(ValueError, match="block_rows"):
+        fused_dense_micro_ticks(*random_layer(key, 16, 2), KernelSettings(1, True, "float32", block_rows=24))
+    half = [a.astype(jnp.bfloat16) for a in random_layer(key, 16, 2)]
+    with pytest.raises(ValueError, match="float32"):
+        fused_dense_micro_ticks(*half, KernelSettings(1, True, "float32"))
