@@ -21,6 +21,7 @@ Data: `--dataset mnist` needs the MNIST files (see `vsml.tasks.datasets.resolve_
 used if it loads, else scikit-learn's digits (8x8 inputs: a 64 → 10 layer); the JSON says which.
 
     python benchmarks/es_iteration.py [--pairs 16] [--length 500] [--repeats 3] [--dataset mnist|digits|...]
+        [--members-at-once auto|all|N] [--set learner.dense_kernel=pallas ...]
 """
 
 from __future__ import annotations
@@ -111,10 +112,18 @@ def main() -> None:
         help="es.members_at_once for the pieces and the fused step: a count, 'auto' (the default, as the config) "
         "or 'all'; unless 'all', the fused step with all members at once is timed too, and the ratio printed",
     )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more config overrides, e.g. learner.dense_kernel=pallas or learner.recurrent_matmul=tf32",
+    )
     args = parser.parse_args()
     at_once = args.members_at_once
 
-    config = load_experiment(CONFIG, [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}"])
+    overrides = [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}", *args.set]
+    config = load_experiment(CONFIG, overrides)
     config, sources, dataset, fallback_reason = load_sources(config, args.dataset)
     slices = population_slices(config)
     counts = split_counts(config.es.num_pairs, tuple(sl.share for sl in slices), "es.num_pairs")

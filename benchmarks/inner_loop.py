@@ -7,6 +7,8 @@ micro tick) of
   - `fast_map`: the fast path, episodes run `--episode-batch` at a time by `lax.map` (what the ES trainer's
     `es.members_at_once` does: each episode's state stays in cache on a CPU);
   - `fast_exact_tanh`: `fast_map` with `rational_tanh=False` (how much the rational tanh gives);
+  - `fast_pallas` (on a GPU, or with `--pallas`): `fast_vmap` with the dense layers' micro ticks in the fused
+    Pallas kernel (`VSML.dense_kernel="pallas"`; off a GPU it runs in Pallas' interpreter: slow, checks only);
 and the ratios to the reference. Networks: dense 784→10 forward-only (the paper's Fig. 6 layer), 784→32→10 with
 the backward pass, and the conv config (3×3 stride-2 conv VSML layer, 8 channels, then dense, backward pass,
 LayerNorm). Every variant is checked against the reference before it is timed; the variants' calls are
@@ -14,7 +16,7 @@ interleaved (best of R rounds each), so a slow period of the machine hits all of
 the machine and its load; the ratios are the numbers to compare.
 
     python benchmarks/inner_loop.py [--networks dense,deep,conv] [--episodes 8] [--steps 10] [--repeats 5]
-        [--episode-batch 1] [--image-side 28]
+        [--episode-batch 1] [--image-side 28] [--pallas]
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
         "fast_map": mapped(fast_episode(model)),
         "fast_exact_tanh": mapped(fast_episode(replace(model, rational_tanh=False))),
     }
+    if args.pallas or jax.default_backend() == "gpu":
+        variants["fast_pallas"] = jax.jit(jax.vmap(fast_episode(replace(model, dense_kernel="pallas"))))
     ref_logits = variants["reference"](states, xs, ys)
     scale = max(1.0, float(jnp.max(jnp.abs(ref_logits))))
     differences = {}
@@ -112,6 +116,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="online steps per episode")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument(
+        "--pallas", action="store_true", help="time the fused Pallas kernel off a GPU too (interpreted: slow)"
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.networks.split(",") if n.strip()]
     unknown = [n for n in names if n not in NETWORKS]

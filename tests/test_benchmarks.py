@@ -56,6 +56,12 @@ CASES = {
         ["vsml_examples_per_s", "backprop_examples_per_s", "vsml_synapse_micro_ticks_per_s", "synapses"],
         ["vsml_test_accuracy", "backprop_test_accuracy", "vsml_online_accuracy"],
     ),
+    "pallas_kernel.py": (  # nested dicts hold one number per variant; the interpreter, as there is no GPU
+        ["--episodes", "2", "--inputs", "20", "--outputs", "3", "--block-rows", "16", "--matmuls", "float32"]
+        + ["--repeats", "1", "--interpret"],
+        ["seconds", "synapse_micro_ticks_per_s", "state_gb_per_s", "xla_over_variant_time"],
+        ["max_abs_difference_from_xla"],
+    ),
     "bptt_memory.py": (
         ["--no-time", "--lengths", "5", "--inputs", "16", "--episodes", "1"],
         [
@@ -101,6 +107,13 @@ def run_benchmark(script: str, args: list[str]) -> dict:
         return {k: v for k, v in output.items() if k != "results"} | {
             name: min(r[name] for r in records) for name in records[0] if name != "network"
         }
+    if script == "pallas_kernel.py":  # per number, the smallest over the variants (NaN if any is not finite)
+        assert output["interpreted"] and len(output["seconds"]) == 2  # the XLA form and one kernel setting
+        return {
+            name: min(values.values()) if all(math.isfinite(v) for v in values.values()) else math.nan
+            for name, values in output.items()
+            if isinstance(values, dict)
+        }
     return output
 
 
@@ -113,3 +126,30 @@ def test_benchmark_prints_finite_json(script):
         value = output[name]
         assert isinstance(value, (int, float)) and math.isfinite(value), f"{script}: {name} = {value!r}"
         assert value > 0 if name in positive else value >= 0, f"{script}: {name} = {value!r}"
+
+
+def test_gpu_suite_records_each_step_and_keeps_going(tmp_path):
+    """The GPU plan's runner off a GPU: the kernel benchmark refuses (no GPU) and the runner records that
+    failure, its command and stderr in the JSON file instead of stopping; --dry-run lists the whole plan."""
+    plan = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_suite.py"), "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [line.split()[0] for line in plan.stdout.splitlines()][:3] == [
+        "pallas_kernel",
+        "es_xla",
+        "es_pallas",
+    ]
+    out = tmp_path / "suite.json"
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_suite.py"), "--only", "pallas_kernel", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=True,
+    )
+    (step,) = json.loads(out.read_text())["steps"]
+    assert step["name"] == "pallas_kernel" and step["returncode"] == 1 and "result" not in step
+    assert "GPU" in step["stderr"] and "pallas_kernel.py" in step["command"]

@@ -44,6 +44,7 @@ class KernelSettings(NamedTuple):
     rational_tanh: bool
     recurrent_matmul: str  # "float32" | "tf32" | "bfloat16", as VSML.recurrent_matmul
     block_rows: int = BLOCK_ROWS
+    num_warps: int = NUM_WARPS  # Triton's warps per program
     interpret: bool | None = None  # None: interpret unless the default backend is a GPU
 
 
@@ -133,7 +134,7 @@ def _pallas_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  #
         ],
         out_specs=(state_spec, state_spec),
         input_output_aliases={3: 0, 4: 1},  # h, c updated in place
-        compiler_params=pl_triton.CompilerParams(num_warps=NUM_WARPS, num_stages=1),
+        compiler_params=pl_triton.CompilerParams(num_warps=settings.num_warps, num_stages=1),
         interpret=interpret,
         name="vsml_dense_micro_ticks",
     )(by_gate(gate_u_padded), by_gate(gate_v), by_gate(W_h), h, c)
