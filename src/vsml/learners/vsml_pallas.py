@@ -50,8 +50,10 @@ class KernelSettings(NamedTuple):
 
 def fused_dense_micro_ticks(
     gate_u: Array, gate_v: Array, W_h: Array, h: Array, c: Array, settings: KernelSettings
-) -> tuple[Array, Array]:
-    """Every micro tick of a dense layer, one fused kernel: the same function as `vsml.dense_micro_ticks`.
+) -> tuple[Array, Array, Array]:
+    """Every micro tick of a dense layer, one fused kernel: (h, c) as `vsml.dense_micro_ticks` returns them,
+    and the new h summed over inputs a, [B, H] (what the forward message needs: the kernel sums its tile's rows
+    while they are in registers, so nothing reads h back for it).
 
     gate_u [A, 4H] (input part of the gates per input unit), gate_v [B, 4H] (per output unit, bias included),
     W_h [H, 4H] (all three with σ folded into tanh, `vsml._gate_weights_for_tanh`), h, c [A, B, H] float32.
@@ -71,12 +73,14 @@ def _fused(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # noqa: ANN001
     return _pallas_micro_ticks(settings, gate_u, gate_v, W_h, h, c)
 
 
-def _fused_forward(settings: KernelSettings, *inputs: Array) -> tuple[tuple[Array, Array], tuple[Array, ...]]:
+def _fused_forward(
+    settings: KernelSettings, *inputs: Array
+) -> tuple[tuple[Array, Array, Array], tuple[Array, ...]]:
     return _pallas_micro_ticks(settings, *inputs), inputs
 
 
 def _fused_backward(
-    settings: KernelSettings, inputs: tuple[Array, ...], cotangents: tuple[Array, Array]
+    settings: KernelSettings, inputs: tuple[Array, ...], cotangents: tuple[Array, Array, Array]
 ) -> tuple[Array, ...]:
     """The VJP of the XLA form, recomputed from the inputs (the same function, so the same gradient)."""
     _, vjp = jax.vjp(functools.partial(_xla_micro_ticks, settings), *inputs)
@@ -89,7 +93,7 @@ _fused.defvjp(_fused_forward, _fused_backward)
 def _xla_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # noqa: ANN001, ANN202
     from vsml.learners.vsml import dense_micro_ticks  # vsml imports this module lazily, as vsml_conv
 
-    return dense_micro_ticks(
+    h, c = dense_micro_ticks(
         gate_u,
         gate_v,
         W_h,
@@ -99,6 +103,7 @@ def _xla_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # no
         tanh=fast_tanh if settings.rational_tanh else jnp.tanh,
         recurrent=functools.partial(recurrent_product, settings.recurrent_matmul),
     )
+    return h, c, jnp.sum(h, axis=0)
 
 
 def recurrent_product(recurrent_matmul: str, h: Array, W_h: Array) -> Array:
@@ -121,10 +126,15 @@ def _pallas_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  #
     gate_u_padded = jnp.pad(gate_u, ((0, -A % rows), (0, 0)))
     state_spec = pl.BlockSpec((rows, pl.squeezed, H), lambda i, b: (i, b, 0))
     kernel = functools.partial(_kernel, settings=settings, num_rows=A)
-    return pl.pallas_call(
+    blocks = pl.cdiv(A, rows)
+    h, c, block_sums = pl.pallas_call(
         kernel,
-        out_shape=(jax.ShapeDtypeStruct(h.shape, h.dtype), jax.ShapeDtypeStruct(c.shape, c.dtype)),
-        grid=(pl.cdiv(A, rows), B),
+        out_shape=(
+            jax.ShapeDtypeStruct(h.shape, h.dtype),
+            jax.ShapeDtypeStruct(c.shape, c.dtype),
+            jax.ShapeDtypeStruct((blocks, B, H), h.dtype),  # per row block, h summed over its rows
+        ),
+        grid=(blocks, B),
         in_specs=[
             pl.BlockSpec((4, rows, H), lambda i, b: (0, i, 0)),  # gate_u [4, A, H]
             pl.BlockSpec((4, pl.squeezed, H), lambda i, b: (0, b, 0)),  # gate_v [4, B, H]
@@ -132,15 +142,22 @@ def _pallas_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  #
             state_spec,
             state_spec,
         ],
-        out_specs=(state_spec, state_spec),
+        out_specs=(
+            state_spec,
+            state_spec,
+            pl.BlockSpec((pl.squeezed, pl.squeezed, H), lambda i, b: (i, b, 0)),
+        ),
         input_output_aliases={3: 0, 4: 1},  # h, c updated in place
         compiler_params=pl_triton.CompilerParams(num_warps=settings.num_warps, num_stages=1),
         interpret=interpret,
         name="vsml_dense_micro_ticks",
     )(by_gate(gate_u_padded), by_gate(gate_v), by_gate(W_h), h, c)
+    return h, c, jnp.sum(block_sums, axis=0)
 
 
-def _kernel(gate_u_ref, gate_v_ref, W_ref, h_ref, c_ref, h_out_ref, c_out_ref, *, settings, num_rows):  # noqa: ANN001
+def _kernel(
+    gate_u_ref, gate_v_ref, W_ref, h_ref, c_ref, h_out_ref, c_out_ref, sum_ref, *, settings, num_rows
+):  # noqa: ANN001
     """One (rows, H) tile of synapse column b through every micro tick (see the module docstring)."""
     rows, H = h_ref.shape
     row = pl.program_id(0) * rows + jax.lax.broadcasted_iota(jnp.int32, (rows, H), 0)
@@ -157,3 +174,4 @@ def _kernel(gate_u_ref, gate_v_ref, W_ref, h_ref, c_ref, h_out_ref, c_out_ref, *
         h = (0.5 + 0.5 * tanh(z[3])) * tanh(c)
     pl_triton.store(h_out_ref, h, mask=inside)
     pl_triton.store(c_out_ref, c, mask=inside)
+    sum_ref[...] = jnp.sum(jnp.where(inside, h, 0.0), axis=0)  # rows past A hold gate-driven values: left out
