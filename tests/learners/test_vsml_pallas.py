@@ -6,6 +6,7 @@ block by block; the Triton lowering is checked separately by lowering for CUDA, 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -97,12 +98,18 @@ def test_kernel_lowers_to_triton_for_cuda(matmul, key):
     assert "xla.gpu.triton" in text
 
 
-def test_vsml_with_the_kernel_matches_xla_over_an_episode(key):
-    """The whole learner, two dense layers with the backward pass and LayerNorm: both kernels, same logits."""
-    xla = VSML(hidden_sizes=(8,), backward_pass=True, layer_norm=True, feed_label=True)
-    pallas = VSML(
-        hidden_sizes=(8,), backward_pass=True, layer_norm=True, feed_label=True, dense_kernel="pallas"
-    )
+@pytest.mark.parametrize(
+    "xla",
+    [
+        # forward-only: the forward messages come from the kernel's sums over inputs, backward ones from h
+        VSML(hidden_sizes=(8,)),
+        VSML(hidden_sizes=(8,), backward_pass=True, layer_norm=True, feed_label=True),
+    ],
+    ids=["forward_only", "backward_pass_ln"],
+)
+def test_vsml_with_the_kernel_matches_xla_over_an_episode(xla, key):
+    """The whole learner with two dense layers: both kernels give the same logits and states."""
+    pallas = dataclasses.replace(xla, dense_kernel="pallas")
     spec = TaskSpec((20,), 5)
     meta = xla.init_meta(key)
     state = xla.init_state(meta, key, spec)
