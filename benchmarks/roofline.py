@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--peak-size", type=int, default=PEAK_SIZE, help="side of the peak matmul")
     args = parser.parse_args()
     args.episode_batch = 1
+    args.pallas = False  # roofline is about the CPU step (bench_network adds the kernel on GPUs anyway)
     names = [n.strip() for n in args.networks.split(",") if n.strip()]
     unknown = [n for n in names if n not in NETWORKS]
     if unknown:

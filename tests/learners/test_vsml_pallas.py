@@ -17,9 +17,10 @@ import pytest
 from vsml.learners.base import TaskSpec, run_episode_from_state
 from vsml.learners.modules import fast_tanh
 from vsml.learners.vsml import VSML, dense_micro_ticks
-from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks, recurrent_product
+from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks, pl_triton, recurrent_product
 
 H = 16
+pytestmark = pytest.mark.skipif(pl_triton is None, reason="this JAX has no Pallas Triton backend")
 
 
 def random_layer(key, A: int, B: int, episodes: int | None = None):
@@ -51,17 +52,21 @@ def xla_form(settings: KernelSettings):
 
 
 @pytest.mark.parametrize(
-    "settings, A, B",
+    "settings, A, B, shared_weights",
     [
-        (KernelSettings(2, True, "float32", block_rows=16), 37, 3),  # last block: 5 of 16 rows (masked)
-        (KernelSettings(3, False, "float32", block_rows=32), 64, 2),  # whole blocks, exact tanh
-        (KernelSettings(1, True, "bfloat16", block_rows=16), 20, 4),  # bf16 products in both forms
+        # last block: 5 of 16 rows (masked); W_h shared by the episodes, as when evaluating one V_M
+        (KernelSettings(2, True, "float32", block_rows=16), 37, 3, True),
+        (KernelSettings(3, False, "float32", block_rows=32), 64, 2, False),  # whole blocks, exact tanh
+        (KernelSettings(1, True, "bfloat16", block_rows=16), 20, 4, False),  # bf16 products in both forms
     ],
 )
-def test_kernel_matches_the_xla_form_over_episodes(settings, A, B, key):
-    layer = random_layer(key, A, B, episodes=2)
-    kernel = jax.jit(jax.vmap(lambda *a: fused_dense_micro_ticks(*a, settings)))(*layer)
-    xla = jax.vmap(xla_form(settings))(*layer)
+def test_kernel_matches_the_xla_form_over_episodes(settings, A, B, shared_weights, key):
+    layer = list(random_layer(key, A, B, episodes=2))
+    axes = (0, 0, None if shared_weights else 0, 0, 0)
+    if shared_weights:
+        layer[2] = layer[2][0]
+    kernel = jax.jit(jax.vmap(lambda *a: fused_dense_micro_ticks(*a, settings), in_axes=axes))(*layer)
+    xla = jax.vmap(xla_form(settings), in_axes=axes)(*layer)
     for got, want in zip(kernel, xla, strict=True):
         assert got.shape == want.shape
         assert float(jnp.max(jnp.abs(got - want))) <= 2e-6 * max(1.0, float(jnp.max(jnp.abs(want))))
