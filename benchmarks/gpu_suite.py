@@ -13,7 +13,8 @@ The plan (the first figures ever taken on a GPU; spec vsml.md §7 puts the floor
   2. es_xla / es_pallas: seconds per ES iteration, Fig. 6 config, 1,024 pairs, T = 500, all members at once;
   3. es_pallas_tf32: the same with TF32 recurrent products;
   4. inner_loop: reference against the fast path (and the kernel) at 256 episodes;
-  5. scale: 784 → 128 → 10 (101k synapses) learning MNIST online, examples/s;
+  5. scale / scale_pallas: 784 → 128 → 10 (101k synapses) learning MNIST online, examples/s, without and
+     with the kernel;
   6. bptt_memory: peak memory and time of a gradient meta-step at T = 100 and 500;
   7. blur_step: BLUR's step at 512 hidden units against plain SGD.
 
@@ -52,6 +53,11 @@ PLAN: list[tuple[str, int, list[str]]] = [
     ),
     ("inner_loop", 120, ["benchmarks/inner_loop.py", "--episodes", "256", "--repeats", "3"]),
     ("scale", 90, ["benchmarks/scale.py", "--steps", "2000", "--test-examples", "2000"]),
+    (
+        "scale_pallas",
+        90,
+        ["benchmarks/scale.py", "--steps", "2000", "--test-examples", "2000"] + ["--dense-kernel", "pallas"],
+    ),
     ("bptt_memory", 120, ["benchmarks/bptt_memory.py"]),
     ("blur_step", 60, ["benchmarks/blur_step.py"]),
 ]

@@ -9,11 +9,13 @@ the same initial weights, for the accuracy and as the speed baseline. Prints JSO
 ratio, synapse-micro-ticks/s, online and test accuracy. Compilation is excluded (each is compiled first).
 
     python benchmarks/scale.py [--steps 10000] [--hidden 128] [--dataset mnist] [--data-dir DIR]
+        [--dense-kernel xla|pallas]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -48,6 +50,12 @@ def main() -> None:
     parser.add_argument("--dataset", default="mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--test-examples", type=int, default=10_000)
+    parser.add_argument(
+        "--dense-kernel",
+        choices=["xla", "pallas"],
+        default="xla",
+        help="VSML.dense_kernel (pallas: the fused GPU kernel; interpreted, slowly, off a GPU)",
+    )
     parser.add_argument("--learning-rate", type=float, default=CloneTeacher().learning_rate)
     args = parser.parse_args()
 
@@ -64,7 +72,7 @@ def main() -> None:
 
     hidden = tuple(args.hidden)
     sizes = (xs.shape[1], *hidden, data.num_classes)
-    vsml = clone_learner(hidden_sizes=hidden)
+    vsml = dataclasses.replace(clone_learner(hidden_sizes=hidden), dense_kernel=args.dense_kernel)
     teacher = CloneTeacher(learning_rate=args.learning_rate)
     params = constructed_backprop(vsml, teacher)
     weights, biases = init_network(jax.random.PRNGKey(0), sizes, 1.0)
@@ -84,6 +92,7 @@ def main() -> None:
         "benchmark": "vsml_scale",
         "network": "-".join(map(str, sizes)) + ", backward pass",
         "synapses": synapses,
+        "dense_kernel": args.dense_kernel,
         "dataset": args.dataset,
         "online_examples": steps,
         "vsml_seconds": vsml_seconds,
