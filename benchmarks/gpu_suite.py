@@ -8,6 +8,8 @@ file (atomically: a timed-out call still returns what finished), `$OUT/gpu_suite
 
 The plan (the first figures ever taken on a GPU; spec vsml.md §7 puts the floor at ~0.6 s per ES iteration of
 1,024 pairs on an H100, the issue's target is ≤ 1 s):
+  0. kernel_tests: tests/learners/test_vsml_pallas.py, which on a GPU runs the compiled Triton kernel (not the
+     interpreter) against the XLA form;
   1. pallas_kernel: the fused kernel against the XLA form, 2,048 episodes of 784 × 10 (does the kernel compile,
      agree and pay?), rows per program 32/64/128, float32 and tf32 products, rational and exact tanh;
   2. es_xla / es_pallas: seconds per ES iteration, Fig. 6 config, 1,024 pairs, T = 500, all members at once;
@@ -41,8 +43,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ES = ["benchmarks/es_iteration.py", "--pairs", "1024", "--length", "500", "--repeats", "2"]
 ES += ["--members-at-once", "all"]
-# (name, time limit in s, arguments after the interpreter), most important first
+# (name, time limit in s, arguments after the interpreter), most important first. Steps that print no JSON
+# (kernel_tests) are recorded by their return code and the end of their output.
 PLAN: list[tuple[str, int, list[str]]] = [
+    (
+        "kernel_tests",
+        120,
+        ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/learners/test_vsml_pallas.py"],
+    ),
     ("pallas_kernel", 120, ["benchmarks/pallas_kernel.py", "--exact-tanh", "--repeats", "20"]),
     ("es_xla", 150, ES),
     ("es_pallas", 150, [*ES, "--set", "learner.dense_kernel=pallas"]),
@@ -61,6 +69,7 @@ PLAN: list[tuple[str, int, list[str]]] = [
     ("bptt_memory", 120, ["benchmarks/bptt_memory.py"]),
     ("blur_step", 60, ["benchmarks/blur_step.py"]),
 ]
+PLAIN_OUTPUT_STEPS = ("kernel_tests",)
 MIN_STEP_SECONDS = 30  # a step with less time left than this is skipped, not started
 
 
@@ -105,10 +114,16 @@ def run_step(name: str, limit: float, args: list[str], env: dict[str, str]) -> d
     else:
         record["returncode"] = done.returncode
         result = parse_json(done.stdout) if done.returncode == 0 else None
-        if result is None:
-            record |= {"error": "failed or printed no JSON", "stderr": _tail(done.stderr)}
-        else:
+        if result is not None:
             record["result"] = result
+        elif done.returncode == 0 and name in PLAIN_OUTPUT_STEPS:
+            record["result"] = {"output": _tail(done.stdout)}
+        else:
+            record |= {
+                "error": "failed or printed no JSON",
+                "stdout": _tail(done.stdout),
+                "stderr": _tail(done.stderr),
+            }
     record["seconds"] = time.perf_counter() - start
     return record
 
