@@ -26,6 +26,7 @@ the next step once a GPU can test it.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -135,6 +136,12 @@ def _pallas_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  #
     interpret = settings.interpret
     if interpret is None:
         interpret = jax.default_backend() != "gpu"
+        if interpret:  # chosen, not asked for: say why it is slow (once per trace)
+            warnings.warn(
+                f"VSML.dense_kernel='pallas' on the {jax.default_backend()!r} backend runs the GPU kernel in Pallas' "
+                "interpreter, which is for tests and far slower than dense_kernel='xla'",
+                stacklevel=2,
+            )
     # Padded to whole blocks (a few kB), so its tiles load unmasked; the state's last tile is masked instead.
     gate_u_padded = jnp.pad(gate_u, ((0, -A % rows), (0, 0)))
     state_spec = pl.BlockSpec((rows, pl.squeezed, H), lambda i, b: (i, b, 0))
