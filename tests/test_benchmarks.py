@@ -57,8 +57,8 @@ CASES = {
         ["vsml_test_accuracy", "backprop_test_accuracy", "vsml_online_accuracy"],
     ),
     "pallas_kernel.py": (  # nested dicts hold one number per variant; the interpreter, as there is no GPU
-        ["--episodes", "2", "--inputs", "20", "--outputs", "3", "--block-rows", "16", "--matmuls", "float32"]
-        + ["--repeats", "1", "--interpret"],
+        ["--episodes", "2", "--inputs", "20", "--outputs", "3", "--tiles", "16x4", "--matmuls", "float32"]
+        + ["--calls", "2", "--repeats", "1", "--interpret"],
         ["seconds", "synapse_micro_ticks_per_s", "state_gb_per_s", "xla_over_variant_time"],
         ["max_abs_difference_from_xla"],
     ),
@@ -109,10 +109,11 @@ def run_benchmark(script: str, args: list[str]) -> dict:
         }
     if script == "pallas_kernel.py":  # per number, the smallest over the variants (NaN if any is not finite)
         assert output["interpreted"] and len(output["seconds"]) == 2  # the XLA form and one kernel setting
+        assert output["errors"] == {}
+        numbers = [k for k, v in output.items() if isinstance(v, dict) and k != "errors"]
         return {
-            name: min(values.values()) if all(math.isfinite(v) for v in values.values()) else math.nan
-            for name, values in output.items()
-            if isinstance(values, dict)
+            name: min(output[name].values()) if all(map(math.isfinite, output[name].values())) else math.nan
+            for name in numbers
         }
     return output
 

@@ -135,7 +135,8 @@ class VSML:
     # a CPU, layers of more than AUTO_BLOCKED_LAYER synapses in blocks of AUTO_BLOCK_SYNAPSES; never on GPUs.
     dense_block_synapses: int | str | None = "auto"
     # Speed only: "xla", or "pallas": a dense layer's micro ticks as one fused kernel (`vsml_pallas`; GPU, run
-    # by Pallas' interpreter elsewhere, which is slow: for tests only). float32 states; blocks do not apply.
+    # by Pallas' interpreter elsewhere, which is slow: for tests only). float32 states; blocks do not apply. For
+    # ES and evaluation: its gradient recomputes the XLA form, so backprop meta-training is faster with "xla".
     dense_kernel: str = "xla"
 
     def __post_init__(self) -> None:

@@ -15,8 +15,15 @@ outside the kernel (per unit or per parameter, a few kB): gate_u [4, A, H], gate
 
 Everywhere else (CPU tests) the same kernel runs through Pallas' interpreter, and `tests/learners/
 test_vsml_pallas.py` checks it against the XLA form, also under vmap, and lowers it for CUDA to Triton IR
-(which JAX can do without a GPU), so the Triton lowering's constraints are checked on every CI run. The
-backward pass has no kernel: it is the VJP of the XLA form (`dense_micro_ticks`), recomputed from the inputs.
+(which JAX can do without a GPU), so the Triton lowering's constraints are checked on every CI run.
+
+Precision and the floor: with `recurrent_matmul: float32` the products are IEEE float32 on the CUDA cores, not
+the tensor cores; a review compiled the kernel's Triton IR to sm_90 (pip Triton 3.6.0, standing in for jaxlib's)
+and read 244 registers per thread at (64 rows, 4 warps), so 2 blocks per SM, likely compute-bound above §7's
+memory floor. With `tf32` (or `bfloat16`) the products become tensor-core instructions (wgmma) at 88 registers:
+the setting that can approach the floor. (128 rows, 4 warps) and (64 rows, 2 warps) spilled in float32.
+The backward pass has no kernel: it is the VJP of the XLA form (`dense_micro_ticks`), recomputed from the
+inputs, so differentiated the forward runs twice and gradient meta-training is faster with `dense_kernel: xla`.
 
 JAX 0.11 deprecated Pallas' Triton backend in favour of Mosaic GPU; 0.11.2 (the lent GPU machines' version)
 and 0.12 still have it, and the tests pass under both (checked in a Python 3.12 venv). A Mosaic GPU port is
@@ -70,7 +77,7 @@ def fused_dense_micro_ticks(
     if pl_triton is None:
         raise RuntimeError(
             f"JAX {jax.__version__} has no Pallas Triton backend (jax.experimental.pallas.triton), which the "
-            "fused dense kernel is written for; use VSML.dense_kernel='xla' (or a JAX from 0.4.30 to 0.12)"
+            "fused dense kernel is written for; use VSML.dense_kernel='xla' (JAX 0.10.2, 0.11.2 and 0.12.0.1 have it)"
         )
     if h.dtype != jnp.float32:
         raise ValueError(
@@ -79,6 +86,15 @@ def fused_dense_micro_ticks(
     block = settings.block_rows
     if block < 16 or block & (block - 1):
         raise ValueError(f"KernelSettings.block_rows must be a power of two >= 16, got {block}")
+    if settings.interpret is None:
+        interpret = jax.default_backend() != "gpu"
+        if interpret:  # chosen, not asked for: say why it is slow (once per trace)
+            warnings.warn(
+                f"VSML.dense_kernel='pallas' on the {jax.default_backend()!r} backend runs the GPU kernel in Pallas' "
+                "interpreter, which is for tests and far slower than dense_kernel='xla'",
+                stacklevel=2,
+            )
+        settings = settings._replace(interpret=interpret)
     return _fused(settings, gate_u, gate_v, W_h, h, c)
 
 
@@ -133,15 +149,6 @@ def _pallas_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  #
     A, B, H = h.shape
     rows = settings.block_rows
     by_gate = lambda x: jnp.moveaxis(jnp.reshape(x, (*x.shape[:-1], 4, H)), -2, 0)  # [..., 4H] -> [4, ..., H]
-    interpret = settings.interpret
-    if interpret is None:
-        interpret = jax.default_backend() != "gpu"
-        if interpret:  # chosen, not asked for: say why it is slow (once per trace)
-            warnings.warn(
-                f"VSML.dense_kernel='pallas' on the {jax.default_backend()!r} backend runs the GPU kernel in Pallas' "
-                "interpreter, which is for tests and far slower than dense_kernel='xla'",
-                stacklevel=2,
-            )
     # Padded to whole blocks (a few kB), so its tiles load unmasked; the state's last tile is masked instead.
     gate_u_padded = jnp.pad(gate_u, ((0, -A % rows), (0, 0)))
     state_spec = pl.BlockSpec((rows, pl.squeezed, H), lambda i, b: (i, b, 0))
@@ -169,7 +176,7 @@ def _pallas_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  #
         ),
         input_output_aliases={3: 0, 4: 1},  # h, c updated in place
         compiler_params=pl_triton.CompilerParams(num_warps=settings.num_warps, num_stages=1),
-        interpret=interpret,
+        interpret=settings.interpret,
         name="vsml_dense_micro_ticks",
     )(by_gate(gate_u_padded), by_gate(gate_v), by_gate(W_h), h, c)
     return h, c, jnp.sum(block_sums, axis=0)
