@@ -58,6 +58,7 @@ def xla_form(settings: KernelSettings):
         (KernelSettings(2, True, "float32", block_rows=16), 37, 3, True),
         (KernelSettings(3, False, "float32", block_rows=32), 64, 2, False),  # whole blocks, exact tanh
         (KernelSettings(1, True, "bfloat16", block_rows=16), 20, 4, False),  # bf16 products in both forms
+        (KernelSettings(1, True, "float32", block_rows=16), 5, 1, False),  # fewer rows than a block, B = 1
     ],
 )
 def test_kernel_matches_the_xla_form_over_episodes(settings, A, B, shared_weights, key):
@@ -93,15 +94,22 @@ def test_kernel_gradient_is_the_xla_forms(key):
         assert float(jnp.max(jnp.abs(g - w))) <= 1e-5 * max(1.0, float(jnp.max(jnp.abs(w))))
 
 
-@pytest.mark.parametrize("matmul", ["float32", "tf32", "bfloat16"])
-def test_kernel_lowers_to_triton_for_cuda(matmul, key):
+@pytest.mark.parametrize(
+    "matmul, rational, inner_batch",
+    [("float32", True, False), ("tf32", True, False), ("bfloat16", True, False), ("float32", False, True)],
+)
+def test_kernel_lowers_to_triton_for_cuda(matmul, rational, inner_batch, key):
     """The Pallas → Triton lowering (shapes powers of two, supported ops, masks) runs here without a GPU; only
-    Triton's own compilation to PTX is left for the GPU."""
-    settings = KernelSettings(2, True, matmul, interpret=False)
+    Triton's own compilation to PTX is left for the GPU. `inner_batch`: two vmaps (episodes, then examples of
+    an inner batch with W_h shared), so a 4-D grid that the lowering folds into CUDA's 3-D launch grid."""
+    settings = KernelSettings(2, rational, matmul, interpret=False)
     layer = random_layer(key, 40, 3, episodes=2)
+    kernel = jax.vmap(lambda *a: fused_dense_micro_ticks(*a, settings))
+    if inner_batch:
+        layer = [jnp.stack([a, a]) for a in layer[:2]] + [layer[2]] + [jnp.stack([a, a]) for a in layer[3:]]
+        kernel = jax.vmap(kernel, in_axes=(0, 0, None, 0, 0))
     with abstract_gpu():
-        lowered = jax.jit(jax.vmap(lambda *a: fused_dense_micro_ticks(*a, settings))).trace(*layer)
-        text = lowered.lower(lowering_platforms=("cuda",)).as_text()
+        text = jax.jit(kernel).trace(*layer).lower(lowering_platforms=("cuda",)).as_text()
     assert "xla.gpu.triton" in text
 
 
@@ -119,8 +127,9 @@ def abstract_gpu() -> contextlib.AbstractContextManager:
 @pytest.mark.parametrize(
     "xla",
     [
-        # forward-only: the forward messages come from the kernel's sums over inputs, backward ones from h
-        VSML(hidden_sizes=(8,)),
+        # forward-only: the forward messages come from the kernel's sums over inputs, backward ones from h;
+        # an inner batch of 2 (the kernel under a second vmap)
+        VSML(hidden_sizes=(8,), inner_batch=2),
         VSML(hidden_sizes=(8,), backward_pass=True, layer_norm=True, feed_label=True),
     ],
     ids=["forward_only", "backward_pass_ln"],
@@ -131,8 +140,9 @@ def test_vsml_with_the_kernel_matches_xla_over_an_episode(xla, key):
     spec = TaskSpec((20,), 5)
     meta = xla.init_meta(key)
     state = xla.init_state(meta, key, spec)
-    xs = jax.random.normal(key, (6, 20))
-    ys = jax.nn.one_hot(jnp.arange(6) % 5, 5)
+    batch = (xla.inner_batch,) if xla.inner_batch > 1 else ()
+    xs = jax.random.normal(key, (6, *batch, 20))
+    ys = jax.nn.one_hot(jax.random.randint(key, (6, *batch), 0, 5), 5)
     want, want_state = run_episode_from_state(xla, meta, state, xs, ys)
     # Off a GPU the interpreter runs the kernel, and the learner says so (it is slow)
     on_gpu = jax.default_backend() == "gpu"
