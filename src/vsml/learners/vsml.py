@@ -33,7 +33,9 @@ golden episodes in tests):
   6. LayerNorm's mean over synapses is folded (`mean_layer_norm_message`): one rsqrt per synapse, no
      normalised messages formed;
   7. on a CPU, a large dense layer runs its micro ticks in blocks of rows (`dense_block_synapses`), so a
-     block's gate pre-activations stay in cache (784 → 128 → 10: 1.33×).
+     block's gate pre-activations stay in cache (784 → 128 → 10: 1.33×);
+  8. opt-in for GPUs (`dense_kernel="pallas"`), a dense layer's micro ticks as one fused Pallas kernel that keeps
+     the gate pre-activations in registers (`vsml_pallas.py`; not yet measured on a GPU).
 """
 
 from __future__ import annotations
