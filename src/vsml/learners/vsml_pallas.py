@@ -18,10 +18,11 @@ test_vsml_pallas.py` checks it against the XLA form, also under vmap, and lowers
 (which JAX can do without a GPU), so the Triton lowering's constraints are checked on every CI run.
 
 Precision and the floor: with `recurrent_matmul: float32` the products are IEEE float32 on the CUDA cores, not
-the tensor cores; a review compiled the kernel's Triton IR to sm_90 (pip Triton 3.6.0, standing in for jaxlib's)
-and read 244 registers per thread at (64 rows, 4 warps), so 2 blocks per SM, likely compute-bound above §7's
-memory floor. With `tf32` (or `bfloat16`) the products become tensor-core instructions (wgmma) at 88 registers:
-the setting that can approach the floor. (128 rows, 4 warps) and (64 rows, 2 warps) spilled in float32.
+the tensor cores. Compiled without a GPU (this kernel lowered by JAX 0.11.2 for CUDA, its Triton IR compiled by
+pip Triton 3.6.0 for sm_90, ptxas -v): at (64 rows, 4 warps) float32 gives 1,810 FP32 FMAs per thread and 236
+registers (2 blocks per SM: likely compute-bound above §7's memory floor); `tf32` gives 16 wgmma (tensor-core)
+instructions and 80 registers, the setting that can approach the floor. A review saw (128 rows, 4 warps) and
+(64 rows, 2 warps) spill in float32.
 The backward pass has no kernel: it is the VJP of the XLA form (`dense_micro_ticks`), recomputed from the
 inputs, so differentiated the forward runs twice and gradient meta-training is faster with `dense_kernel: xla`.
 
