@@ -12,9 +12,9 @@ The plan (the first figures ever taken on a GPU; spec vsml.md §7 puts the floor
   kernel_tests     tests/learners/test_vsml_pallas.py, which on a GPU runs the compiled Triton kernel (not the
                    interpreter) against the XLA form;
   pallas_kernel    the kernel against the XLA form on 2,048 episodes of 784 × 10: does it compile, agree, pay?
-                   (tiles 32x4 64x4 64x8 128x8; float32 and tf32 products);
+                   (tiles 32x4 64x4 64x8 128x8; float32, tf32x3 and tf32 products);
   es_xla           seconds per ES iteration, Fig. 6 config, 1,024 pairs, T = 500, all members at once;
-  es_pallas        the same with the kernel, then es_pallas_tf32 with TF32 products too;
+  es_pallas        the same with the kernel, then es_pallas_tf32 / _tf32x3 with one / three TF32 products;
   inner_loop       reference against the fast path (and the kernel) at 256 episodes;
   scale            784 → 128 → 10 (101k synapses) learning MNIST online, examples/s; scale_pallas with the kernel;
   es_xla_tf32      XLA with TF32 products (the baseline of es_pallas_tf32);
@@ -58,13 +58,15 @@ ES = ["benchmarks/es_iteration.py", "--pairs", "1024", "--length", "500", "--rep
 ES += ["--members-at-once", "all", "--dataset", "{dataset}"]
 SCALE = ["benchmarks/scale.py", "--steps", "2000", "--test-examples", "2000", "--dataset", "{dataset}"]
 KERNEL, TF32 = "learner.dense_kernel=pallas", "learner.recurrent_matmul=tf32"
+TF32X3 = "learner.recurrent_matmul=tf32x3"  # three TF32 products: tensor cores at about float32's accuracy
 TESTS = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/learners/test_vsml_pallas.py"]
 PLAN = [  # most important first
     Step("kernel_tests", 120, TESTS),
-    Step("pallas_kernel", 150, ["benchmarks/pallas_kernel.py"]),
+    Step("pallas_kernel", 180, ["benchmarks/pallas_kernel.py"]),
     Step("es_xla", 150, ES),
     Step("es_pallas", 150, [*ES, "--set", KERNEL], needs=("kernel_tests",)),
     Step("es_pallas_tf32", 120, [*ES, "--set", KERNEL, "--set", TF32], needs=("es_pallas",)),
+    Step("es_pallas_tf32x3", 120, [*ES, "--set", KERNEL, "--set", TF32X3], needs=("es_pallas",)),
     Step("inner_loop", 120, ["benchmarks/inner_loop.py", "--episodes", "256", "--repeats", "3"]),
     Step("scale", 90, SCALE),
     Step("scale_pallas", 90, [*SCALE, "--dense-kernel", "pallas"], needs=("kernel_tests",)),

@@ -16,8 +16,8 @@ import pytest
 
 from vsml.learners.base import TaskSpec, run_episode_from_state
 from vsml.learners.modules import fast_tanh
-from vsml.learners.vsml import VSML, dense_micro_ticks
-from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks, pl_triton, recurrent_product
+from vsml.learners.vsml import VSML, dense_micro_ticks, recurrent_product
+from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks, pl_triton
 
 H = 16
 pytestmark = pytest.mark.skipif(pl_triton is None, reason="this JAX has no Pallas Triton backend")
@@ -96,7 +96,13 @@ def test_kernel_gradient_is_the_xla_forms(key):
 
 @pytest.mark.parametrize(
     "matmul, rational, inner_batch",
-    [("float32", True, False), ("tf32", True, False), ("bfloat16", True, False), ("float32", False, True)],
+    [
+        ("float32", True, False),
+        ("tf32x3", True, False),
+        ("tf32", True, False),
+        ("bfloat16", True, False),
+        ("float32", False, True),
+    ],
 )
 def test_kernel_lowers_to_triton_for_cuda(matmul, rational, inner_batch, key):
     """The Pallas → Triton lowering (shapes powers of two, supported ops, masks) runs here without a GPU; only

@@ -54,7 +54,7 @@ from vsml.learners.modules import LAYER_NORM_EPS, fast_tanh, haiku_truncated_nor
 
 FORGET_OFFSET = 5.0  # spec §1.3: hard-coded, not a parameter
 INPUT_OFFSET = -5.0
-RECURRENT_MATMULS = ("float32", "tf32", "bfloat16")
+RECURRENT_MATMULS = ("float32", "tf32x3", "tf32", "bfloat16")
 DENSE_KERNELS = ("xla", "pallas")
 # dense_block_synapses="auto" (CPU): measured with the backward pass on 784 → n → 10, one episode, 2 cores
 # (M sub-RNN applications/s, whole layer vs blocks of ~12.5k synapses): n = 64 (50k synapses) 26.5 vs 27.5;
@@ -127,10 +127,11 @@ class VSML:
     inner_batch: int = 1  # > 1: x [B, ...], y [B, C]; the first half of the state is shared (spec §1.8)
     # Speed only (not in the authors' code): the sub-RNNs' tanh as one rational function (modules.fast_tanh).
     rational_tanh: bool = True
-    # The recurrent product h·W_h per synapse and micro tick: "float32" (exact on every backend), "tf32"
-    # (float32 through GPU tensor cores, ~1e-3 relative; as float32 on CPU) or "bfloat16" (bf16 inputs, float32
-    # sums; ~1e-2 relative). The cell state stays float32, and the other, smaller products are full float32
-    # (`exact_matmul`) whatever this says (tests/learners/test_vsml.py).
+    # The recurrent product h·W_h per synapse and micro tick: "float32" (exact on every backend), "tf32x3"
+    # (three TF32 products on GPU tensor cores, about float32's accuracy; float32 elsewhere), "tf32" (one TF32
+    # product, ~1e-3 relative; float32 on CPU) or "bfloat16" (bf16 inputs, float32 sums; ~1e-2 relative). The
+    # cell state stays float32, and the other, smaller products are full float32 (`exact_matmul`) whatever
+    # this says (tests/learners/test_vsml.py).
     recurrent_matmul: str = "float32"
     # Speed only: a dense layer's micro ticks in blocks of about this many synapses (a lax.map over rows of
     # synapses), so each block's gate pre-activations stay in cache; null: the whole layer at once. "auto": on
@@ -504,15 +505,7 @@ class VSML:
         return max(1, block // B)
 
     def _recurrent(self, h: Array, W_h: Array) -> Array:
-        """h·W_h at the precision `recurrent_matmul` asks for (float32 results in every case)."""
-        if self.recurrent_matmul == "bfloat16" and h.dtype == jnp.float32:
-            return jnp.matmul(
-                h.astype(jnp.bfloat16), W_h.astype(jnp.bfloat16), preferred_element_type=h.dtype
-            )
-        precision = (
-            jax.lax.Precision.DEFAULT if self.recurrent_matmul == "tf32" else jax.lax.Precision.HIGHEST
-        )
-        return jnp.matmul(h, W_h, precision=precision)
+        return recurrent_product(self.recurrent_matmul, h, W_h)
 
     def _aggregate(
         self, h: Array, W: Array, b: Array, scale: Array | None, offset: Array | None, axis: int
@@ -521,6 +514,24 @@ class VSML:
         if not self.layer_norm:
             return exact_matmul(jnp.mean(h, axis=axis), W) + b[None, :]
         return mean_layer_norm_message(h, W, b, scale, offset, axis)
+
+
+def recurrent_product(recurrent_matmul: str, h: Array, W_h: Array, gpu: bool | None = None) -> Array:
+    """h·W_h at the precision `recurrent_matmul` names (`VSML.recurrent_matmul`), results in h's dtype; states
+    other than float32 (the float64 parity checks) always get the exact product. `gpu`: whether the product runs
+    on a GPU (default: the default backend is one), which only tf32x3 asks, as XLA:CPU rejects that algorithm.
+    Inside the Pallas kernel Triton maps HIGHEST to its IEEE float32 product, DEFAULT to TF32."""
+    exact = jax.lax.Precision.HIGHEST
+    if h.dtype != jnp.float32 or recurrent_matmul == "float32":
+        return jnp.matmul(h, W_h, precision=exact)
+    if recurrent_matmul == "bfloat16":
+        return jnp.matmul(h.astype(jnp.bfloat16), W_h.astype(jnp.bfloat16), preferred_element_type=h.dtype)
+    if recurrent_matmul == "tf32":
+        return jnp.matmul(h, W_h, precision=jax.lax.Precision.DEFAULT)
+    if not (jax.default_backend() == "gpu" if gpu is None else gpu):
+        return jnp.matmul(h, W_h, precision=exact)
+    three_tf32 = jax.lax.DotAlgorithmPreset.TF32_TF32_F32_X3
+    return jnp.matmul(h, W_h, precision=three_tf32, preferred_element_type=h.dtype)
 
 
 def dense_micro_ticks(

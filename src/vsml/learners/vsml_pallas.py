@@ -49,6 +49,7 @@ except ImportError:  # pragma: no cover - only with such a JAX
 
 from vsml.learners.base import Array
 from vsml.learners.modules import fast_tanh
+from vsml.learners.vsml import dense_micro_ticks, recurrent_product
 
 BLOCK_ROWS = 64  # rows a per program; a power of two ≥ 16 (Triton's smallest product tile)
 NUM_WARPS = 4
@@ -59,7 +60,7 @@ class KernelSettings(NamedTuple):
 
     num_micro_ticks: int
     rational_tanh: bool
-    recurrent_matmul: str  # "float32" | "tf32" | "bfloat16", as VSML.recurrent_matmul
+    recurrent_matmul: str  # as VSML.recurrent_matmul: "float32" | "tf32x3" | "tf32" | "bfloat16"
     block_rows: int = BLOCK_ROWS
     num_warps: int = NUM_WARPS  # Triton's warps per program
     interpret: bool | None = None  # None: interpret unless the default backend is a GPU
@@ -122,8 +123,6 @@ _fused.defvjp(_fused_forward, _fused_backward)
 
 
 def _xla_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # noqa: ANN001, ANN202
-    from vsml.learners.vsml import dense_micro_ticks  # vsml imports this module lazily, as vsml_conv
-
     h, c = dense_micro_ticks(
         gate_u,
         gate_v,
@@ -135,15 +134,6 @@ def _xla_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # no
         recurrent=functools.partial(recurrent_product, settings.recurrent_matmul),
     )
     return h, c, jnp.sum(h, axis=0)
-
-
-def recurrent_product(recurrent_matmul: str, h: Array, W_h: Array) -> Array:
-    """h·W_h at the precision `recurrent_matmul` names, float32 results (as `VSML._recurrent`; inside the
-    kernel Triton maps HIGHEST to its IEEE float32 product and DEFAULT to TF32)."""
-    if recurrent_matmul == "bfloat16":
-        return jnp.dot(h.astype(jnp.bfloat16), W_h.astype(jnp.bfloat16), preferred_element_type=jnp.float32)
-    precision = jax.lax.Precision.DEFAULT if recurrent_matmul == "tf32" else jax.lax.Precision.HIGHEST
-    return jnp.dot(h, W_h, precision=precision, preferred_element_type=jnp.float32)
 
 
 def _pallas_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # noqa: ANN001, ANN202
@@ -192,12 +182,13 @@ def _kernel(
     inside = row < num_rows  # the last row block may run past A
     load = lambda ref: pl_triton.load(ref, mask=inside, other=0.0)
     tanh: Callable[[Array], Array] = fast_tanh if settings.rational_tanh else jnp.tanh
+    product = functools.partial(recurrent_product, settings.recurrent_matmul, gpu=not settings.interpret)
 
     gate_in = [gate_u_ref[g] + gate_v_ref[g][None, :] for g in range(4)]  # [rows, H] each, (i, g, f, o)
     W = [W_ref[g] for g in range(4)]  # [H, H] each
     h, c = load(h_ref), load(c_ref)
     for _ in range(settings.num_micro_ticks):
-        z = [recurrent_product(settings.recurrent_matmul, h, W[g]) + gate_in[g] for g in range(4)]
+        z = [product(h, W[g]) + gate_in[g] for g in range(4)]
         c = (0.5 + 0.5 * tanh(z[2])) * c + (0.5 + 0.5 * tanh(z[0])) * tanh(z[1])
         h = (0.5 + 0.5 * tanh(z[3])) * tanh(c)
     pl_triton.store(h_out_ref, h, mask=inside)
