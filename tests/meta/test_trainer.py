@@ -96,6 +96,7 @@ def test_resume_with_a_different_experiment_is_refused(uninterrupted):
     # Only the iteration budget and the speed-only settings may change.
     MetaTrainer(tiny_config(train__iterations=6), run_dir, resume=True)
     MetaTrainer(tiny_config(es__members_at_once=None), run_dir, resume=True)
+    MetaTrainer(tiny_config(learner__dense_kernel="pallas"), run_dir, resume=True)
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):
