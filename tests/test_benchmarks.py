@@ -62,6 +62,11 @@ CASES = {
         ["seconds", "synapse_micro_ticks_per_s", "state_gb_per_s", "xla_over_variant_time"],
         ["max_abs_difference_from_xla"],
     ),
+    "meta_gradient.py": (  # one record per network (without and with LayerNorm)
+        ["--episodes", "2", "--length", "3", "--inputs", "16", "--repeats", "1"],
+        ["autodiff_over_custom_vjp_time", "custom_vjp_over_forward_time", "autodiff_over_forward_time"],
+        ["max_abs_gradient_difference"],
+    ),
     "bptt_memory.py": (
         ["--no-time", "--lengths", "5", "--inputs", "16", "--episodes", "1"],
         [
@@ -106,6 +111,14 @@ def run_benchmark(script: str, args: list[str]) -> dict:
         assert [r["network"].split()[0] for r in records] == ["dense"]
         return {k: v for k, v in output.items() if k != "results"} | {
             name: min(r[name] for r in records) for name in records[0] if name != "network"
+        }
+    if script == "meta_gradient.py":  # per number, the smallest over the two records
+        records = output["results"]
+        assert len(records) == 2 and all(
+            set(r["seconds"]) == {"forward", "custom_vjp", "autodiff"} for r in records
+        )
+        return {
+            name: min(r[name] for r in records) for name in records[0] if isinstance(records[0][name], float)
         }
     if script == "pallas_kernel.py":  # per number, the smallest over the variants (NaN if any is not finite)
         assert output["interpreted"] and len(output["seconds"]) == 2  # the XLA form and one kernel setting

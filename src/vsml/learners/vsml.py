@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -547,18 +548,77 @@ def dense_micro_ticks(
 ) -> tuple[Array, Array]:
     """Every micro tick of a dense layer in XLA ops: gate_u [A, 4H], gate_v [B, 4H] (bias in), W_h [H, 4H],
     all with σ folded into tanh (`_gate_weights_for_tanh`); h, c [A, B, H]. The gate input is shared by all
-    micro ticks; gates (i, g, f, o) are one tanh over the 4H channels."""
+    micro ticks; gates (i, g, f, o) are one tanh over the 4H channels.
+
+    Differentiated, it uses the hand-written VJP below (`_micro_ticks_backward`), equal to autodiff's to float32
+    rounding (tests/learners/test_vsml.py) and 2.2× faster on XLA:CPU for 784 × 10, two ticks (autodiff
+    transposes the four gate slices into four padded [A, B, 4H] arrays and relays the sum out for h^T dz). A
+    custom VJP has no forward mode: `jax.jvp` through it is an error."""
+    return _micro_ticks(num_micro_ticks, tanh, recurrent, gate_u, gate_v, W_h, h, c)
+
+
+def _ticks_with_residuals(
+    num_micro_ticks: int,
+    tanh: Callable[[Array], Array],
+    recurrent: Callable[[Array, Array], Array],
+    gate_u: Array,
+    gate_v: Array,
+    W_h: Array,
+    h: Array,
+    c: Array,
+) -> tuple[tuple[Array, Array], list[tuple[Array, Array, Array, Array]]]:
+    """(h, c) after the micro ticks, and per tick (h, c) before it, its gates' tanh t and the new tanh(c)."""
     H = h.shape[-1]
     gate_in = gate_u[:, None, :] + gate_v[None, :, :]  # [A, B, 4H]
+    saved = []
     for _ in range(num_micro_ticks):
         t = tanh(recurrent(h, W_h) + gate_in)
         i_gate = 0.5 + 0.5 * t[..., 0:H]
         g_cand = t[..., H : 2 * H]
         f_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H]
         o_gate = 0.5 + 0.5 * t[..., 3 * H :]
-        c = f_gate * c + i_gate * g_cand
-        h = o_gate * tanh(c)
-    return h, c
+        c_new = f_gate * c + i_gate * g_cand
+        tanh_c = tanh(c_new)
+        saved.append((h, c, t, tanh_c))
+        h, c = o_gate * tanh_c, c_new
+    return (h, c), saved
+
+
+@partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _micro_ticks(num_micro_ticks, tanh, recurrent, gate_u, gate_v, W_h, h, c):  # noqa: ANN001, ANN202
+    return _ticks_with_residuals(num_micro_ticks, tanh, recurrent, gate_u, gate_v, W_h, h, c)[0]
+
+
+def _micro_ticks_forward(num_micro_ticks, tanh, recurrent, gate_u, gate_v, W_h, h, c):  # noqa: ANN001, ANN202
+    out, saved = _ticks_with_residuals(num_micro_ticks, tanh, recurrent, gate_u, gate_v, W_h, h, c)
+    return out, (W_h, saved)
+
+
+def _micro_ticks_backward(num_micro_ticks, tanh, recurrent, residuals, cotangents):  # noqa: ANN001, ANN202
+    """Back through the ticks: tanh' = 1 − t² (as `fast_tanh`'s JVP), the four gates' gradients written as one
+    concatenation, dh = dz·W_hᵀ at the forward's precision, dW_h = Σ h ⊗ dz and the gate input's gradient summed
+    once over the ticks, then over b (gate_u) and a (gate_v)."""
+    W_h, saved = residuals
+    dh, dc = cotangents
+    H = dh.shape[-1]
+    dW = jnp.zeros_like(W_h)
+    d_gate_in = None
+    for h, c, t, tanh_c in reversed(saved):
+        i_gate, g_cand = 0.5 + 0.5 * t[..., 0:H], t[..., H : 2 * H]
+        f_gate, o_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H], 0.5 + 0.5 * t[..., 3 * H :]
+        dc_total = dc + dh * o_gate * (1.0 - tanh_c * tanh_c)
+        dt = jnp.concatenate(
+            [0.5 * dc_total * g_cand, dc_total * i_gate, 0.5 * dc_total * c, 0.5 * dh * tanh_c], axis=-1
+        )
+        dz = dt * (1.0 - t * t)
+        dc = dc_total * f_gate
+        dh = recurrent(dz, W_h.T)
+        dW = dW + jnp.einsum("abh,abg->hg", h, dz, precision=jax.lax.Precision.HIGHEST)
+        d_gate_in = dz if d_gate_in is None else d_gate_in + dz
+    return jnp.sum(d_gate_in, axis=1), jnp.sum(d_gate_in, axis=0), dW, dh, dc
+
+
+_micro_ticks.defvjp(_micro_ticks_forward, _micro_ticks_backward)
 
 
 def mean_layer_norm_message(
