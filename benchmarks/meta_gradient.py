@@ -2,7 +2,8 @@
 ticks against JAX's autodiff of the same forward ops, in the same run.
 
 The gradient meta-optimiser's step (`vsml.meta.grad.meta_batch_loss`, differentiated; per-step remat as
-`grad.remat: true`; episodes one at a time as `grad.episodes_at_once: auto` picks on a CPU for these sizes) on
+`grad.remat: true`; episodes one at a time as `grad.episodes_at_once: auto` picks on a CPU for these sizes, or
+`--episodes-at-once`) on
 N episodes of T steps of a dense 784 → 10 VSML (`feed_label`, with and without LayerNorm: the backprop.yaml
 setting has it). Variants: `custom_vjp` (the learner as it is: `vsml.dense_micro_ticks` with its VJP) and
 `autodiff` (the same forward, `vsml._ticks_with_residuals`, differentiated by JAX), plus the forward meta-loss
@@ -12,6 +13,7 @@ their ratio, and each over the forward. Absolute figures depend on the machine; 
 compare.
 
     python benchmarks/meta_gradient.py [--episodes 4] [--length 50] [--inputs 784] [--repeats 5]
+        [--episodes-at-once 1|N|all]
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def bench(layer_norm: bool, args: argparse.Namespace) -> dict:
     meta = model.init_meta(jax.random.PRNGKey(0))
 
     def loss(m):
-        return meta_batch_loss(model, "mean", True, m, xs, ys, keys, 1)
+        return meta_batch_loss(model, "mean", True, m, xs, ys, keys, args.at_once)
 
     forward = jax.jit(loss)
     custom = jax.jit(jax.grad(loss))
@@ -73,6 +75,7 @@ def bench(layer_norm: bool, args: argparse.Namespace) -> dict:
         "network": f"dense {A}->10, feed_label" + (", LayerNorm" if layer_norm else ""),
         "episodes": N,
         "length": T,
+        "episodes_at_once": "all" if args.at_once is None else args.at_once,
         "seconds": seconds,
         "autodiff_over_custom_vjp_time": seconds["autodiff"] / seconds["custom_vjp"],
         "custom_vjp_over_forward_time": seconds["custom_vjp"] / seconds["forward"],
@@ -87,6 +90,13 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=50)
     parser.add_argument("--inputs", type=int, default=784)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--episodes-at-once",
+        dest="at_once",
+        type=lambda text: None if text == "all" else int(text),
+        default=1,
+        help="grad.episodes_at_once: a count or 'all' (bptt_memory.py runs all at once)",
+    )
     args = parser.parse_args()
     results = [bench(layer_norm, args) for layer_norm in (False, True)]
     print(json.dumps({"benchmark": "vsml_meta_gradient", "results": results, **machine_fields()}, indent=1))
