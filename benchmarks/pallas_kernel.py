@@ -32,9 +32,7 @@ import jax
 import jax.numpy as jnp
 from timing import best_times, machine_fields
 
-from vsml.learners.modules import fast_tanh
-from vsml.learners.vsml import dense_micro_ticks, recurrent_product
-from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks
+from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks, xla_dense_micro_ticks
 
 H = 16
 # max abs difference of h, c (|c| ~ 1) and of the sums over A inputs, relative to max(1, their largest value)
@@ -59,22 +57,6 @@ def random_layers(episodes: int, A: int, B: int) -> tuple[jax.Array, ...]:
         0.5 * jax.random.normal(k[3], (episodes, A, B, H)),
         jax.random.normal(k[4], (episodes, A, B, H)),
     )
-
-
-def xla_form(ticks: int, rational: bool, matmul: str):
-    """The XLA path's micro ticks and the sum over inputs a that its forward message then takes (the kernel
-    returns both)."""
-
-    def form(*layer: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-        h, c = dense_micro_ticks(
-            *layer,
-            num_micro_ticks=ticks,
-            tanh=fast_tanh if rational else jnp.tanh,
-            recurrent=functools.partial(recurrent_product, matmul),
-        )
-        return h, c, jnp.sum(h, axis=0)
-
-    return form
 
 
 def tiles(text: str) -> list[tuple[int, int]]:
@@ -148,7 +130,8 @@ def main() -> None:
     steps = {}  # name: (tag of its XLA form, one vmapped call)
     for matmul, rational in itertools.product(args.matmuls, tanhs):
         tag = f"{matmul}{'' if rational else '_exact_tanh'}"
-        steps[f"xla_{tag}"] = (tag, jax.vmap(xla_form(T, rational, matmul)))
+        xla_form = functools.partial(xla_dense_micro_ticks, KernelSettings(T, rational, matmul))
+        steps[f"xla_{tag}"] = (tag, jax.vmap(xla_form))
         for rows, warps in args.tiles:
             settings = KernelSettings(T, rational, matmul, rows, warps, interpret=not on_gpu)
             kernel = jax.vmap(lambda *a, s=settings: fused_dense_micro_ticks(*a, s))

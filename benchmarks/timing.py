@@ -13,22 +13,16 @@ import jax
 def best_time(fn: Callable[[], Any], repeats: int, warm_up: bool = True) -> float:
     """The fastest of `repeats` calls of `fn` in seconds, each waited for (`block_until_ready`). With
     `warm_up`, one call first compiles and warms it (pass False when the caller has already called it)."""
-    if warm_up:
-        jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return best_times({"fn": fn}, repeats, warm_up)["fn"]
 
 
-def best_times(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+def best_times(fns: dict[str, Callable[[], Any]], repeats: int, warm_up: bool = True) -> dict[str, float]:
     """`best_time` of several functions with their calls interleaved (round-robin, after one warm-up call
-    each), so a slow period of a shared machine hits every function about equally instead of all of one's
-    calls (seen on 2-core VMs: one variant's every call 3× slower for a few seconds)."""
-    for fn in fns.values():
-        jax.block_until_ready(fn())
+    each unless `warm_up` is False), so a slow period of a shared machine hits every function about equally
+    instead of all of one's calls (seen on 2-core VMs: one variant's every call 3× slower for a few seconds)."""
+    if warm_up:
+        for fn in fns.values():
+            jax.block_until_ready(fn())
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(repeats):
         for name, fn in fns.items():

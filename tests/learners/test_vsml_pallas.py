@@ -15,9 +15,13 @@ import jax.numpy as jnp
 import pytest
 
 from vsml.learners.base import TaskSpec, run_episode_from_state
-from vsml.learners.modules import fast_tanh
-from vsml.learners.vsml import VSML, dense_micro_ticks, recurrent_product
-from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks, pl_triton
+from vsml.learners.vsml import VSML
+from vsml.learners.vsml_pallas import (
+    KernelSettings,
+    fused_dense_micro_ticks,
+    pl_triton,
+    xla_dense_micro_ticks,
+)
 
 H = 16
 pytestmark = pytest.mark.skipif(pl_triton is None, reason="this JAX has no Pallas Triton backend")
@@ -38,17 +42,7 @@ def random_layer(key, A: int, B: int, episodes: int | None = None):
 
 def xla_form(settings: KernelSettings):
     """(h, c, h summed over inputs a) in XLA ops: what the kernel must return."""
-
-    def form(*layer):
-        h, c = dense_micro_ticks(
-            *layer,
-            num_micro_ticks=settings.num_micro_ticks,
-            tanh=fast_tanh if settings.rational_tanh else jnp.tanh,
-            recurrent=functools.partial(recurrent_product, settings.recurrent_matmul),
-        )
-        return h, c, jnp.sum(h, axis=0)
-
-    return form
+    return functools.partial(xla_dense_micro_ticks, settings)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ Haiku code without depending on Haiku.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -237,3 +238,8 @@ def _fast_tanh_jvp(primals: tuple[Array], tangents: tuple[Array]) -> tuple[Array
     (x,), (dx,) = primals, tangents
     y = fast_tanh(x)
     return y, (1.0 - y * y) * dx
+
+
+def sub_rnn_tanh(rational: bool) -> Callable[[Array], Array]:
+    """The tanh of VSML's sub-RNNs: `fast_tanh` with `rational_tanh`, else `jnp.tanh`."""
+    return fast_tanh if rational else jnp.tanh

@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.learners.base import Array, TaskSpec, check_count_or_auto
-from vsml.learners.modules import LAYER_NORM_EPS, fast_tanh, haiku_truncated_normal
+from vsml.learners.modules import LAYER_NORM_EPS, haiku_truncated_normal, sub_rnn_tanh
 
 FORGET_OFFSET = 5.0  # spec §1.3: hard-coded, not a parameter
 INPUT_OFFSET = -5.0
@@ -429,7 +429,7 @@ class VSML:
             layer_norm=self.layer_norm,
             authors_stride_mask_bug=self.authors_stride_mask_bug,
             recurrent=self._recurrent,
-            tanh=fast_tanh if self.rational_tanh else jnp.tanh,
+            tanh=sub_rnn_tanh(self.rational_tanh),
             want_fwd=want_fwd,
             want_bwd=want_bwd,
         )  # fmt: skip
@@ -458,7 +458,7 @@ class VSML:
             u[:, None] * W_u[0][None, :] if u.ndim == 1 else exact_matmul(u, W_u[: u.shape[-1]])
         )  # [A, 4H]
         gate_v = exact_matmul(v, W_v[: v.shape[-1]]) + b[None, :]  # [B, 4H]
-        tanh = fast_tanh if self.rational_tanh else jnp.tanh
+        tanh = sub_rnn_tanh(self.rational_tanh)
 
         def micro_ticks(gate_u: Array, h: Array, c: Array) -> tuple[Array, Array]:
             """Every micro tick of rows `gate_u` [r, 4H], h, c [r, B, H]: synapses do not interact here."""
@@ -473,6 +473,7 @@ class VSML:
                 recurrent=self._recurrent,
             )
 
+        h_sum = None  # h summed over inputs a, where the kernel gives it
         if self.dense_kernel == "pallas":
             from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks
 
@@ -484,7 +485,7 @@ class VSML:
             h, c = micro_ticks(gate_u, h, c)
 
         fwd = bwd = None
-        if want_fwd and self.dense_kernel == "pallas" and not self.layer_norm:  # the kernel summed h over a
+        if want_fwd and h_sum is not None and not self.layer_norm:
             fwd = exact_matmul(h_sum / h.shape[0], p.fwd_W) + p.fwd_b[None, :]
         elif want_fwd:
             fwd = self._aggregate(h, p.fwd_W, p.fwd_b, p.fwd_ln_scale, p.fwd_ln_offset, axis=0)
@@ -568,15 +569,11 @@ def _ticks_with_residuals(
     c: Array,
 ) -> tuple[tuple[Array, Array], list[tuple[Array, Array, Array, Array]]]:
     """(h, c) after the micro ticks, and per tick (h, c) before it, its gates' tanh t and the new tanh(c)."""
-    H = h.shape[-1]
     gate_in = gate_u[:, None, :] + gate_v[None, :, :]  # [A, B, 4H]
     saved = []
     for _ in range(num_micro_ticks):
         t = tanh(recurrent(h, W_h) + gate_in)
-        i_gate = 0.5 + 0.5 * t[..., 0:H]
-        g_cand = t[..., H : 2 * H]
-        f_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H]
-        o_gate = 0.5 + 0.5 * t[..., 3 * H :]
+        i_gate, g_cand, f_gate, o_gate = _gates(t)
         c_new = f_gate * c + i_gate * g_cand
         tanh_c = tanh(c_new)
         saved.append((h, c, t, tanh_c))
@@ -600,12 +597,10 @@ def _micro_ticks_backward(num_micro_ticks, tanh, recurrent, residuals, cotangent
     once over the ticks, then over b (gate_u) and a (gate_v)."""
     W_h, saved = residuals
     dh, dc = cotangents
-    H = dh.shape[-1]
     dW = jnp.zeros_like(W_h)
     d_gate_in = None
     for h, c, t, tanh_c in reversed(saved):
-        i_gate, g_cand = 0.5 + 0.5 * t[..., 0:H], t[..., H : 2 * H]
-        f_gate, o_gate = 0.5 + 0.5 * t[..., 2 * H : 3 * H], 0.5 + 0.5 * t[..., 3 * H :]
+        i_gate, g_cand, f_gate, o_gate = _gates(t)
         dc_total = dc + dh * o_gate * (1.0 - tanh_c * tanh_c)
         dt = jnp.concatenate(
             [0.5 * dc_total * g_cand, dc_total * i_gate, 0.5 * dc_total * c, 0.5 * dh * tanh_c], axis=-1
@@ -619,6 +614,20 @@ def _micro_ticks_backward(num_micro_ticks, tanh, recurrent, residuals, cotangent
 
 
 _micro_ticks.defvjp(_micro_ticks_forward, _micro_ticks_backward)
+
+
+def _gates(t: Array) -> tuple[Array, Array, Array, Array]:
+    """(i, g, f, o) from the tanh t [..., 4H] of the gate pre-activations: σ gates as ½ + ½·tanh. Slices: with
+    jnp.split the forward step measured ~4% slower on XLA:CPU (interleaved, 784 → 10 and 784 → 32 → 10), though
+    autodiff of split (a concatenation, not four pads) was 1.5–1.6× faster than of slices; the VJP above is
+    1.7–1.9× faster than autodiff of slices (784 → 10 meta-gradient, same run)."""
+    H = t.shape[-1] // 4
+    return (
+        0.5 + 0.5 * t[..., 0:H],
+        t[..., H : 2 * H],
+        0.5 + 0.5 * t[..., 2 * H : 3 * H],
+        0.5 + 0.5 * t[..., 3 * H :],
+    )
 
 
 def mean_layer_norm_message(

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -48,7 +47,7 @@ except ImportError:  # pragma: no cover - only with such a JAX
     pl_triton = None
 
 from vsml.learners.base import Array
-from vsml.learners.modules import fast_tanh
+from vsml.learners.modules import sub_rnn_tanh
 from vsml.learners.vsml import dense_micro_ticks, recurrent_product
 
 BLOCK_ROWS = 64  # rows a per program; a power of two ≥ 16 (Triton's smallest product tile)
@@ -115,14 +114,18 @@ def _fused_backward(
     settings: KernelSettings, inputs: tuple[Array, ...], cotangents: tuple[Array, Array, Array]
 ) -> tuple[Array, ...]:
     """The VJP of the XLA form, recomputed from the inputs (the same function, so the same gradient)."""
-    _, vjp = jax.vjp(functools.partial(_xla_micro_ticks, settings), *inputs)
+    _, vjp = jax.vjp(functools.partial(xla_dense_micro_ticks, settings), *inputs)
     return vjp(cotangents)
 
 
 _fused.defvjp(_fused_forward, _fused_backward)
 
 
-def _xla_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # noqa: ANN001, ANN202
+def xla_dense_micro_ticks(
+    settings: KernelSettings, gate_u: Array, gate_v: Array, W_h: Array, h: Array, c: Array
+) -> tuple[Array, Array, Array]:
+    """What the kernel computes, in XLA ops (`vsml.dense_micro_ticks`, then h summed over inputs a): its oracle
+    and its VJP."""
     h, c = dense_micro_ticks(
         gate_u,
         gate_v,
@@ -130,7 +133,7 @@ def _xla_micro_ticks(settings: KernelSettings, gate_u, gate_v, W_h, h, c):  # no
         h,
         c,
         num_micro_ticks=settings.num_micro_ticks,
-        tanh=fast_tanh if settings.rational_tanh else jnp.tanh,
+        tanh=sub_rnn_tanh(settings.rational_tanh),
         recurrent=functools.partial(recurrent_product, settings.recurrent_matmul),
     )
     return h, c, jnp.sum(h, axis=0)
@@ -181,7 +184,7 @@ def _kernel(
     row = pl.program_id(0) * rows + jax.lax.broadcasted_iota(jnp.int32, (rows, H), 0)
     inside = row < num_rows  # the last row block may run past A
     load = lambda ref: pl_triton.load(ref, mask=inside, other=0.0)
-    tanh: Callable[[Array], Array] = fast_tanh if settings.rational_tanh else jnp.tanh
+    tanh = sub_rnn_tanh(settings.rational_tanh)
     product = functools.partial(recurrent_product, settings.recurrent_matmul, gpu=not settings.interpret)
 
     gate_in = [gate_u_ref[g] + gate_v_ref[g][None, :] for g in range(4)]  # [rows, H] each, (i, g, f, o)
