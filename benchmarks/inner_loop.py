@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import partial
 
 import jax
@@ -53,9 +53,23 @@ def network(name: str, side: int) -> tuple[str, VSML, tuple[int, ...]]:
     return label, conv, (side, side, 1)
 
 
-def bench_network(name: str, args: argparse.Namespace) -> dict:
-    label, model, input_shape = network(name, args.image_side)
-    N, T, C = args.episodes, args.steps, args.classes
+@dataclass(frozen=True)
+class Setup:
+    """One `bench_network` run: episodes of `steps` online steps on image_side² inputs, `episode_batch` at a time
+    in `fast_map`, best of `repeats`; `pallas`: time the fused kernel off a GPU too."""
+
+    episodes: int = 8
+    steps: int = 10
+    classes: int = 10
+    image_side: int = 28
+    episode_batch: int = 1
+    repeats: int = 5
+    pallas: bool = False
+
+
+def bench_network(name: str, setup: Setup) -> dict:
+    label, model, input_shape = network(name, setup.image_side)
+    N, T, C = setup.episodes, setup.steps, setup.classes
     spec = TaskSpec(input_shape, C)
     key = jax.random.PRNGKey(0)
     meta = model.init_meta(key)
@@ -67,7 +81,7 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
         return lambda s, x, y: run_episode_from_state(m, meta, s, x, y)[0]
 
     def mapped(fn):
-        return jax.jit(lambda s, x, y: map_in_batches(fn, (s, x, y), args.episode_batch))
+        return jax.jit(lambda s, x, y: map_in_batches(fn, (s, x, y), setup.episode_batch))
 
     variants = {
         # The reference loops over steps in Python; jit traces that loop once (T steps unrolled).
@@ -76,7 +90,7 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
         "fast_map": mapped(fast_episode(model)),
         "fast_exact_tanh": mapped(fast_episode(replace(model, rational_tanh=False))),
     }
-    if args.pallas or jax.default_backend() == "gpu":
+    if setup.pallas or jax.default_backend() == "gpu":
         variants["fast_pallas"] = jax.jit(jax.vmap(fast_episode(replace(model, dense_kernel="pallas"))))
     ref_logits = variants["reference"](states, xs, ys)
     scale = max(1.0, float(jnp.max(jnp.abs(ref_logits))))
@@ -87,12 +101,12 @@ def bench_network(name: str, args: argparse.Namespace) -> dict:
             raise SystemExit(f"{name}/{variant} disagrees with the reference by {differences[variant]}")
 
     work = N * T * model.sub_rnn_applications_per_step(spec)
-    seconds = best_times({v: partial(fn, states, xs, ys) for v, fn in variants.items()}, args.repeats)
+    seconds = best_times({v: partial(fn, states, xs, ys) for v, fn in variants.items()}, setup.repeats)
     record = {
         "network": label,
         "episodes": N,
         "steps": T,
-        "episode_batch": args.episode_batch,
+        "episode_batch": setup.episode_batch,
         "synapse_micro_ticks_per_call": work,
         "seconds": seconds,
         "synapse_micro_ticks_per_s": {v: work / t for v, t in seconds.items()},
@@ -124,11 +138,20 @@ def main() -> None:
     unknown = [n for n in names if n not in NETWORKS]
     if unknown:
         parser.error(f"unknown network(s) {unknown}; choose from {NETWORKS}")
+    setup = Setup(
+        args.episodes,
+        args.steps,
+        args.classes,
+        args.image_side,
+        args.episode_batch,
+        args.repeats,
+        args.pallas,
+    )
     print(
         json.dumps(
             {
                 "benchmark": "vsml_inner_loop",
-                "results": [bench_network(n, args) for n in names],
+                "results": [bench_network(n, setup) for n in names],
                 **machine_fields(),
             },
             indent=1,
