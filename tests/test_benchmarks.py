@@ -67,6 +67,11 @@ CASES = {
         ["autodiff_over_custom_vjp_time", "custom_vjp_over_forward_time", "autodiff_over_forward_time"],
         ["max_abs_gradient_difference"],
     ),
+    "episodes_at_once.py": (  # one record per mode; nested dicts hold one number per count
+        ["--inputs", "8", "--episodes", "3", "--length", "2", "--choices", "1", "--repeats", "1"],
+        ["seconds", "auto_over_fastest_time"],
+        [],
+    ),
     "bptt_memory.py": (
         ["--no-time", "--lengths", "5", "--inputs", "16", "--episodes", "1"],
         [
@@ -119,6 +124,16 @@ def run_benchmark(script: str, args: list[str]) -> dict:
         )
         return {
             name: min(r[name] for r in records) for name in records[0] if isinstance(records[0][name], float)
+        }
+    if script == "episodes_at_once.py":  # both modes, each timing 1 and all at once (auto: all, so tiny)
+        records = output["results"]
+        assert [(r["mode"], set(r["seconds"]), r["auto"]) for r in records] == [
+            ("forward", {"1", "all"}, "all"),
+            ("gradient", {"1", "all"}, "all"),
+        ]
+        return {
+            "seconds": min(v for r in records for v in r["seconds"].values()),
+            "auto_over_fastest_time": min(r["auto_over_fastest_time"] for r in records),
         }
     if script == "pallas_kernel.py":  # per number, the smallest over the variants (NaN if any is not finite)
         assert output["interpreted"] and len(output["seconds"]) == 2  # the XLA form and one kernel setting

@@ -371,7 +371,7 @@ def test_mean_of_layer_norm_messages_equals_the_literal_form(axis, key):
 
 
 def test_auto_episodes_at_once_follows_the_network_size():
-    """ "auto" on a CPU: ~32k sub-RNN applications per micro tick together; explicit values pass through."""
+    """ "auto" on a CPU: ~16k sub-RNN applications per micro tick together; explicit values pass through."""
 
     def episodes(n, shape, classes=10):
         return jnp.zeros((n, 3, *shape)), jnp.zeros((n, 3, classes))
@@ -381,9 +381,10 @@ def test_auto_episodes_at_once_follows_the_network_size():
     assert conv.sub_rnn_applications(TaskSpec((28, 28, 1), 10)) == 14 * 14 * 9 * 8 + 1568 * 10
     assert VSML(backward_pass=True).sub_rnn_applications_per_step(TaskSpec((7,), 3)) == 7 * 3 * 2 * 2
     assert jax.default_backend() == "cpu"
-    assert resolve_at_once(VSML(), "auto", *episodes(32, (784,))) == 32_768 // 7840
+    assert resolve_at_once(VSML(), "auto", *episodes(32, (784,))) == 16_384 // 7840 == 2
     assert resolve_at_once(VSML(hidden_sizes=(32,)), "auto", *episodes(32, (784,))) == 1
-    assert resolve_at_once(VSML(), "auto", *episodes(32, (64,))) is None  # 51 per batch > 32 episodes
+    assert resolve_at_once(VSML(), "auto", *episodes(32, (64,))) == 16_384 // 640 == 25
+    assert resolve_at_once(VSML(), "auto", *episodes(16, (64,))) is None  # 25 per batch > 16 episodes
     assert resolve_at_once(VSML(inner_batch=4), "auto", *episodes(8, (4, 784))) == 1
     assert resolve_at_once(OnlineSGD(), "auto", *episodes(32, (784,))) is None
     backprop = CPU_APPLICATIONS_AT_ONCE_BACKPROP  # the smaller budget of differentiated episodes

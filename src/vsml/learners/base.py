@@ -126,14 +126,18 @@ def _scan_in_blocks(step: Callable, state: PyTree, xs: Array, ys: Array, block: 
 
 
 # "auto" on a CPU: run together as many episodes as keep about this many sub-RNN applications per micro tick
-# (VSML). Measured with benchmarks/inner_loop.py on 2 cores (µs per episode-step, 8 episodes): dense 784 → 10
-# (7,840 per episode) one at a time 440 vs all 8 vmapped 750–810, four at a time 450; 400 → 10 (4,000) equal;
-# 144 → 32 → 10 (4,928) vmapped faster (620 vs 700); 256 → 32 → 10 (8,512) one at a time faster (980 vs
-# 1,560); 64 → 10 (640, digits) vmapped faster (ES iteration 0.17 vs 0.22 s).
-CPU_APPLICATIONS_AT_ONCE = 32_768
-# The same when differentiating through the episodes (the backward pass holds more per application). Measured
-# (s per meta-gradient step, T = 100, per-step remat): 784 → 10, 8 episodes: all 12.2, 4 at a time 9.5, one at
-# a time 4.8; 64 → 10, 16 episodes: all 1.02, 12 at a time 0.87, 4: 0.98, one: 1.14.
+# (VSML). Measured on 2 cores by benchmarks/episodes_at_once.py (reports/speed_cpu/episodes_at_once*.json;
+# forward meta-loss, the Fig. 6 learner, N = 8 episodes of T = 100, seconds for k at a time, interleaved in one
+# run): 784 → 10 (7,840 per episode) one 0.367, two 0.355, four 0.376, all 0.542; 400 → 10 one 0.199, two
+# 0.183, four 0.181, all 0.201; 196 → 10 four 0.092, all 0.089; 64 → 10, N = 128, T = 50: 16 0.258, 25 0.246,
+# 32 0.244, 51 0.254, all 0.393. The budget picks the fastest or within 1% in each; 32,768, before, ran 784 → 10
+# four at a time (11–14% slower than two in three earlier runs). Deeper networks (784 → 32 → 10: 25,408 per
+# episode) run one at a time: 1.6–2× faster than all vmapped (inner_loop.py).
+CPU_APPLICATIONS_AT_ONCE = 16_384
+# The same when differentiating through the episodes (the backward pass holds more per application; same run,
+# per-step remat, LayerNorm as the gradient Fig. 6 config, hand-written VJP): 784 → 10 one 2.83 s, two 2.98,
+# all 3.94; 400 → 10 one 1.69, two 1.45, four 1.57; 196 → 10 four 0.73, all 0.77; 64 → 10 all 0.24, four
+# 0.30: the fastest each time.
 CPU_APPLICATIONS_AT_ONCE_BACKPROP = 8_192
 AUTO = "auto"
 
