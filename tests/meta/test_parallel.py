@@ -45,7 +45,10 @@ SEVERAL_STEPS_TOLERANCE = 1e-4
 
 def subprocess_env(devices: int) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    # The suite's own XLA flags (conftest.py) too, so both sides compile alike.
+    env["XLA_FLAGS"] = (
+        f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
+    )
     return env
 
 
