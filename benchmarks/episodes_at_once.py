@@ -3,7 +3,8 @@ against every other count, in the same run.
 
 For dense VSML layers of each `--inputs` size (A → 10), times the meta-loss of N episodes of T steps run k at
 a time (`learners.base.map_in_batches`) for every k of `--choices` ("all": one vmap): forward only, as ES
-evaluates its members (budget `CPU_APPLICATIONS_AT_ONCE`; the learner of fig6_mnist_rand_proj.yaml), and
+evaluates its members (budget `CPU_APPLICATIONS_AT_ONCE`; the learner of fig6_mnist_rand_proj.yaml; here all
+episodes share one meta-parameter set, where ES gives each member its own, a difference of 2.4k numbers), and
 differentiated with per-step remat, the gradient meta-optimiser's step (budget
 `CPU_APPLICATIONS_AT_ONCE_BACKPROP`; with LayerNorm as fig6_mnist_rand_proj_grad.yaml). The results of every k
 are checked against k = all first; calls are interleaved (best of R rounds each). Prints JSON: seconds per k, the
@@ -41,7 +42,13 @@ MODES = {
 
 
 def parse_count(text: str) -> int | None:
-    return None if text == "all" else int(text)
+    """A --choices entry: "all" or a positive count."""
+    text = text.strip()
+    if text == "all":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--choices takes positive counts or 'all', got {text!r}")
+    return int(text)
 
 
 def label(at_once: int | None) -> str:
@@ -56,13 +63,12 @@ def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
     ys = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(2), (N, T), 0, 10), 10)
     meta = model.init_meta(jax.random.PRNGKey(0))
     auto = resolve_at_once(model, "auto", xs, ys, budget)
-    choices = sorted(
-        {parse_count(c) for c in args.choices.split(",")} | {None, auto}, key=lambda k: k or N + 1
-    )
+    choices = sorted({*args.choices, None, auto}, key=lambda k: N + 1 if k is None else k)
     choices = [k for k in choices if k is None or k < N]  # k ≥ N runs all N at once: the same as "all"
 
     def program(at_once: int | None):
-        loss = lambda m: meta_batch_loss(model, "mean", True, m, xs, ys, keys, at_once)  # noqa: E731
+        remat = mode == "gradient"  # as the gradient config; ES does not differentiate
+        loss = lambda m: meta_batch_loss(model, "mean", remat, m, xs, ys, keys, at_once)
         return jax.jit(loss if mode == "forward" else jax.grad(loss))
 
     programs = {label(k): program(k) for k in choices}
@@ -84,6 +90,7 @@ def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
         "mode": mode,
         "episodes": N,
         "length": T,
+        "repeats": args.repeats,
         "sub_rnn_applications_per_micro_tick": model.sub_rnn_applications(TaskSpec((inputs,), 10)),
         "seconds": seconds,
         "fastest": fastest,
@@ -97,7 +104,12 @@ def main() -> None:
     parser.add_argument("--inputs", default="64,196,400,784", help="comma-separated input sizes A (A -> 10)")
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--length", type=int, default=50)
-    parser.add_argument("--choices", default="1,2,4,all", help="episodes at once to try besides auto")
+    parser.add_argument(
+        "--choices",
+        default="1,2,4,all",
+        type=lambda text: [parse_count(c) for c in text.split(",") if c.strip()],
+        help="episodes at once to try besides auto (counts of N or more are the same as 'all')",
+    )
     parser.add_argument("--modes", default="forward,gradient", help=f"comma-separated, of {list(MODES)}")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()

@@ -139,13 +139,13 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown network(s) {unknown}; choose from {NETWORKS}")
     setup = Setup(
-        args.episodes,
-        args.steps,
-        args.classes,
-        args.image_side,
-        args.episode_batch,
-        args.repeats,
-        args.pallas,
+        episodes=args.episodes,
+        steps=args.steps,
+        classes=args.classes,
+        image_side=args.image_side,
+        episode_batch=args.episode_batch,
+        repeats=args.repeats,
+        pallas=args.pallas,
     )
     print(
         json.dumps(

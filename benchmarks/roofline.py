@@ -68,9 +68,14 @@ def elementwise_rate(fn, repeats: int) -> float:
 
 
 def roofline(name: str, args: argparse.Namespace, rates: dict[str, float]) -> dict:
-    # One episode at a time (as ES runs a large network on a CPU); the kernel is not part of the CPU roofline.
+    # One episode at a time (inner_loop's fast_map default); the kernel is not part of the CPU roofline.
     setup = Setup(
-        args.episodes, args.steps, args.classes, args.image_side, episode_batch=1, repeats=args.repeats
+        episodes=args.episodes,
+        steps=args.steps,
+        classes=args.classes,
+        image_side=args.image_side,
+        episode_batch=1,
+        repeats=args.repeats,
     )
     record = bench_network(name, setup)
     _, model, input_shape = network(name, args.image_side)

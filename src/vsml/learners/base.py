@@ -126,18 +126,19 @@ def _scan_in_blocks(step: Callable, state: PyTree, xs: Array, ys: Array, block: 
 
 
 # "auto" on a CPU: run together as many episodes as keep about this many sub-RNN applications per micro tick
-# (VSML). Measured on 2 cores by benchmarks/episodes_at_once.py (reports/speed_cpu/episodes_at_once*.json;
+# (VSML). Measured on 2 cores by benchmarks/episodes_at_once.py (reports/speed_cpu/episodes_at_once_*.json;
 # forward meta-loss, the Fig. 6 learner, N = 8 episodes of T = 100, seconds for k at a time, interleaved in one
-# run): 784 → 10 (7,840 per episode) one 0.367, two 0.355, four 0.376, all 0.542; 400 → 10 one 0.199, two
-# 0.183, four 0.181, all 0.201; 196 → 10 four 0.092, all 0.089; 64 → 10, N = 128, T = 50: 16 0.258, 25 0.246,
-# 32 0.244, 51 0.254, all 0.393. The budget picks the fastest or within 1% in each; 32,768, before, ran 784 → 10
-# four at a time (11–14% slower than two in three earlier runs). Deeper networks (784 → 32 → 10: 25,408 per
-# episode) run one at a time: 1.6–2× faster than all vmapped (inner_loop.py).
+# run): 784 → 10 (7,840 per episode) one 0.358, two 0.354, four 0.395, all 0.556; 400 → 10 one 0.197, two
+# 0.185, four 0.179, all 0.210; 196 → 10 four 0.090, all 0.088; 64 → 10, N = 128, T = 50: 16 0.255, 25 0.249,
+# 32 0.247, 51 0.256, all 0.409. The budget picks the fastest or within 1% in each; 32,768, before, ran 784 → 10
+# four at a time (12% slower than two in the stored run, 6–14% in four earlier ones). Only dense N → 10
+# was re-measured at this budget; other shapes (hidden layers, more classes) moved with it. Deeper networks
+# (784 → 32 → 10: 25,408 per episode) run one at a time: 1.6–2× faster than all vmapped (inner_loop.py).
 CPU_APPLICATIONS_AT_ONCE = 16_384
-# The same when differentiating through the episodes (the backward pass holds more per application; same run,
-# per-step remat, LayerNorm as the gradient Fig. 6 config, hand-written VJP): 784 → 10 one 2.83 s, two 2.98,
-# all 3.94; 400 → 10 one 1.69, two 1.45, four 1.57; 196 → 10 four 0.73, all 0.77; 64 → 10 all 0.24, four
-# 0.30: the fastest each time.
+# The same when differentiating through the episodes (the backward pass holds more per application; per-step
+# remat, LayerNorm as the gradient Fig. 6 config, hand-written VJP): 784 → 10 one 2.91 s, two 3.39, all 4.05;
+# 400 → 10 one 1.74, two 1.46, four 1.58; 196 → 10 four 0.73, all 0.75; 64 → 10 all 0.25, four 0.30: the
+# fastest each time.
 CPU_APPLICATIONS_AT_ONCE_BACKPROP = 8_192
 AUTO = "auto"
 

@@ -222,9 +222,10 @@ def fast_tanh(x: Array) -> Array:
     """tanh, for float32 as a single rational function that XLA fuses into its neighbours.
 
     With it VSML's dense step measured 1.7× (784 → 10) and 1.4× (784 → 32 → 10) faster on XLA:CPU than with
-    jnp.tanh (reports/speed_cpu; benchmarks/inner_loop.py measures the effect on
-    the whole VSML step). Other dtypes (float64 parity checks, bfloat16) use `jnp.tanh`. The derivative is
-    tanh's own, 1 − tanh², so gradients through the inner loop are those of the exact formulation.
+    jnp.tanh (reports/speed_cpu; benchmarks/inner_loop.py measures the effect on the whole VSML step) at XLA's
+    default code generation (LLVM -O3); with `--xla_backend_optimization_level=1` jnp.tanh's loops are
+    compiled better and the lead is 4–7%. Other dtypes (float64 parity checks, bfloat16) use `jnp.tanh`. The
+    derivative is tanh's own, 1 − tanh², so gradients through the inner loop are those of the exact formulation.
     """
     if x.dtype != jnp.float32:
         return jnp.tanh(x)
