@@ -131,7 +131,7 @@ def _scan_in_blocks(step: Callable, state: PyTree, xs: Array, ys: Array, block: 
 # run): 784 → 10 (7,840 per episode) one 0.358, two 0.354, four 0.395, all 0.556; 400 → 10 one 0.197, two
 # 0.185, four 0.179, all 0.210; 196 → 10 four 0.090, all 0.088; 64 → 10, N = 128, T = 50: 16 0.255, 25 0.249,
 # 32 0.247, 51 0.256, all 0.409. The budget picks the fastest or within 1% in each; 32,768, before, ran 784 → 10
-# four at a time (12% slower than two in the stored run, 6–14% in four earlier ones). Only dense N → 10
+# four at a time (12% slower than two in the stored run, 6–20% in six earlier ones). Only dense N → 10
 # was re-measured at this budget; other shapes (hidden layers, more classes) moved with it. Deeper networks
 # (784 → 32 → 10: 25,408 per episode) run one at a time: 1.6–2× faster than all vmapped (inner_loop.py).
 CPU_APPLICATIONS_AT_ONCE = 16_384
