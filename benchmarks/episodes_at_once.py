@@ -21,8 +21,7 @@ import argparse
 import json
 
 import jax
-import jax.numpy as jnp
-from timing import best_times, machine_fields
+from timing import best_times, machine_fields, random_episodes, tree_difference
 
 from vsml.learners.base import (
     CPU_APPLICATIONS_AT_ONCE,
@@ -58,9 +57,7 @@ def label(at_once: int | None) -> str:
 def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
     budget, model = MODES[mode]
     N, T = args.episodes, args.length
-    keys = jax.random.split(jax.random.PRNGKey(3), N)
-    xs = jax.random.normal(jax.random.PRNGKey(1), (N, T, inputs))
-    ys = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(2), (N, T), 0, 10), 10)
+    xs, ys, keys = random_episodes(N, T, inputs)
     meta = model.init_meta(jax.random.PRNGKey(0))
     auto = resolve_at_once(model, "auto", xs, ys, budget)
     choices = sorted({*args.choices, None, auto}, key=lambda k: N + 1 if k is None else k)
@@ -73,12 +70,8 @@ def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
 
     programs = {label(k): program(k) for k in choices}
     want = programs["all"](meta)
-    scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(want))
     for name, fn in programs.items():
-        difference = max(
-            float(jnp.max(jnp.abs(a - b)))
-            for a, b in zip(jax.tree.leaves(fn(meta)), jax.tree.leaves(want), strict=True)
-        )
+        difference, scale = tree_difference(fn(meta), want)
         if not difference <= TOLERANCE * max(scale, 1e-30):
             raise SystemExit(
                 f"{mode} {inputs}->10 at {name} at once differs from all at once by {difference}"

@@ -122,14 +122,17 @@ def bench_network(name: str, setup: Setup) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--networks", default="dense,deep,conv", help=f"comma-separated, of {NETWORKS}")
-    parser.add_argument("--image-side", type=int, default=28, help="inputs are side×side images (28: MNIST)")
-    parser.add_argument("--episodes", type=int, default=8, help="episodes per call")
+    default = Setup()  # the flags' defaults
     parser.add_argument(
-        "--episode-batch", type=int, default=1, help="episodes at once in the fast_map variant"
+        "--image-side", type=int, default=default.image_side, help="side×side images (28: MNIST)"
     )
-    parser.add_argument("--steps", type=int, default=10, help="online steps per episode")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--episodes", type=int, default=default.episodes, help="episodes per call")
+    parser.add_argument(
+        "--episode-batch", type=int, default=default.episode_batch, help="episodes at once in fast_map"
+    )
+    parser.add_argument("--steps", type=int, default=default.steps, help="online steps per episode")
+    parser.add_argument("--repeats", type=int, default=default.repeats)
+    parser.add_argument("--classes", type=int, default=default.classes)
     parser.add_argument(
         "--pallas", action="store_true", help="time the fused Pallas kernel off a GPU too (interpreted: slow)"
     )

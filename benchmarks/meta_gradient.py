@@ -23,8 +23,7 @@ import json
 from unittest import mock
 
 import jax
-import jax.numpy as jnp
-from timing import best_times, machine_fields
+from timing import best_times, machine_fields, random_episodes, tree_difference
 
 from vsml.learners import vsml as vsml_module
 from vsml.learners.vsml import VSML, _ticks_with_residuals
@@ -41,9 +40,7 @@ def autodiff_micro_ticks(num_micro_ticks, tanh, recurrent, *layer):  # noqa: ANN
 def bench(layer_norm: bool, args: argparse.Namespace) -> dict:
     model = VSML(layer_norm=layer_norm, feed_label=True)
     N, T, A = args.episodes, args.length, args.inputs
-    keys = jax.random.split(jax.random.PRNGKey(3), N)
-    xs = jax.random.normal(jax.random.PRNGKey(1), (N, T, A))
-    ys = jax.nn.one_hot(jax.random.randint(jax.random.PRNGKey(2), (N, T), 0, 10), 10)
+    xs, ys, keys = random_episodes(N, T, A)
     meta = model.init_meta(jax.random.PRNGKey(0))
 
     def loss(m):
@@ -53,12 +50,7 @@ def bench(layer_norm: bool, args: argparse.Namespace) -> dict:
     custom = jax.jit(jax.grad(loss))
     with mock.patch.object(vsml_module, "_micro_ticks", autodiff_micro_ticks):  # in effect while tracing
         autodiff = jax.jit(jax.grad(loss)).lower(meta).compile()
-    got, want = custom(meta), autodiff(meta)
-    scale = max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(want))
-    difference = max(
-        float(jnp.max(jnp.abs(a - b)))
-        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True)
-    )
+    difference, scale = tree_difference(custom(meta), autodiff(meta))
     if not difference <= TOLERANCE * scale:
         raise SystemExit(
             f"the two meta-gradients differ by {difference} (largest entry {scale}): refusing to time"

@@ -1,4 +1,5 @@
-"""What every benchmark here shares: the best-of-R timer and the machine fields of its JSON."""
+"""What the benchmarks here share: the best-of-R timer, the machine fields of their JSON, the random episodes
+of the meta-loss benchmarks and the check that two results agree before they are timed."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 
 def best_time(fn: Callable[[], Any], repeats: int, warm_up: bool = True) -> float:
@@ -35,3 +37,20 @@ def best_times(fns: dict[str, Callable[[], Any]], repeats: int, warm_up: bool = 
 def machine_fields() -> dict[str, str]:
     """Where the figures were measured: the JAX device, JAX's version and the CPU architecture."""
     return {"device": str(jax.devices()[0]), "jax": jax.__version__, "machine": platform.machine()}
+
+
+def random_episodes(episodes: int, length: int, inputs: int, classes: int = 10) -> tuple[jax.Array, ...]:
+    """xs [N, T, A] standard normal, ys [N, T, C] one-hot random labels and N episode keys (fixed seeds, so
+    every benchmark that calls it times the same data)."""
+    xs = jax.random.normal(jax.random.PRNGKey(1), (episodes, length, inputs))
+    labels = jax.random.randint(jax.random.PRNGKey(2), (episodes, length), 0, classes)
+    return xs, jax.nn.one_hot(labels, classes), jax.random.split(jax.random.PRNGKey(3), episodes)
+
+
+def tree_difference(got: Any, want: Any) -> tuple[float, float]:
+    """(largest |got − want| over the leaves of two equal-structure pytrees, largest |want|)."""
+    difference = max(
+        float(jnp.max(jnp.abs(a - b)))
+        for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True)
+    )
+    return difference, max(float(jnp.max(jnp.abs(leaf))) for leaf in jax.tree.leaves(want))
