@@ -1,10 +1,12 @@
 """ES iterations per second as the population is split over more devices and processes (meta/parallel.py).
 
 A fixed small config: VSML (default 64 → 10 on scikit-learn's digits, label fed), `--pairs` antithetic pairs,
-episodes of `--length` steps. For each layout PxD (P processes on 127.0.0.1 with D CPU devices each, forced with
-`--xla_force_host_platform_device_count`) the script starts fresh Python processes, compiles one iteration,
-then times `--iterations` more through `MetaTrainer.step` (no evaluation, logs or checkpoints) and reports
-process 0's iterations/s: 1 / the median iteration time, and the mean. The layouts run in turn, `--rounds`
+episodes of `--length` steps; or `--config` an experiment config (e.g. configs/fig6_mnist_rand_proj.yaml, its
+dataset as configured) with the same pairs and length and `--set` overrides. For each layout PxD (P processes
+on 127.0.0.1 with D CPU devices each, forced with `--xla_force_host_platform_device_count`) the script starts
+fresh Python processes, compiles one iteration, then times `--iterations` more through `MetaTrainer.step` (no
+evaluation, logs or checkpoints) and reports process 0's iterations/s: 1 / the median iteration time, and the
+mean. The layouts run in turn, `--rounds`
 times, and each keeps its best round, so that other jobs on the machine, which come and go, do not favour
 one layout. Prints JSON: per layout the best round, its speed-up over the first layout's best, and every round.
 
@@ -12,7 +14,7 @@ Forced CPU devices share the machine's cores, so the speed-up is bounded by the 
 backend also spreads one device's work over several threads); on GPUs, one device per GPU.
 
     python benchmarks/device_scaling.py [--layouts 1x1,1x2,1x4,2x1] [--pairs 16] [--length 100] [--iterations 10]
-                                        [--rounds 3]
+                                        [--rounds 3] [--config configs/deep.yaml] [--set es.members_at_once=1 ...]
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+# What each timed config is given on top of its own: no evaluation, logs or checkpoints while timing.
+NEVER = 1_000_000
+TIMING_OVERRIDES = (f"train.iterations={NEVER}", f"train.checkpoint_every={NEVER}", f"eval.every={NEVER}")
+
 
 def benchmark_config(pairs: int, length: int) -> dict:
     return {
@@ -36,9 +42,23 @@ def benchmark_config(pairs: int, length: int) -> dict:
         "learner": {"name": "vsml", "feed_label": True},
         "task": {"dataset": "digits", "episode_length": length},
         "es": {"num_pairs": pairs},
-        "train": {"iterations": 1_000_000, "checkpoint_every": 1_000_000},
-        "eval": {"datasets": ["digits"], "every": 1_000_000},
+        "train": {"iterations": NEVER, "checkpoint_every": NEVER},
+        "eval": {"datasets": ["digits"], "every": NEVER},
     }
+
+
+def overrides(args: argparse.Namespace) -> list[str]:
+    """`--set` and the timing settings for a `--config` run."""
+    return [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}", *TIMING_OVERRIDES, *args.set]
+
+
+def load_config(args: argparse.Namespace):
+    """The experiment to time: `--config` with `overrides`, else the built-in digits config."""
+    from vsml.experiment import experiment_from_dict, load_experiment
+
+    if args.config is None:
+        return experiment_from_dict(benchmark_config(args.pairs, args.length))
+    return load_experiment(args.config, overrides(args))
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -49,10 +69,9 @@ def measure(args: argparse.Namespace) -> None:
         initialize_processes(args.coordinator, args.num_processes, args.process_id)
     import jax
 
-    from vsml.experiment import experiment_from_dict
     from vsml.meta.trainer import MetaTrainer
 
-    config = experiment_from_dict(benchmark_config(args.pairs, args.length))
+    config = load_config(args)
     with tempfile.TemporaryDirectory() as run_dir:  # process 0 writes only config.yaml there
         trainer = MetaTrainer(config, run_dir)
         trainer.step()  # compiles
@@ -78,15 +97,21 @@ def free_port() -> int:
 def run_layout(layout: str, args: argparse.Namespace) -> dict:
     """Start the processes of layout 'PxD' and return process 0's record."""
     processes, devices = (int(part) for part in layout.split("x"))
+    # The caller's other XLA flags (e.g. the test suite's optimisation level) carry over; the device count is ours.
+    flags = [
+        f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f
+    ]
     env = {
         **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "XLA_FLAGS": " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"]),
         "JAX_PLATFORMS": "cpu",
     }
     command = [
         sys.executable, __file__, "--measure", "--pairs", str(args.pairs), "--length", str(args.length),
         "--iterations", str(args.iterations), "--num-processes", str(processes),
         "--coordinator", f"127.0.0.1:{free_port()}",
+        *([] if args.config is None else ["--config", str(args.config)]),
+        *(f"--set={item}" for item in args.set),
     ]  # fmt: skip
     children = [
         subprocess.Popen([*command, "--process-id", str(index)], env=env, stdout=subprocess.PIPE, text=True)
@@ -107,11 +132,19 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=100, help="episode length T")
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations per layout and round")
     parser.add_argument("--rounds", type=int, default=3, help="times each layout is run (its best is kept)")
+    parser.add_argument("--config", type=Path, help="an experiment config instead of the built-in digits one")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="overrides of --config's settings"
+    )
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)  # one process of a layout
     parser.add_argument("--coordinator", help=argparse.SUPPRESS)
     parser.add_argument("--num-processes", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--process-id", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.set and args.config is None:
+        parser.error("--set changes a --config; the built-in config takes only --pairs and --length")
+    if args.config is not None and not args.config.is_file():
+        parser.error(f"--config {args.config}: no such file")
     if args.measure:
         measure(args)
         return
@@ -135,7 +168,10 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "device_scaling",
-                "config": benchmark_config(args.pairs, args.length),
+                "config": benchmark_config(args.pairs, args.length)
+                if args.config is None
+                else str(args.config),
+                "overrides": [] if args.config is None else overrides(args),
                 "iterations": args.iterations,
                 "rounds": args.rounds,
                 "layouts": results,

@@ -1,23 +1,24 @@
 """How many episodes to run together: the "auto" choice of `es.members_at_once` / `grad.episodes_at_once`
 against every other count, in the same run.
 
-For dense VSML layers of each `--inputs` size (A → 10), times the meta-loss of N episodes of T steps run k at
-a time (`learners.base.map_in_batches`) for every k of `--choices` ("all": one vmap): forward only, as ES
-evaluates its members (budget `CPU_APPLICATIONS_AT_ONCE`; the learner of fig6_mnist_rand_proj.yaml; here all
-episodes share one meta-parameter set, where ES gives each member its own, a difference of 2.4k numbers), and
-differentiated with per-step remat, the gradient meta-optimiser's step (budget
-`CPU_APPLICATIONS_AT_ONCE_BACKPROP`; with LayerNorm as fig6_mnist_rand_proj_grad.yaml). The results of every k
-are checked against k = all first; calls are interleaved (best of R rounds each). Prints JSON: seconds per k, the
+For dense VSML layers of each `--inputs` size (A → 10, or A → H → 10 with `--hidden H`), times the meta-loss of N
+episodes of T steps run k at a time (`learners.base.map_in_batches`) for every k of `--choices` ("all": one vmap):
+forward only, as ES evaluates its members (budget `CPU_APPLICATIONS_AT_ONCE`; the learner of
+fig6_mnist_rand_proj.yaml; here all episodes share one meta-parameter set, where ES gives each member its own, a
+difference of 2.4k numbers), and differentiated with per-step remat, the gradient meta-optimiser's step (budget
+`CPU_APPLICATIONS_AT_ONCE_BACKPROP`; with LayerNorm as fig6_mnist_rand_proj_grad.yaml). The results of every k are
+checked against k = all first; calls are interleaved (best of R rounds each). Prints JSON: seconds per k, the
 fastest k, what "auto" picks on this backend and auto's time over the fastest (1.0: auto chose the best; the
 budgets were tuned on 2 CPU cores, and on a GPU auto is all at once).
 
-    python benchmarks/episodes_at_once.py [--inputs 64,196,400,784] [--episodes 8] [--length 50]
+    python benchmarks/episodes_at_once.py [--inputs 64,196,400,784] [--hidden 32] [--episodes 8] [--length 50]
         [--choices 1,2,4,all] [--modes forward,gradient] [--repeats 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import jax
@@ -50,12 +51,20 @@ def parse_count(text: str) -> int | None:
     return int(text)
 
 
+def positive(text: str) -> int:
+    """A --hidden entry: a positive layer size."""
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"--hidden takes positive sizes, got {text!r}")
+    return int(text)
+
+
 def label(at_once: int | None) -> str:
     return "all" if at_once is None else str(at_once)
 
 
 def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
     budget, model = MODES[mode]
+    model = dataclasses.replace(model, hidden_sizes=tuple(args.hidden))
     N, T = args.episodes, args.length
     xs, ys, keys = random_episodes(N, T, inputs)
     meta = model.init_meta(jax.random.PRNGKey(0))
@@ -74,12 +83,14 @@ def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
         difference, scale = tree_difference(fn(meta), want)
         if not difference <= TOLERANCE * max(scale, 1e-30):
             raise SystemExit(
-                f"{mode} {inputs}->10 at {name} at once differs from all at once by {difference}"
+                f"{mode} {inputs}->...->10 at {name} at once differs from all at once by {difference}"
             )
     seconds = best_times({name: (lambda fn=fn: fn(meta)) for name, fn in programs.items()}, args.repeats)
     fastest = min(seconds, key=seconds.get)
     return {
-        "network": f"dense {inputs}->10" + (", LayerNorm" if model.layer_norm else ""),
+        "network": "dense "
+        + "->".join(map(str, (inputs, *args.hidden, 10)))
+        + (", LayerNorm" if model.layer_norm else ""),
         "mode": mode,
         "episodes": N,
         "length": T,
@@ -95,6 +106,12 @@ def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--inputs", default="64,196,400,784", help="comma-separated input sizes A (A -> 10)")
+    parser.add_argument(
+        "--hidden",
+        default=[],
+        type=lambda text: [positive(h) for h in text.split(",") if h.strip()],
+        help="comma-separated hidden layer sizes (default: none, A -> 10)",
+    )
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--length", type=int, default=50)
     parser.add_argument(

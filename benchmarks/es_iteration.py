@@ -1,7 +1,8 @@
 """Seconds per antithetic-ES iteration of the Fig. 6 config, with a breakdown, in the same run.
 
-configs/fig6_mnist_rand_proj.yaml (VSML, dense 784 → 10; half the population under a fixed random projection)
-at P pairs (the paper: 1024; default here 16, for a CPU) and episode length T. The iteration
+configs/fig6_mnist_rand_proj.yaml (VSML, dense 784 → 10; half the population under a fixed random projection;
+`--config` another, e.g. configs/deep.yaml) at P pairs (the paper: 1024; default here 16, for a CPU) and
+episode length T. The iteration
 (`vsml.meta.trainer.es_iteration`) is rebuilt from the same functions as four separately jitted pieces:
 
     noise        ε ~ N(0, I) for P pairs (`es.sample_antithetic_noise`)
@@ -12,16 +13,20 @@ at P pairs (the paper: 1024; default here 16, for a CPU) and episode length T. T
 Each piece and the whole fused `es_iteration` are timed (block_until_ready, best of R calls; the check below is
 their compile and warm-up call). Prints JSON: the seconds of each piece, their sum against the fused iteration
 as a ratio, and iterations/s. The pieces run on the fused iteration's keys, so their mean loss must match the
-fused one (checked before timing). Absolute figures depend on the machine and its load; the ratios are the
-numbers to compare. The inner loop dominates and a run costs about 2 + 2R iterations: with 16 pairs on 2 CPU
-cores one iteration took ~7 s at T = 100, so expect minutes at the default T = 500; `--length 100` or fewer
-`--pairs` for a quick look.
+fused one (checked before timing). `--compare` times the fused iteration at other `es.members_at_once` settings
+too, each checked the same way, its calls interleaved with the main setting's. The population is split over
+`jax.device_count()` devices as in the CLI (e.g. `XLA_FLAGS=--xla_force_host_platform_device_count=2`; "auto"
+then resolves on each device's share). Absolute figures depend on the machine and its load; the ratios are the
+numbers to compare. The inner loop dominates and a run costs about 2 + 2R iterations per setting: with 16 pairs
+on 2 CPU cores one iteration of the Fig. 6 config took ~1.4 s at T = 100 and ~7 s at the default T = 500;
+`--length 100` or fewer `--pairs` for a quick look.
 
 Data: `--dataset mnist` needs the MNIST files (see `vsml.tasks.datasets.resolve_data_dir`); by default MNIST is
 used if it loads, else scikit-learn's digits (8x8 inputs: a 64 → 10 layer); the JSON says which.
 
     python benchmarks/es_iteration.py [--pairs 16] [--length 500] [--repeats 3] [--dataset mnist|digits|...]
-        [--members-at-once auto|all|N] [--set learner.dense_kernel=pallas ...]
+        [--config configs/deep.yaml] [--members-at-once auto|all|N] [--compare all,1,2,4]
+        [--set learner.dense_kernel=pallas ...]
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-from timing import best_time, machine_fields
+from timing import best_time, best_times, machine_fields
 
 from vsml.experiment import (
     ExperimentConfig,
@@ -49,7 +55,8 @@ from vsml.meta.objectives import Objective
 from vsml.meta.population import sample_slices, split_counts
 from vsml.meta.trainer import es_iteration, es_update_step, population_losses
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fig6_mnist_rand_proj.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG = ROOT / "configs" / "fig6_mnist_rand_proj.yaml"
 FALLBACK_DATASET = "digits"
 LOSS_TOLERANCE = 1e-3  # relative: the pieces and the fused program differ only in how XLA fuses them
 
@@ -95,6 +102,16 @@ def members_at_once(text: str) -> int | str | None:
         ) from None
 
 
+def shown_path(path: Path) -> str:
+    """`path` relative to the repository when it is inside it (as the stored reports name their configs)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def at_once_label(setting: int | str | None) -> str:
+    return "all" if setting is None else str(setting)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=16, help="antithetic pairs P (2P members); paper: 1024")
@@ -119,11 +136,27 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="more config overrides, e.g. learner.dense_kernel=pallas or learner.recurrent_matmul=tf32",
     )
+    parser.add_argument(
+        "--config", type=Path, default=CONFIG, help="the experiment config (default: the Fig. 6 config)"
+    )
+    parser.add_argument(
+        "--compare",
+        type=lambda text: [members_at_once(c.strip()) for c in text.split(",") if c.strip()],
+        default=["all"],
+        help="comma-separated members_at_once settings to time the fused step at too, interleaved with "
+        "--members-at-once (default: all; each printed as seconds and its time over the main setting's)",
+    )
     args = parser.parse_args()
     at_once = args.members_at_once
+    if not args.config.is_file():
+        parser.error(f"--config {args.config}: no such file")
+    for setting in (at_once, *args.compare):
+        if isinstance(setting, int) and setting < 1:
+            parser.error(f"members-at-once counts must be positive, got {setting}")
+    compare = [c for c in dict.fromkeys(args.compare) if c != at_once]  # the main setting is timed anyway
 
     overrides = [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}", *args.set]
-    config = load_experiment(CONFIG, overrides)
+    config = load_experiment(args.config, overrides)
     config, sources, dataset, fallback_reason = load_sources(config, args.dataset)
     slices = population_slices(config)
     counts = split_counts(config.es.num_pairs, tuple(sl.share for sl in slices), "es.num_pairs")
@@ -192,26 +225,47 @@ def main() -> None:
         ),
     }
     parts = sum(seconds.values())
-    t_fused = best_time(fused, args.repeats, warm_up=False)
-    comparison = {}
-    if at_once is not None:  # the same step with every member at once (vmapped), for the ratio
-        all_at_once_loss = float(fused(None)[2])
-        t_all = best_time(lambda: fused(None), args.repeats, warm_up=False)
-        first = batches[0][0]  # the first slice's episodes, one per pair, each run by both signs of the pair
-        xs, ys = (jnp.concatenate([a, a]) for a in (first.xs, first.ys))
-        comparison = {
-            "members_at_once": at_once,
-            "members_at_once_resolved": resolve_at_once(learner, at_once, xs, ys),
-            "fused_all_at_once_seconds": t_all,
-            "all_at_once_over_fused_time": t_all / t_fused,
-            "mean_loss_all_at_once": all_at_once_loss,
-        }
+    first = batches[0][0]  # the first slice's episodes, one per pair, each run by both signs of the pair
+    per_device = -(-2 * counts[0] // jax.device_count())  # shard_over_population's block (padded)
+    xs, ys = (jnp.concatenate([a, a])[:per_device] for a in (first.xs, first.ys))
+
+    def resolved(setting: int | str | None) -> int | None:
+        """What a device runs together in the first slice (its share of members, `resolve_at_once`)."""
+        return resolve_at_once(learner, setting, xs, ys)
+
+    # The other settings: each checked against the main one's loss (same members and episodes), then timed
+    # with the main setting, calls interleaved.
+    variants = {"fused": fused}
+    for setting in compare:
+        loss = float(fused(setting)[2])
+        if not abs(loss - fused_loss) <= LOSS_TOLERANCE * max(1.0, abs(fused_loss)):
+            raise SystemExit(f"members_at_once={setting} gives mean loss {loss}, {at_once}: {fused_loss}")
+        variants[at_once_label(setting)] = partial(fused, setting)
+    times = best_times(variants, args.repeats, warm_up=False)
+    t_fused = times.pop("fused")
+    comparison = {
+        "members_at_once": at_once,
+        "members_at_once_resolved": resolved(at_once),
+        "compare": {
+            at_once_label(setting): {
+                "members_at_once_resolved": resolved(setting),
+                "seconds": times[at_once_label(setting)],
+                "over_fused_time": times[at_once_label(setting)] / t_fused,
+            }
+            for setting in compare
+        },
+    }
+    if "all" in times:  # the fields of earlier runs (reports/speed_cpu/es_iteration_*.json)
+        comparison["fused_all_at_once_seconds"] = times["all"]
+        comparison["all_at_once_over_fused_time"] = times["all"] / t_fused
     input_shape = tuple(int(d) for d in batches[0][0].xs.shape[3 if samplers[0].batch_size > 1 else 2 :])
     print(
         json.dumps(
             {
                 "benchmark": "es_iteration",
-                "config": str(CONFIG.relative_to(CONFIG.parents[1])),
+                "config": shown_path(args.config),
+                "devices": jax.device_count(),
+                "members_per_device_first_slice": per_device,
                 "dataset": dataset,
                 "dataset_fallback_reason": fallback_reason,
                 "input_shape": list(input_shape),

@@ -24,7 +24,8 @@ CASES = {
         ["check_backprop_genome_vs_sgd_max_abs_diff", "check_fast_vs_reference_max_abs_diff"],
     ),
     "es_iteration.py": (
-        ["--pairs", "2", "--length", "3", "--repeats", "1", "--dataset", "digits"],
+        ["--pairs", "2", "--length", "3", "--repeats", "1", "--dataset", "digits", "--compare", "all,1"]
+        + ["--config", "configs/deep.yaml"],
         [
             "noise_seconds",
             "episodes_seconds",
@@ -37,6 +38,8 @@ CASES = {
             "member_steps_per_s",
             "mean_loss_parts",
             "mean_loss_fused",
+            "compare_over_fused_time",
+            "all_at_once_over_fused_time",
         ],
         [],
     ),
@@ -68,7 +71,20 @@ CASES = {
         ["max_abs_gradient_difference"],
     ),
     "episodes_at_once.py": (  # one record per mode; nested dicts hold one number per count
-        ["--inputs", "8", "--episodes", "3", "--length", "2", "--choices", "1", "--repeats", "1"],
+        [
+            "--inputs",
+            "8",
+            "--hidden",
+            "4",
+            "--episodes",
+            "3",
+            "--length",
+            "2",
+            "--choices",
+            "1",
+            "--repeats",
+            "1",
+        ],
         ["seconds", "auto_over_fastest_time"],
         [],
     ),
@@ -127,14 +143,20 @@ def run_benchmark(script: str, args: list[str]) -> dict:
         }
     if script == "episodes_at_once.py":  # both modes, each timing 1 and all at once (auto: all, so tiny)
         records = output["results"]
-        assert [(r["mode"], set(r["seconds"]), r["auto"]) for r in records] == [
-            ("forward", {"1", "all"}, "all"),
-            ("gradient", {"1", "all"}, "all"),
+        assert [(r["network"], r["mode"], set(r["seconds"]), r["auto"]) for r in records] == [
+            ("dense 8->4->10", "forward", {"1", "all"}, "all"),
+            ("dense 8->4->10, LayerNorm", "gradient", {"1", "all"}, "all"),
         ]
         return {
             "seconds": min(v for r in records for v in r["seconds"].values()),
             "auto_over_fastest_time": min(r["auto_over_fastest_time"] for r in records),
         }
+    if script == "es_iteration.py":  # the compared settings: each one timed, and resolved on a device's share
+        assert output["config"] == "configs/deep.yaml" and output["learner"]["hidden_sizes"] == [32]
+        compared = output["compare"]
+        assert {k: v["members_at_once_resolved"] for k, v in compared.items()} == {"all": None, "1": 1}
+        output["compare_over_fused_time"] = min(v["over_fused_time"] for v in compared.values())
+        return output
     if script == "pallas_kernel.py":  # per number, the smallest over the variants (NaN if any is not finite)
         assert output["interpreted"] and len(output["seconds"]) == 2  # the XLA form and one kernel setting
         assert output["errors"] == {}
@@ -179,3 +201,23 @@ def test_gpu_suite_records_each_step_and_keeps_going(tmp_path):
     (step,) = json.loads(out.read_text())["steps"]
     assert step["name"] == "pallas_kernel" and step["returncode"] == 1 and "result" not in step
     assert "GPU" in step["stderr"] and "pallas_kernel.py" in step["command"]
+
+
+def test_device_scaling_times_a_config_on_each_layout():
+    """device_scaling.py with --config and --set: each layout's processes load that config with the overrides
+    (here: 2 forced CPU devices, members one at a time) and report finite iterations/s; --set alone is refused."""
+    args = ["--layouts", "1x1,1x2", "--pairs", "2", "--length", "3", "--iterations", "1", "--rounds", "1"]
+    args += ["--config", "configs/demo_digits.yaml", "--set", "es.members_at_once=1"]
+    output = run_benchmark("device_scaling.py", args)
+    assert output["config"] == "configs/demo_digits.yaml" and "es.members_at_once=1" in output["overrides"]
+    assert [(r["devices"], r["processes"]) for r in output["layouts"].values()] == [(1, 1), (2, 1)]
+    for record in output["layouts"].values():
+        assert math.isfinite(record["iterations_per_s"]) and record["iterations_per_s"] > 0
+        assert math.isfinite(record["last_loss"])
+    refused = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "device_scaling.py"), "--set", "es.members_at_once=1"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+    )
+    assert refused.returncode == 2 and "--set changes a --config" in refused.stderr

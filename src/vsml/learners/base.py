@@ -10,6 +10,7 @@ learner learns. Labels are one-hot float vectors (`y: [num_classes]`), which als
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -125,15 +126,16 @@ def _scan_in_blocks(step: Callable, state: PyTree, xs: Array, ys: Array, block: 
     return logits, state
 
 
-# "auto" on a CPU: run together as many episodes as keep about this many sub-RNN applications per micro tick
-# (VSML). Measured on 2 cores by benchmarks/episodes_at_once.py (reports/speed_cpu/episodes_at_once_*.json;
-# forward meta-loss, the Fig. 6 learner, N = 8 episodes of T = 100, seconds for k at a time, interleaved in one
-# run): 784 → 10 (7,840 per episode) one 0.358, two 0.354, four 0.395, all 0.556; 400 → 10 one 0.197, two
-# 0.185, four 0.179, all 0.210; 196 → 10 four 0.090, all 0.088; 64 → 10, N = 128, T = 50: 16 0.255, 25 0.249,
-# 32 0.247, 51 0.256, all 0.409. The budget picks the fastest or within 1% in each; 32,768, before, ran 784 → 10
-# four at a time (12% slower than two in the stored run, 6–20% in six earlier ones). Only dense N → 10
-# was re-measured at this budget; other shapes (hidden layers, more classes) moved with it. Deeper networks
-# (784 → 32 → 10: 25,408 per episode) run one at a time: 1.6–2× faster than all vmapped (inner_loop.py).
+# "auto" on a CPU: run together about as many episodes as keep this many sub-RNN applications per micro tick
+# (VSML), the count rounded to a power of two (below). Measured on 2 cores by benchmarks/episodes_at_once.py
+# (reports/speed_cpu/episodes_at_once_*.json; forward meta-loss, the Fig. 6 learner, N = 8 episodes of T = 100,
+# seconds for k at a time, interleaved in one run): 784 → 10 (7,840 per episode) one 0.358, two 0.354, four
+# 0.395, all 0.556; 400 → 10 one 0.197, two 0.185, four 0.179, all 0.210; 196 → 10 four 0.090, all 0.088;
+# 64 → 10, N = 128, T = 50: 16 0.255, 25 0.249, 32 0.247, 51 0.256, all 0.409. 32,768, before, ran 784 → 10
+# four at a time (12% slower than two in the stored run, 6–20% in six earlier ones). Deeper networks
+# (784 → 32 → 10: 25,408 per episode) run one at a time: 1.6–2× faster than all vmapped (inner_loop.py), and
+# the whole ES iteration of configs/deep.yaml and conv.yaml is fastest one at a time on 1 and 2 devices
+# (es_iteration.py --compare).
 CPU_APPLICATIONS_AT_ONCE = 16_384
 # The same when differentiating through the episodes (the backward pass holds more per application; per-step
 # remat, LayerNorm as the gradient Fig. 6 config, hand-written VJP): 784 → 10 one 2.91 s, two 3.39, all 4.05;
@@ -168,8 +170,8 @@ def resolve_at_once(
     budget: int = CPU_APPLICATIONS_AT_ONCE,
 ) -> int | None:
     """How many of the episodes `xs [N, T, ...]`, `ys [N, T, C]` to run together: `at_once` itself unless it is
-    "auto". "auto" on a CPU, for a learner that counts its work (`sub_rnn_applications`, VSML): enough
-    episodes for about `budget` sub-RNN applications per micro tick (`CPU_APPLICATIONS_AT_ONCE_BACKPROP` when
+    "auto". "auto" on a CPU, for a learner that counts its work (`sub_rnn_applications`, VSML): a power of two
+    of episodes for about `budget` sub-RNN applications per micro tick (`CPU_APPLICATIONS_AT_ONCE_BACKPROP` when
     differentiated), so their state stays in cache; otherwise (GPUs, other learners, small networks) all N at
     once (None)."""
     if at_once != AUTO:
@@ -178,7 +180,10 @@ def resolve_at_once(
     if count is None or jax.default_backend() != "cpu":
         return None
     per_episode = max(1, count(spec_of_episode(xs[0], ys[0])))
-    together = max(1, budget // per_episode)
+    # The nearest power of two to budget / per_episode (on a log scale, at least 1): batches of 3 or 5 episodes
+    # ran 10–24% slower than 2 or 4 (episodes_at_once.py: 144 → 32 → 10 forward, 8 episodes: three 0.263 s,
+    # two 0.240, four 0.228; 300 → 10: five 0.166, four 0.134); the budget itself is only good to ~1.5×.
+    together = 2 ** max(0, round(math.log2(budget / per_episode)))
     return None if together >= xs.shape[0] else together
 
 
