@@ -381,17 +381,17 @@ def test_auto_episodes_at_once_follows_the_network_size():
     assert conv.sub_rnn_applications(TaskSpec((28, 28, 1), 10)) == 14 * 14 * 9 * 8 + 1568 * 10
     assert VSML(backward_pass=True).sub_rnn_applications_per_step(TaskSpec((7,), 3)) == 7 * 3 * 2 * 2
     assert jax.default_backend() == "cpu"
-    # The power of two nearest (on a log scale) to 16,384 applications / the episode's.
+    # The largest power of two of episodes within 16,384 applications (at least one episode).
     assert resolve_at_once(VSML(), "auto", *episodes(32, (784,))) == 2  # 16,384 / 7,840 = 2.09
     assert resolve_at_once(VSML(hidden_sizes=(32,)), "auto", *episodes(32, (784,))) == 1  # 0.64
-    assert resolve_at_once(VSML(hidden_sizes=(32,)), "auto", *episodes(32, (144,))) == 4  # 3.32, not 3
+    assert resolve_at_once(VSML(hidden_sizes=(32,)), "auto", *episodes(32, (144,))) == 2  # 3.32, not 3
     assert resolve_at_once(VSML(), "auto", *episodes(32, (300,))) == 4  # 5.46, not 5
-    assert resolve_at_once(VSML(), "auto", *episodes(64, (64,))) == 32  # 25.6
-    assert resolve_at_once(VSML(), "auto", *episodes(32, (64,))) is None  # 32 per batch: all 32 at once
+    assert resolve_at_once(VSML(), "auto", *episodes(64, (64,))) == 16  # 25.6
+    assert resolve_at_once(VSML(), "auto", *episodes(16, (64,))) is None  # 16 per batch: all 16 at once
     assert resolve_at_once(VSML(inner_batch=4), "auto", *episodes(8, (4, 784))) == 1
     assert resolve_at_once(OnlineSGD(), "auto", *episodes(32, (784,))) is None
     backprop = CPU_APPLICATIONS_AT_ONCE_BACKPROP  # the smaller budget of differentiated episodes
     assert resolve_at_once(VSML(), "auto", *episodes(32, (784,)), backprop) == 1
-    assert resolve_at_once(VSML(), "auto", *episodes(32, (64,)), backprop) == 16  # 12.8
+    assert resolve_at_once(VSML(), "auto", *episodes(32, (64,)), backprop) == 8  # 12.8
     for explicit in (None, 1, 5):
         assert resolve_at_once(VSML(), explicit, *episodes(32, (784,))) == explicit

@@ -127,7 +127,7 @@ def _scan_in_blocks(step: Callable, state: PyTree, xs: Array, ys: Array, block: 
 
 
 # "auto" on a CPU: run together about as many episodes as keep this many sub-RNN applications per micro tick
-# (VSML), the count rounded to a power of two (below). Measured on 2 cores by benchmarks/episodes_at_once.py
+# (VSML), the count rounded down to a power of two (below). Measured on 2 cores by benchmarks/episodes_at_once.py
 # (reports/speed_cpu/episodes_at_once_*.json; forward meta-loss, the Fig. 6 learner, N = 8 episodes of T = 100,
 # seconds for k at a time, interleaved in one run): 784 → 10 (7,840 per episode) one 0.358, two 0.354, four
 # 0.395, all 0.556; 400 → 10 one 0.197, two 0.185, four 0.179, all 0.210; 196 → 10 four 0.090, all 0.088;
@@ -170,20 +170,22 @@ def resolve_at_once(
     budget: int = CPU_APPLICATIONS_AT_ONCE,
 ) -> int | None:
     """How many of the episodes `xs [N, T, ...]`, `ys [N, T, C]` to run together: `at_once` itself unless it is
-    "auto". "auto" on a CPU, for a learner that counts its work (`sub_rnn_applications`, VSML): a power of two
-    of episodes for about `budget` sub-RNN applications per micro tick (`CPU_APPLICATIONS_AT_ONCE_BACKPROP` when
-    differentiated), so their state stays in cache; otherwise (GPUs, other learners, small networks) all N at
-    once (None)."""
+    "auto". "auto" on a CPU, for a learner that counts its work (`sub_rnn_applications`, VSML): the largest
+    power of two of episodes within `budget` sub-RNN applications per micro tick
+    (`CPU_APPLICATIONS_AT_ONCE_BACKPROP` when differentiated), so their state stays in cache; otherwise (GPUs,
+    other learners, small networks) all N at once (None)."""
     if at_once != AUTO:
         return at_once  # type: ignore[return-value]
     count = getattr(learner, "sub_rnn_applications", None)
     if count is None or jax.default_backend() != "cpu":
         return None
     per_episode = max(1, count(spec_of_episode(xs[0], ys[0])))
-    # The nearest power of two to budget / per_episode (on a log scale, at least 1): batches of 3 or 5 episodes
-    # ran 10–24% slower than 2 or 4 (episodes_at_once.py: 144 → 32 → 10 forward, 8 episodes: three 0.263 s,
-    # two 0.240, four 0.228; 300 → 10: five 0.166, four 0.134); the budget itself is only good to ~1.5×.
-    together = 2 ** max(0, round(math.log2(budget / per_episode)))
+    # The largest power of two within the budget (at least 1): batches of 3 or 5 episodes ran 10–24% slower
+    # than 2 or 4 (episodes_at_once.py: 144 → 32 → 10 forward, 8 episodes: three 0.263 s, two 0.240, four
+    # 0.228; 300 → 10: five 0.166, four 0.134). Rounding to the nearest power of two instead (3.3 → 4) won
+    # 2–7% on three hidden-layer shapes but lost 5–6% on `make demo`'s population (64 → 10: 32 at a time
+    # 0.475 s per ES iteration, 16 or 25 0.447–0.450; reports/speed_cpu).
+    together = 2 ** max(0, math.floor(math.log2(budget / per_episode)))
     return None if together >= xs.shape[0] else together
 
 
