@@ -48,8 +48,9 @@ def benchmark_config(pairs: int, length: int) -> dict:
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
-    """`--set` and the timing settings for a `--config` run."""
-    return [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}", *TIMING_OVERRIDES, *args.set]
+    """`--set` and the timing settings for a `--config` run (last, so no `--set` brings back evaluation or
+    checkpoints while timing)."""
+    return [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}", *args.set, *TIMING_OVERRIDES]
 
 
 def load_config(args: argparse.Namespace):
@@ -83,6 +84,7 @@ def measure(args: argparse.Namespace) -> None:
     if jax.process_index() == 0:
         median = statistics.median(seconds)
         record = {"devices": jax.device_count(), "processes": jax.process_count(), "median_seconds": median}
+        record |= {"config_name": config.name, "members_at_once": config.es.members_at_once}  # as loaded
         record["iterations_per_s"] = 1.0 / median
         record["mean_iterations_per_s"] = len(seconds) / sum(seconds)
         print(json.dumps({**record, "last_loss": loss}))

@@ -68,6 +68,8 @@ def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
     N, T = args.episodes, args.length
     xs, ys, keys = random_episodes(N, T, inputs)
     meta = model.init_meta(jax.random.PRNGKey(0))
+    network = "dense " + "->".join(map(str, (inputs, *model.hidden_sizes, 10)))
+    network += ", LayerNorm" if model.layer_norm else ""
     auto = resolve_at_once(model, "auto", xs, ys, budget)
     choices = sorted({*args.choices, None, auto}, key=lambda k: N + 1 if k is None else k)
     choices = [k for k in choices if k is None or k < N]  # k ≥ N runs all N at once: the same as "all"
@@ -82,15 +84,11 @@ def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
     for name, fn in programs.items():
         difference, scale = tree_difference(fn(meta), want)
         if not difference <= TOLERANCE * max(scale, 1e-30):
-            raise SystemExit(
-                f"{mode} {inputs}->...->10 at {name} at once differs from all at once by {difference}"
-            )
+            raise SystemExit(f"{mode} {network} at {name} at once differs from all at once by {difference}")
     seconds = best_times({name: (lambda fn=fn: fn(meta)) for name, fn in programs.items()}, args.repeats)
     fastest = min(seconds, key=seconds.get)
     return {
-        "network": "dense "
-        + "->".join(map(str, (inputs, *args.hidden, 10)))
-        + (", LayerNorm" if model.layer_norm else ""),
+        "network": network,
         "mode": mode,
         "episodes": N,
         "length": T,

@@ -24,8 +24,19 @@ CASES = {
         ["check_backprop_genome_vs_sgd_max_abs_diff", "check_fast_vs_reference_max_abs_diff"],
     ),
     "es_iteration.py": (
-        ["--pairs", "2", "--length", "3", "--repeats", "1", "--dataset", "digits", "--compare", "all,1"]
-        + ["--config", "configs/deep.yaml"],
+        [
+            "--pairs",
+            "6",
+            "--length",
+            "3",
+            "--repeats",
+            "1",
+            "--dataset",
+            "digits",
+            "--config",
+            "configs/deep.yaml",
+        ]
+        + ["--members-at-once", "1", "--compare", "all,auto"],
         [
             "noise_seconds",
             "episodes_seconds",
@@ -143,6 +154,7 @@ def run_benchmark(script: str, args: list[str]) -> dict:
         }
     if script == "episodes_at_once.py":  # both modes, each timing 1 and all at once (auto: all, so tiny)
         records = output["results"]
+        assert [r["sub_rnn_applications_per_micro_tick"] for r in records] == [8 * 4 + 4 * 10] * 2
         assert [(r["network"], r["mode"], set(r["seconds"]), r["auto"]) for r in records] == [
             ("dense 8->4->10", "forward", {"1", "all"}, "all"),
             ("dense 8->4->10, LayerNorm", "gradient", {"1", "all"}, "all"),
@@ -153,8 +165,11 @@ def run_benchmark(script: str, args: list[str]) -> dict:
         }
     if script == "es_iteration.py":  # the compared settings: each one timed, and resolved on a device's share
         assert output["config"] == "configs/deep.yaml" and output["learner"]["hidden_sizes"] == [32]
+        # 3 pairs per slice: 6 members on the one device; 64 -> 32 -> 10 is 2,368 applications, so "auto"
+        # takes 4 at a time (16,384 // 2,368 = 6 -> 4).
+        assert output["members_per_device_first_slice"] == 6 and output["members_at_once_resolved"] == 1
         compared = output["compare"]
-        assert {k: v["members_at_once_resolved"] for k, v in compared.items()} == {"all": None, "1": 1}
+        assert {k: v["members_at_once_resolved"] for k, v in compared.items()} == {"all": None, "auto": 4}
         output["compare_over_fused_time"] = min(v["over_fused_time"] for v in compared.values())
         return output
     if script == "pallas_kernel.py":  # per number, the smallest over the variants (NaN if any is not finite)
@@ -209,8 +224,9 @@ def test_device_scaling_times_a_config_on_each_layout():
     args = ["--layouts", "1x1,1x2", "--pairs", "2", "--length", "3", "--iterations", "1", "--rounds", "1"]
     args += ["--config", "configs/demo_digits.yaml", "--set", "es.members_at_once=1"]
     output = run_benchmark("device_scaling.py", args)
-    assert output["config"] == "configs/demo_digits.yaml" and "es.members_at_once=1" in output["overrides"]
-    assert [(r["devices"], r["processes"]) for r in output["layouts"].values()] == [(1, 1), (2, 1)]
+    records = output["layouts"].values()
+    loaded = [(r["devices"], r["processes"], r["config_name"], r["members_at_once"]) for r in records]
+    assert loaded == [(1, 1, "demo_digits", 1), (2, 1, "demo_digits", 1)]  # what the child processes loaded
     for record in output["layouts"].values():
         assert math.isfinite(record["iterations_per_s"]) and record["iterations_per_s"] > 0
         assert math.isfinite(record["last_loss"])

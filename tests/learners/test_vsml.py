@@ -371,7 +371,8 @@ def test_mean_of_layer_norm_messages_equals_the_literal_form(axis, key):
 
 
 def test_auto_episodes_at_once_follows_the_network_size():
-    """ "auto" on a CPU: ~16k sub-RNN applications per micro tick together; explicit values pass through."""
+    """ "auto" on a CPU: the largest power of two of episodes within 16k sub-RNN applications per micro tick;
+    explicit values pass through."""
 
     def episodes(n, shape, classes=10):
         return jnp.zeros((n, 3, *shape)), jnp.zeros((n, 3, classes))

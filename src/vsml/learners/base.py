@@ -10,7 +10,6 @@ learner learns. Labels are one-hot float vectors (`y: [num_classes]`), which als
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -180,12 +179,12 @@ def resolve_at_once(
     if count is None or jax.default_backend() != "cpu":
         return None
     per_episode = max(1, count(spec_of_episode(xs[0], ys[0])))
-    # The largest power of two within the budget (at least 1): batches of 3 or 5 episodes ran 10–24% slower
-    # than 2 or 4 (episodes_at_once.py: 144 → 32 → 10 forward, 8 episodes: three 0.263 s, two 0.240, four
-    # 0.228; 300 → 10: five 0.166, four 0.134). Rounding to the nearest power of two instead (3.3 → 4) won
+    # The largest power of two within the budget (at least 1): 3 episodes at a time ran 10–36% slower than 2,
+    # 5 slower than 4 (episodes_at_once.py, 8 episodes: 144 → 32 → 10 forward three 0.269 s, two 0.244, four
+    # 0.230; 300 → 10 five 0.166, four 0.134). Rounding to the nearest power of two instead (3.3 → 4) won
     # 2–7% on three hidden-layer shapes but lost 5–6% on `make demo`'s population (64 → 10: 32 at a time
     # 0.475 s per ES iteration, 16 or 25 0.447–0.450; reports/speed_cpu).
-    together = 2 ** max(0, math.floor(math.log2(budget / per_episode)))
+    together = 1 << max(0, (budget // per_episode).bit_length() - 1)
     return None if together >= xs.shape[0] else together
 
 

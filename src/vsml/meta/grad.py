@@ -42,8 +42,9 @@ class GradConfig:
     curriculum_increment: int = 0
     curriculum_every: int = 10_000
     # Speed only, as es.members_at_once: how many episodes of the meta-batch a device runs (and differentiates)
-    # together; "auto" on a CPU: ~8k sub-RNN applications at a time (784 → 10: one episode at a time; 8 episodes,
-    # T = 100: 4.8 s vs 12.2 s per meta-step), all at once on GPUs and otherwise; null: all at once.
+    # together; "auto" on a CPU: the largest power of two of episodes within 8k sub-RNN applications (784 → 10:
+    # one episode at a time; 8 episodes, T = 100: 4.8 s vs 12.2 s per meta-step), all at once on GPUs and
+    # otherwise; null: all at once.
     episodes_at_once: int | str | None = "auto"
 
     def __post_init__(self) -> None:
