@@ -33,6 +33,18 @@ VECTORS_DIR = SHARED_DIR / "spec" / "vectors"
 DATASETS_DIR = SHARED_DIR / "datasets"
 
 
+@pytest.fixture(autouse=True)
+def keep_xla_flags():
+    """Undo what a test does to $XLA_FLAGS: the CLI, called in-process, adds one XLA device per core
+    (`--cpu-devices`), which the benchmark and CLI subprocesses of later tests would otherwise inherit."""
+    flags = os.environ.get("XLA_FLAGS")
+    yield
+    if flags is None:
+        os.environ.pop("XLA_FLAGS", None)
+    else:
+        os.environ["XLA_FLAGS"] = flags
+
+
 @pytest.fixture
 def key() -> jax.Array:
     return jax.random.PRNGKey(0)
