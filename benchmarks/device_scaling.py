@@ -99,13 +99,12 @@ def free_port() -> int:
 def run_layout(layout: str, args: argparse.Namespace) -> dict:
     """Start the processes of layout 'PxD' and return process 0's record."""
     processes, devices = (int(part) for part in layout.split("x"))
+    from vsml.meta.parallel import with_cpu_devices
+
     # The caller's other XLA flags (e.g. the test suite's optimisation level) carry over; the device count is ours.
-    flags = [
-        f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f
-    ]
     env = {
         **os.environ,
-        "XLA_FLAGS": " ".join([*flags, f"--xla_force_host_platform_device_count={devices}"]),
+        "XLA_FLAGS": with_cpu_devices(os.environ.get("XLA_FLAGS", ""), devices),
         "JAX_PLATFORMS": "cpu",
     }
     command = [

@@ -22,7 +22,7 @@ import dataclasses
 import json
 
 import jax
-from timing import best_times, machine_fields, random_episodes, tree_difference
+from timing import at_once_label, best_times, machine_fields, random_episodes, tree_difference
 
 from vsml.learners.base import (
     CPU_APPLICATIONS_AT_ONCE,
@@ -41,25 +41,19 @@ MODES = {
 }
 
 
+def positive(text: str, what: str) -> int:
+    """A positive integer from a comma-separated flag's entry, or an argparse error naming the flag."""
+    text = text.strip()
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{what}, got {text!r}")
+    return int(text)
+
+
 def parse_count(text: str) -> int | None:
     """A --choices entry: "all" or a positive count."""
-    text = text.strip()
-    if text == "all":
+    if text.strip() == "all":
         return None
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"--choices takes positive counts or 'all', got {text!r}")
-    return int(text)
-
-
-def positive(text: str) -> int:
-    """A --hidden entry: a positive layer size."""
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"--hidden takes positive sizes, got {text!r}")
-    return int(text)
-
-
-def label(at_once: int | None) -> str:
-    return "all" if at_once is None else str(at_once)
+    return positive(text, "--choices takes positive counts or 'all'")
 
 
 def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
@@ -79,7 +73,7 @@ def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
         loss = lambda m: meta_batch_loss(model, "mean", remat, m, xs, ys, keys, at_once)
         return jax.jit(loss if mode == "forward" else jax.grad(loss))
 
-    programs = {label(k): program(k) for k in choices}
+    programs = {at_once_label(k): program(k) for k in choices}
     want = programs["all"](meta)
     for name, fn in programs.items():
         difference, scale = tree_difference(fn(meta), want)
@@ -96,8 +90,8 @@ def bench(inputs: int, mode: str, args: argparse.Namespace) -> dict:
         "sub_rnn_applications_per_micro_tick": model.sub_rnn_applications(TaskSpec((inputs,), 10)),
         "seconds": seconds,
         "fastest": fastest,
-        "auto": label(auto),
-        "auto_over_fastest_time": seconds[label(auto)] / seconds[fastest],
+        "auto": at_once_label(auto),
+        "auto_over_fastest_time": seconds[at_once_label(auto)] / seconds[fastest],
     }
 
 
@@ -107,7 +101,9 @@ def main() -> None:
     parser.add_argument(
         "--hidden",
         default=[],
-        type=lambda text: [positive(h) for h in text.split(",") if h.strip()],
+        type=lambda text: [
+            positive(h, "--hidden takes positive sizes") for h in text.split(",") if h.strip()
+        ],
         help="comma-separated hidden layer sizes (default: none, A -> 10)",
     )
     parser.add_argument("--episodes", type=int, default=8)

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-from timing import best_time, best_times, machine_fields
+from timing import at_once_label, best_time, best_times, machine_fields
 
 from vsml.experiment import (
     ExperimentConfig,
@@ -92,24 +92,18 @@ def load_sources(
 
 def members_at_once(text: str) -> int | str | None:
     """--members-at-once: a positive count, 'auto' or 'all' (None: every member at once)."""
+    text = text.strip()
     if text in ("auto", "all"):
         return None if text == "all" else text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a positive count, 'auto' or 'all', got {text!r}"
-        ) from None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive count, 'auto' or 'all', got {text!r}")
+    return int(text)
 
 
 def shown_path(path: Path) -> str:
     """`path` relative to the repository when it is inside it (as the stored reports name their configs)."""
     path = path.resolve()
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
-
-
-def at_once_label(setting: int | str | None) -> str:
-    return "all" if setting is None else str(setting)
 
 
 def main() -> None:
@@ -150,9 +144,6 @@ def main() -> None:
     at_once = args.members_at_once
     if not args.config.is_file():
         parser.error(f"--config {args.config}: no such file")
-    for setting in (at_once, *args.compare):
-        if isinstance(setting, int) and setting < 1:
-            parser.error(f"members-at-once counts must be positive, got {setting}")
     compare = [c for c in dict.fromkeys(args.compare) if c != at_once]  # the main setting is timed anyway
 
     overrides = [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}", *args.set]

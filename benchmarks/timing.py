@@ -1,5 +1,6 @@
 """What the benchmarks here share: the best-of-R timer, the machine fields of their JSON, the random episodes
-of the meta-loss benchmarks and the check that two results agree before they are timed."""
+of the meta-loss benchmarks, the check that two results agree before they are timed and the JSON key of an
+at-once setting."""
 
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ def best_times(fns: dict[str, Callable[[], Any]], repeats: int, warm_up: bool = 
 def machine_fields() -> dict[str, str]:
     """Where the figures were measured: the JAX device, JAX's version and the CPU architecture."""
     return {"device": str(jax.devices()[0]), "jax": jax.__version__, "machine": platform.machine()}
+
+
+def at_once_label(setting: int | str | None) -> str:
+    """The JSON key of an episodes/members-at-once setting: "all" (None), "auto" or the count."""
+    return "all" if setting is None else str(setting)
 
 
 def random_episodes(episodes: int, length: int, inputs: int, classes: int = 10) -> tuple[jax.Array, ...]:

@@ -13,9 +13,11 @@ def _use_cpu_cores(count: int) -> None:
 
     Must run before JAX creates its backend; an explicit setting in $XLA_FLAGS wins.
     """
+    from vsml.meta.parallel import CPU_DEVICES_FLAG, with_cpu_devices
+
     flags = os.environ.get("XLA_FLAGS", "")
-    if count > 1 and "xla_force_host_platform_device_count" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+    if count > 1 and CPU_DEVICES_FLAG not in flags:
+        os.environ["XLA_FLAGS"] = with_cpu_devices(flags, count)
 
 
 def _integer_or_environment(name: str):

@@ -34,6 +34,7 @@ from tests.meta.sharded_steps import sharded_results
 from tests.meta.test_trainer import TINY
 from vsml.checkpoint import latest_checkpoint, load_checkpoint
 from vsml.experiment import experiment_from_dict
+from vsml.meta.parallel import with_cpu_devices
 from vsml.meta.trainer import MetaTrainer, read_metrics
 
 pytest.importorskip("sklearn")
@@ -43,12 +44,19 @@ FIRST_STEP_TOLERANCE = 1e-6
 SEVERAL_STEPS_TOLERANCE = 1e-4
 
 
+def test_with_cpu_devices_replaces_only_the_device_count():
+    flags = "--xla_backend_optimization_level=1 --xla_force_host_platform_device_count=2"
+    assert (
+        with_cpu_devices(flags, 4)
+        == "--xla_backend_optimization_level=1 --xla_force_host_platform_device_count=4"
+    )
+    assert with_cpu_devices("", 3) == "--xla_force_host_platform_device_count=3"
+
+
 def subprocess_env(devices: int) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
     # The suite's own XLA flags (conftest.py) too, so both sides compile alike.
-    env["XLA_FLAGS"] = (
-        f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}".strip()
-    )
+    env["XLA_FLAGS"] = with_cpu_devices(os.environ.get("XLA_FLAGS", ""), devices)
     return env
 
 

@@ -26,6 +26,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from vsml.learners.base import PyTree
 
 POPULATION_AXIS = "population"
+CPU_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+
+
+def with_cpu_devices(flags: str, count: int) -> str:
+    """$XLA_FLAGS `flags` with `count` forced CPU devices (a count already there is replaced). Takes effect only
+    in a process whose JAX has not created its backend yet: set it before the first computation, or in a
+    subprocess's environment."""
+    kept = [flag for flag in flags.split() if not flag.startswith(CPU_DEVICES_FLAG)]
+    return " ".join([*kept, f"{CPU_DEVICES_FLAG}={count}"])
 
 
 def population_mesh() -> Mesh:
