@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import jax
@@ -105,8 +106,8 @@ def _fake_run(directory, config: ExperimentConfig, step: int, seed: int):
     return meta
 
 
-def test_export_round_trip(tmp_path, capsys):
-    pytest.importorskip("sklearn")
+def _exportable_run(tmp_path):
+    """A two-run warm-start chain (first -> second), the second meta-tested, and a commands file."""
     learner = {"name": "vsml", "feed_label": True}
     first = ExperimentConfig(learner=learner, task=TaskConfig(normalisation="per_feature"))
     _fake_run(tmp_path / "first", first, 4, seed=1)
@@ -135,6 +136,12 @@ def test_export_round_trip(tmp_path, capsys):
     commands.write_text(
         json.dumps({"command": "vsml meta-train x", "wall_seconds": 3.0, "exit_status": 0}) + "\n"
     )
+    return meta, commands
+
+
+def test_export_round_trip(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    meta, commands = _exportable_run(tmp_path)
 
     out = tmp_path / "shipped"
     argv = ["export-pretrained", str(tmp_path / "second"), "--name", "tiny", "--out", str(out)]
@@ -156,3 +163,108 @@ def test_export_round_trip(tmp_path, capsys):
 
     assert main(["export-pretrained", str(tmp_path / "first"), "--name", "x", "--out", str(out)]) == 2
     assert "vsml evaluate" in capsys.readouterr().err  # no evaluation.json: says how to make one
+
+
+def _copy_la(directory, name="la"):
+    """A faithful copy of vsml_mnist as `name` in `directory`; returns its metadata for editing."""
+    for suffix in (".npz", ".json"):
+        shutil.copy(PRETRAINED_DIR / f"vsml_mnist{suffix}", directory / f"{name}{suffix}")
+    return json.loads((directory / f"{name}.json").read_text())
+
+
+def _broken_meta_test(metadata):
+    rows = metadata["meta_test"]["datasets"]["mnist"]["learners"]
+    del next(row for row in rows.values() if row["role"] == "baseline")["mean_accuracy"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        (lambda m: m.pop("learner"), r'"learner" must be a mapping'),
+        (lambda m: m.update(learner="vsml"), r'"learner" must be a mapping.*got \'vsml\''),
+        (lambda m: m["learner"].pop("name"), r'"learner"\."name" must be a learner name'),
+        (lambda m: m.update(meta_parameters=None), r'"meta_parameters" must be a mapping, got None'),
+        (lambda m: m.update(input=None), r'"input" must be a mapping, got None'),
+        (
+            lambda m: m["input"].update(examples_per_step="1"),
+            r'"input"\."examples_per_step" must be an integer',
+        ),
+        (lambda m: m.update(meta_test=[]), r'"meta_test" must be a mapping \(or null\)'),
+        (
+            _broken_meta_test,
+            r'"meta_test"\."datasets"\."mnist"\."learners"\."[^"]+"\."mean_accuracy" must be a number, got None',
+        ),
+        (
+            lambda m: m["learner"].update(state_size="big"),
+            r'its "learner" settings do not build a learner: .*state_size',
+        ),
+    ],
+)
+def test_hand_edited_metadata_is_a_clear_error(tmp_path, edit, field):
+    metadata = _copy_la(tmp_path)
+    edit(metadata)
+    (tmp_path / "la.json").write_text(json.dumps(metadata))
+    with pytest.raises(PretrainedError, match=f"la.json: {field}"):
+        load_pretrained("la", tmp_path)
+
+
+def test_describe_reports_a_bad_pair_and_lists_the_others(tmp_path):
+    _copy_la(tmp_path, "good")
+    (tmp_path / "stray.json").write_text(json.dumps({"something": "else"}))
+    np.savez(tmp_path / "stray.npz", x=np.zeros(2))
+    broken = _copy_la(tmp_path, "broken")
+    _broken_meta_test(broken)
+    (tmp_path / "broken.json").write_text(json.dumps(broken))
+    lines = describe_pretrained(tmp_path)
+    assert len(lines) == 3
+    assert lines[0].startswith("broken: cannot be read: ") and "mean_accuracy" in lines[0]
+    assert lines[1].startswith("good: vsml, meta-trained on digits -> mnist")
+    assert lines[2].startswith("stray: cannot be read: ") and "not a vsml pretrained LA" in lines[2]
+
+
+def test_non_finite_meta_parameters_are_an_error(tmp_path):
+    from vsml.pretrained import as_pretrained
+
+    metadata = _copy_la(tmp_path)
+    with np.load(tmp_path / "la.npz") as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    key = sorted(arrays)[0]
+    arrays[key] = np.full_like(arrays[key], np.nan)
+    np.savez(tmp_path / "la.npz", **arrays)
+    metadata["meta_parameters"]["npz_sha256"] = None  # past the checksum, to the values
+    (tmp_path / "la.json").write_text(json.dumps(metadata))
+    with pytest.raises(PretrainedError, match=rf"la.npz: {re.escape(key)} has \d+ NaN or infinite values"):
+        load_pretrained("la", tmp_path)
+
+    la = load_pretrained("vsml_mnist")
+    infinite = jax.tree.map(lambda leaf: leaf + np.inf, la.meta)
+    with pytest.raises(ValueError, match=r"meta-parameters of .* are not finite: sets\[0\]"):
+        as_pretrained((la.learner, infinite))
+    with pytest.raises(ValueError, match="not finite"):
+        as_pretrained(la, infinite)
+
+
+def test_export_refuses_to_overwrite_and_names_a_bad_commands_line(tmp_path):
+    pytest.importorskip("sklearn")
+    from vsml.export_pretrained import export_pretrained
+
+    _, commands = _exportable_run(tmp_path)
+    run = tmp_path / "second"
+    shipped = (PRETRAINED_DIR / "vsml_mnist.json").read_bytes()
+    with pytest.raises(FileExistsError, match="'vsml_mnist' already exists.*--force"):
+        export_pretrained(run, "vsml_mnist")  # the default folder: the shipped LAs
+    assert (PRETRAINED_DIR / "vsml_mnist.json").read_bytes() == shipped
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(commands.read_text() + "not json\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2: not valid JSON"):
+        export_pretrained(run, "tiny", out_dir=tmp_path / "out", commands=bad)
+
+    out = tmp_path / "out"
+    out.mkdir(exist_ok=True)
+    (out / "tiny.json").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"tiny\.json\): pick another --name"):
+        export_pretrained(run, "tiny", out_dir=out)
+    assert (out / "tiny.json").read_text() == "{}"
+    export_pretrained(run, "tiny", out_dir=out, overwrite=True)
+    assert load_pretrained("tiny", out).metadata["name"] == "tiny"

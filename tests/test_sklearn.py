@@ -97,3 +97,76 @@ def test_clear_errors(digits):
 @parametrize_with_checks([LearnedOnlineClassifier()])
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+def _offset_problem():
+    """Two informative features; + 1e8 leaves them nothing in float32 (its spacing there is 8)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 1000)
+    return rng.normal(size=(1000, 2)) + 2.0 * y[:, None], y
+
+
+def test_large_common_offset_is_standardised_in_float64():
+    X, y = _offset_problem()
+    plain = LearnedOnlineClassifier().fit(X[:800], y[:800]).score(X[800:], y[800:])
+    offset = LearnedOnlineClassifier().fit(X[:800] + 1e8, y[:800]).score(X[800:] + 1e8, y[800:])
+    assert plain > 0.8  # chance 0.5; measured 0.865
+    assert offset == pytest.approx(plain, abs=0.01)  # was 0.55: cast to float32 before standardising
+
+    clf = LearnedOnlineClassifier()
+    for chunk in np.array_split(X[:500] + 1e8, 3):  # running statistics over chunks, kept in float64
+        clf.partial_fit(chunk, y[: len(chunk)], classes=[0, 1])
+    assert clf.mean_.dtype == clf.scale_.dtype == np.float64
+    np.testing.assert_allclose(clf.mean_ - 1e8, X[:500].mean(axis=0), atol=1e-6)
+    np.testing.assert_allclose(clf.scale_, X[:500].std(axis=0), rtol=1e-6)
+
+
+def test_values_beyond_float32_s_range():
+    X, y = _offset_problem()
+    clf = LearnedOnlineClassifier().fit(X[:800] * 1e39, y[:800])  # finite in float64: standardised first
+    assert clf.score(X[800:] * 1e39, y[800:]) > 0.8
+    with pytest.raises(ValueError, match="beyond float32's range.*scale them down"):
+        LearnedOnlineClassifier(standardise=False).fit(X * 1e39, y)
+    with pytest.raises(ValueError, match="too large to standardise"):
+        LearnedOnlineClassifier().fit(X * 1e200, y)
+
+
+@pytest.mark.parametrize("seed", [None, 1.5, -1, 2**32, True, "0"])
+def test_bad_seed_is_a_clear_error(seed):
+    X, y = _offset_problem()
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*32\)"):
+        LearnedOnlineClassifier(seed=seed).fit(X[:20], y[:20])
+    with pytest.raises(ValueError, match="seed must be an int"):
+        LearnedOnlineClassifier(seed=seed).partial_fit(X[:20], y[:20], classes=[0, 1])
+
+
+def test_numpy_integer_seed():
+    X, y = _offset_problem()
+    ours = LearnedOnlineClassifier(seed=np.int64(3)).fit(X[:50], y[:50]).predict_proba(X[:5])
+    np.testing.assert_array_equal(
+        ours, LearnedOnlineClassifier(seed=3).fit(X[:50], y[:50]).predict_proba(X[:5])
+    )
+
+
+def test_labels_mixing_strings_and_numbers_are_a_clear_error():
+    X = _offset_problem()[0][:4]
+    for y in (np.array(["a", 1, "a", 1], dtype=object), np.array([1, "a", 1, "a"], dtype=object)):
+        with pytest.raises(ValueError, match=r"y mixes strings and other values \(int\).*astype\(str\)"):
+            LearnedOnlineClassifier().fit(X, y)
+    with pytest.raises(ValueError, match="classes mixes strings"):
+        LearnedOnlineClassifier().partial_fit(
+            X, ["a", "b", "a", "b"], classes=np.array(["a", "b", 1], object)
+        )
+    # One kind in an object array (e.g. a pandas column of strings) still works, its labels kept as given.
+    clf = LearnedOnlineClassifier().fit(X, np.array(["a", "b", "a", "b"], dtype=object))
+    assert list(clf.classes_) == ["a", "b"] and set(clf.predict(X)) <= {"a", "b"}
+
+
+def test_non_finite_meta_parameters_are_a_clear_error():
+    import jax
+
+    la = load_pretrained("vsml_mnist")
+    broken = jax.tree.map(lambda leaf: leaf * np.nan, la.meta)
+    X, y = _offset_problem()
+    with pytest.raises(ValueError, match="meta-parameters of .* are not finite"):
+        LearnedOnlineClassifier((la.learner, broken)).fit(X[:20], y[:20])

@@ -26,11 +26,24 @@ from vsml.tasks.omniglot import FewShotSource
 from vsml.tasks.sampler import EpisodeSampler
 from vsml.tasks.transforms import feature_statistics  # the built-in datasets' per-feature standardisation
 
-__all__ = ["check_features", "encode_labels", "evaluate_arrays", "evaluate_online", "feature_statistics"]
+__all__ = [
+    "check_features",
+    "encode_labels",
+    "evaluate_arrays",
+    "evaluate_online",
+    "feature_statistics",
+    "standardise_features",
+    "to_float32",
+]
 
 
-def check_features(X: Any, what: str = "X") -> np.ndarray:
-    """X as a float32 array [n, *feature_shape], or a ValueError naming the problem (dtype, shape, NaN/inf)."""
+def check_features(X: Any, what: str = "X", *, as_float32: bool = True) -> np.ndarray:
+    """X as a float array [n, *feature_shape], or a ValueError naming the problem (dtype, shape, NaN/inf).
+
+    With `as_float32` (default) the array is float32, what the learners compute in; pass `as_float32=False`
+    to keep float64 (or the input's float type where wider) for standardising first: in float32, a feature
+    with a large common offset (1e8 + noise) loses its variation before its mean is taken off (`to_float32`).
+    """
     array = np.asarray(X)
     if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise ValueError(f"{what} must be a numeric array, got dtype {array.dtype}")
@@ -44,10 +57,35 @@ def check_features(X: Any, what: str = "X") -> np.ndarray:
         )
     if array.shape[0] < 1 or any(d < 1 for d in array.shape[1:]):
         raise ValueError(f"{what} has shape {array.shape}: it needs at least one sample and one feature")
-    array = array.astype(np.float32)
+    array = array.astype(np.promote_types(array.dtype, np.float64))
     if not np.isfinite(array).all():
         raise ValueError(f"{what} contains NaN or infinity; impute or drop those values first")
-    return array
+    return to_float32(array, what) if as_float32 else array
+
+
+def to_float32(array: np.ndarray, what: str = "X") -> np.ndarray:
+    """A finite float array as float32, or a ValueError where its values exceed float32's range (±3.4e38)."""
+    limit = np.finfo(np.float32).max
+    if array.dtype != np.float32 and array.size and np.abs(array).max() > limit:
+        raise ValueError(
+            f"{what} has values beyond float32's range (up to {np.abs(array).max():.3g}, limit {limit:.3g}), "
+            "which the learners compute in: scale them down first (or standardise them)"
+        )
+    return array.astype(np.float32)
+
+
+def standardise_features(features: np.ndarray, what: str = "X") -> np.ndarray:
+    """Each feature shifted and scaled by its mean and std over axis 0, in the array's own (float64 or wider)
+    precision, then cast to float32: the rule of `feature_statistics` (a constant feature is only shifted)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, std = feature_statistics(features)
+        standardised = (features - mean) / std
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and np.isfinite(standardised).all()):
+        raise ValueError(
+            f"{what} has values too large to standardise (their squares overflow {features.dtype}): scale "
+            "them down first"
+        )
+    return to_float32(standardised, f"{what} after standardisation")
 
 
 def encode_labels(y: Any, n: int, what: str = "y") -> tuple[np.ndarray, np.ndarray]:
@@ -95,13 +133,13 @@ def evaluate_arrays(
     `.accuracy_interval` (95% over episodes) and, with query steps, `.mean_query_accuracy`.
     """
     la = as_pretrained(learner_or_pretrained, meta)
-    features = check_features(X)
+    # Standardised in float64 (or wider), then cast: float32 first would erase features with a large offset.
+    features = check_features(X, as_float32=not standardise)
     classes, labels = encode_labels(y, features.shape[0])
     if len(classes) < 2:
         raise ValueError(f"y has a single class ({classes[0]!r}); online classification needs at least 2")
     if standardise:
-        mean, std = feature_statistics(features)
-        features = ((features - mean) / std).astype(np.float32)
+        features = standardise_features(features)
     source = EpisodeSource(features, labels, len(classes), tuple(int(d) for d in features.shape[1:]))
     batch = la.examples_per_step if examples_per_step is None else int(examples_per_step)
     queries = la.query_steps if query_steps is None else int(query_steps)

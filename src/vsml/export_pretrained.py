@@ -38,7 +38,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def reference_evaluation(la: Pretrained, episodes: int, length: int, seed: int) -> dict[str, Any]:
     """Mean online (and query) accuracy of `la` on scikit-learn's 1,797 digits as raw arrays (standardised)."""
-    from sklearn.datasets import load_digits  # optional dependency (digits); only needed here
+    from sklearn.datasets import load_digits  # imported only here (it is slow to import)
 
     X, y = load_digits(return_X_y=True)
     result = evaluate_arrays(la, X, y, episodes=episodes, length=length, seed=seed)
@@ -173,7 +173,13 @@ def _read_commands(path: str | Path | None) -> list[dict[str, Any]]:
     for number, line in enumerate(Path(path).read_text().splitlines(), 1):
         if not line.strip():
             continue
-        record = json.loads(line)
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{path}:{number}: not valid JSON ({e}); each line must be an object such as "
+                '{"command": "vsml meta-train ...", "wall_seconds": 12.3}'
+            ) from e
         if not isinstance(record, dict) or "command" not in record:
             raise ValueError(f"{path}:{number}: expected a JSON object with a 'command', got {line!r}")
         commands.append(record)
@@ -188,11 +194,23 @@ def export_pretrained(
     evaluation: str | Path | None = None,
     commands: str | Path | None = None,
     description: str = "",
+    overwrite: bool = False,
 ) -> tuple[Path, Path]:
     """Write `out_dir/NAME.npz` and `NAME.json` (default out_dir: the package's pretrained folder) from the
-    run at `run_path` and its `evaluation.json` (or `evaluation`); returns their paths."""
+    run at `run_path` and its `evaluation.json` (or `evaluation`); returns their paths.
+
+    An existing NAME in out_dir (e.g. a shipped LA such as `vsml_mnist`) is a FileExistsError unless
+    `overwrite` (`--force`) is given: the default folder holds the LAs that ship with the package.
+    """
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"--name must be letters, digits, '_' or '-', got {name!r}")
+    out_dir = PRETRAINED_DIR if out_dir is None else Path(out_dir)
+    existing = [str(p) for p in (out_dir / f"{name}.npz", out_dir / f"{name}.json") if p.exists()]
+    if existing and not overwrite:  # checked first: before the run is loaded and evaluated
+        raise FileExistsError(
+            f"pretrained LA {name!r} already exists ({' and '.join(existing)}): pick another --name or --out, "
+            "or pass --force (overwrite=True) to replace it"
+        )
     run = load_trained_run(run_path)
     evaluation_path = Path(evaluation) if evaluation else run.path / "evaluation.json"
     if not evaluation_path.is_file():
@@ -247,7 +265,6 @@ def export_pretrained(
     reference = reference_evaluation(la, check["episodes"], check["length"], check["seed"])
     metadata["reference_check"] = {**check, **reference}
 
-    out_dir = PRETRAINED_DIR if out_dir is None else Path(out_dir)
     npz_path = write_atomically(out_dir / f"{name}.npz", lambda f: f.write(payload))
     json_path = write_text_atomically(out_dir / f"{name}.json", json.dumps(metadata, indent=1) + "\n")
     return npz_path, json_path

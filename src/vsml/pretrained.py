@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,12 +30,14 @@ import numpy as np
 
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
+from vsml.tasks.transforms import NORMALISATIONS
 
 __all__ = [
     "PRETRAINED_DIR",
     "Pretrained",
     "PretrainedError",
     "as_pretrained",
+    "check_finite_meta",
     "describe_pretrained",
     "headline",
     "leaf_key",
@@ -105,7 +107,77 @@ def _read_metadata(json_path: Path) -> dict[str, Any]:
         raise PretrainedError(
             f"{json_path} has format version {metadata.get('version')!r}; this vsml reads {FORMAT_VERSION}"
         )
+    _check_structure(metadata, json_path)
     return metadata
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_structure(metadata: dict[str, Any], json_path: Path) -> None:
+    """The fields that loading and `describe_pretrained` read, checked for type: a hand-edited file is a
+    PretrainedError naming the file and the field, not a KeyError or AttributeError from deep inside."""
+
+    def bad(field: str, expected: str, value: Any) -> PretrainedError:
+        return PretrainedError(f"{json_path}: {field} must be {expected}, got {_short(value)}")
+
+    learner = metadata.get("learner")
+    if not isinstance(learner, Mapping):
+        raise bad('"learner"', 'a mapping of learner settings, e.g. {"name": "vsml", ...}', learner)
+    if not isinstance(learner.get("name"), str):
+        raise bad('"learner"."name"', "a learner name (a string)", learner.get("name"))
+    for key in ("meta_parameters", "input", "meta_training"):  # optional; written by every export
+        if key in metadata and not isinstance(metadata[key], Mapping):
+            raise bad(f'"{key}"', "a mapping", metadata[key])
+    sha = metadata.get("meta_parameters", {}).get("npz_sha256")
+    if sha is not None and not (isinstance(sha, str) and len(sha) == 64):
+        raise bad('"meta_parameters"."npz_sha256"', "a SHA-256 hex digest (64 characters) or null", sha)
+    given = metadata.get("input", {})
+    if "normalisation" in given and given["normalisation"] not in NORMALISATIONS:
+        raise bad('"input"."normalisation"', f"one of {', '.join(NORMALISATIONS)}", given["normalisation"])
+    for key, minimum in (("examples_per_step", 1), ("query_steps", 0)):
+        if key in given and not _is_int(given[key], minimum):
+            raise bad(f'"input"."{key}"', f"an integer >= {minimum}", given[key])
+    trained_on = metadata.get("meta_training", {}).get("trained_on", "?")
+    if not isinstance(trained_on, str):
+        raise bad('"meta_training"."trained_on"', "a string", trained_on)
+    _check_meta_test(metadata.get("meta_test"), bad)
+
+
+def _check_meta_test(meta_test: Any, bad: Callable[[str, str, Any], PretrainedError]) -> None:
+    """What `headline` reads: per dataset and learner a role and, for the meta-trained LA and the baselines,
+    the accuracy it shows (query accuracy where the LA is scored on query steps)."""
+    if meta_test is None:
+        return
+    if not isinstance(meta_test, Mapping):
+        raise bad('"meta_test"', "a mapping (or null)", meta_test)
+    for key in ("length", "query_steps"):
+        if meta_test.get(key) is not None and not _is_int(meta_test[key], 0):
+            raise bad(f'"meta_test"."{key}"', "an integer >= 0 (or null)", meta_test[key])
+    datasets = meta_test.get("datasets", {})
+    if not isinstance(datasets, Mapping):
+        raise bad('"meta_test"."datasets"', "a mapping of dataset name to its results", datasets)
+    accuracy = "query_accuracy" if meta_test.get("query_steps") else "mean_accuracy"
+    for dataset, entry in datasets.items():
+        where = f'"meta_test"."datasets"."{dataset}"'
+        rows = entry.get("learners", {}) if isinstance(entry, Mapping) else None
+        if not isinstance(rows, Mapping):
+            raise bad(f'{where}."learners"', "a mapping of learner label to its results", rows)
+        for label, row in rows.items():
+            if not isinstance(row, Mapping):
+                raise bad(f'{where}."learners"."{label}"', "a mapping", row)
+            if row.get("role") in ("meta-trained", "baseline") and not _is_number(row.get(accuracy)):
+                raise bad(f'{where}."learners"."{label}"."{accuracy}"', "a number", row.get(accuracy))
 
 
 def _paths(name: str, directory: Path) -> tuple[Path, Path]:
@@ -140,8 +212,32 @@ def _restore_meta(template: PyTree, npz_path: Path) -> PyTree:
                 raise PretrainedError(
                     f"{npz_path}: {key} has shape {array.shape}, the learner expects {tuple(np.shape(leaf))}"
                 )
+            if array.dtype.kind not in "biuf":
+                raise PretrainedError(f"{npz_path}: {key} has dtype {array.dtype}, not a numeric array")
+            if not np.isfinite(array).all():
+                raise PretrainedError(
+                    f"{npz_path}: {key} has {np.size(array) - np.isfinite(array).sum()} NaN or infinite "
+                    "values; a learner would predict nothing with them (e.g. a diverged meta-training run): "
+                    "export the LA again from a checkpoint with finite meta-parameters"
+                )
             leaves.append(jnp.asarray(array, dtype=jnp.result_type(leaf)))
     return jax.tree.unflatten(treedef, leaves)
+
+
+def check_finite_meta(meta: PyTree, name: str) -> None:
+    """A ValueError naming the first leaf of `meta` with NaN or infinite values: a learner runs on them without
+    complaint and predicts class 0 (NaN logits) for everything."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(meta)[0]:
+        try:
+            array = np.asarray(leaf)
+        except jax.errors.TracerArrayConversionError:  # inside jit/vmap: its values are not known here
+            return
+        if array.dtype.kind in "fc" and not np.isfinite(array).all():
+            raise ValueError(
+                f"the meta-parameters of {name} are not finite: {leaf_key(path) or 'the leaf'} has "
+                f"{array.size - np.isfinite(array).sum()} NaN or infinite values (e.g. from a diverged "
+                "meta-training run); use meta-parameters from a finite checkpoint"
+            )
 
 
 def load_pretrained(name: str, directory: str | Path | None = None) -> Pretrained:
@@ -161,28 +257,35 @@ def load_pretrained(name: str, directory: str | Path | None = None) -> Pretraine
     expected_sha = metadata.get("meta_parameters", {}).get("npz_sha256")
     if expected_sha is not None and _sha256(npz_path) != expected_sha:
         raise PretrainedError(f"{npz_path} does not match the SHA-256 recorded in {json_path.name}")
-    learner = build_learner(metadata["learner"])
+    try:
+        learner = build_learner(metadata["learner"])
+    except (ValueError, TypeError) as e:
+        raise PretrainedError(f'{json_path}: its "learner" settings do not build a learner: {e}') from e
     meta = _restore_meta(learner.init_meta(jax.random.PRNGKey(0)), npz_path)
     return Pretrained(name, learner, meta, metadata)
 
 
 def as_pretrained(learner_or_pretrained: Any, meta: PyTree | None = None) -> Pretrained:
     """A `Pretrained` from a name, a `Pretrained`, a `(learner, meta)` pair or a learner (`meta` given, else the
-    learner's own `init_meta`, e.g. the configured rate of `online_sgd(0.01)`)."""
+    learner's own `init_meta`, e.g. the configured rate of `online_sgd(0.01)`). Meta-parameters with NaN or
+    infinite values are a ValueError (`check_finite_meta`)."""
     obj = learner_or_pretrained
     if isinstance(obj, str):
         obj = load_pretrained(obj)
-    if isinstance(obj, Pretrained):
-        return obj if meta is None else Pretrained(obj.name, obj.learner, meta, obj.metadata)
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], Learner):
         obj, meta = obj
-    if isinstance(obj, Learner):
+    if isinstance(obj, Pretrained):
+        la = obj if meta is None else Pretrained(obj.name, obj.learner, meta, obj.metadata)
+    elif isinstance(obj, Learner):
         meta = obj.init_meta(jax.random.PRNGKey(0)) if meta is None else meta
-        return Pretrained(type(obj).__name__, obj, meta, {})
-    raise TypeError(
-        "expected a pretrained name (see vsml.list_pretrained()), a Pretrained, a Learner or a (learner, meta) "
-        f"pair, got {type(learner_or_pretrained).__name__}"
-    )
+        la = Pretrained(type(obj).__name__, obj, meta, {})
+    else:
+        raise TypeError(
+            "expected a pretrained name (see vsml.list_pretrained()), a Pretrained, a Learner or a (learner, "
+            f"meta) pair, got {type(learner_or_pretrained).__name__}"
+        )
+    check_finite_meta(la.meta, repr(la.name))
+    return la
 
 
 def headline(metadata: Mapping[str, Any]) -> str:
@@ -211,11 +314,16 @@ def headline(metadata: Mapping[str, Any]) -> str:
 
 
 def describe_pretrained(directory: str | Path | None = None) -> list[str]:
-    """One line per shipped LA: name, learner, what it was meta-trained on, its headline meta-test result."""
+    """One line per shipped LA: name, learner, what it was meta-trained on, its headline meta-test result; a
+    pair of files that is not a readable pretrained LA gets a line saying why, the others are still listed."""
     directory = PRETRAINED_DIR if directory is None else Path(directory)
     lines = []
     for name in _available(directory):
-        metadata = _read_metadata(directory / f"{name}.json")
+        try:
+            metadata = _read_metadata(directory / f"{name}.json")
+        except PretrainedError as e:
+            lines.append(f"{name}: cannot be read: {e}")
+            continue
         trained_on = metadata.get("meta_training", {}).get("trained_on", "?")
         lines.append(
             f"{name}: {metadata['learner'].get('name')}, meta-trained on {trained_on}; {headline(metadata)}"

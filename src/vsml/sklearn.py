@@ -9,7 +9,7 @@ one at a time, and the learned "weights" are its state (for VSML, the LSTM state
 Because VSML's meta-parameters V_M are shared by every synapse, the same V_M runs a network of any input width
 and any number of classes, so the estimator takes any numeric feature matrix and label vector.
 
-scikit-learn is an optional dependency (`pip install vsml[sklearn]`); only this module imports it.
+scikit-learn is a dependency of vsml; only this module (and the digits loader) imports it.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ try:
     from sklearn.utils.validation import check_is_fitted
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError(
-        "vsml.sklearn needs scikit-learn, an optional dependency: pip install 'vsml[sklearn]'"
+        "vsml.sklearn needs scikit-learn, a dependency of vsml that is missing here: pip install scikit-learn"
     ) from err
 
 try:  # scikit-learn >= 1.6
@@ -35,7 +35,7 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn
     _sklearn_validate_data = None
 
-from vsml.evaluate_arrays import check_features
+from vsml.evaluate_arrays import check_features, to_float32
 from vsml.learners.base import Learner, PyTree, TaskSpec
 from vsml.pretrained import Pretrained, as_pretrained
 
@@ -69,6 +69,30 @@ def _predict_chunk(learner: Learner, meta: PyTree, state: PyTree, xs: jax.Array)
     return jax.vmap(learner.predict, in_axes=(None, None, 0))(meta, state, xs)
 
 
+def _check_seed(seed: Any) -> None:
+    """Validated in fit, not __init__ (scikit-learn's rule for parameters): both its uses need an int in
+    [0, 2**32), jax.random.PRNGKey for the initial state and numpy's default_rng for the shuffle."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise ValueError(
+            f"seed must be an int in [0, 2**32), got {seed!r}; it keys the learner's initial state and fit's "
+            "shuffle (for a random one, pass e.g. seed=int(np.random.default_rng().integers(2**32)))"
+        )
+
+
+def _check_label_types(labels: np.ndarray, what: str) -> None:
+    """Labels that mix strings and numbers (e.g. 1 and 'a' in an object array) cannot be sorted into classes_,
+    nor scored by scikit-learn's metrics (its own type checks fail on them): a clear error instead."""
+    if labels.dtype != object:
+        return
+    kinds = {"string" if isinstance(v, (str, bytes)) else type(v).__name__ for v in labels.ravel()}
+    if "string" in kinds and len(kinds) > 1:
+        examples = sorted(kinds - {"string"})
+        raise ValueError(
+            f"{what} mixes strings and other values ({', '.join(examples)}); labels must be of one kind: convert "
+            f"them first, e.g. np.asarray({what}).astype(str)"
+        )
+
+
 class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
     """Online classification by a meta-learned learning algorithm (default: the shipped `vsml_mnist` LA).
 
@@ -80,7 +104,8 @@ class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
         (VSML does; BLUR, meta-trained on batches of 128, does not).
     seed : int, default 0
         Key of the learner's initial state (VSML draws its initial synapse states from it) and of `fit`'s
-        shuffle.
+        shuffle: an int in [0, 2**32). None (scikit-learn's "random" for `random_state`) is not accepted, so
+        that every fit is reproducible; pass a random int for a random start.
     standardise : bool, default True
         Shift and scale every feature by its mean and standard deviation over all the samples seen so far
         (running statistics, updated at the start of each `fit` / `partial_fit` call, before learning from
@@ -123,22 +148,24 @@ class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _validate_features(self, X: Any, reset: bool) -> np.ndarray:
-        """Dense float32 [n, n_features]; sets or checks n_features_in_ (and feature names, as scikit-learn)."""
+        """Dense float64 [n, n_features] (float32 if given float32), cast to float32 only after standardising
+        (`_inputs`); sets or checks n_features_in_ (and feature names, as scikit-learn)."""
         if _sklearn_validate_data is not None:
             X = _sklearn_validate_data(self, X, reset=reset, dtype=(np.float64, np.float32), ensure_2d=True)
         else:  # pragma: no cover - older scikit-learn
             X = self._validate_data(X, reset=reset, dtype=(np.float64, np.float32), ensure_2d=True)
-        return check_features(X)
+        return check_features(X, as_float32=False)
 
     def _validate_samples(self, X: Any, y: Any, reset: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(X float32 [n, n_features], y [n]) checked as scikit-learn does (a column y warns, y=None fails)."""
+        """(X float64 [n, n_features], y [n]) checked as scikit-learn does (a column y warns, y=None fails)."""
         options = dict(reset=reset, dtype=(np.float64, np.float32), y_numeric=False)
         if _sklearn_validate_data is not None:
             X, y = _sklearn_validate_data(self, X, y, **options)
         else:  # pragma: no cover - older scikit-learn
             X, y = self._validate_data(X, y, **options)
+        _check_label_types(y, "y")
         check_classification_targets(y)
-        return check_features(X), y
+        return check_features(X, as_float32=False), y
 
     def _load(self) -> Pretrained:
         la = as_pretrained(self.pretrained)
@@ -156,6 +183,7 @@ class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
         return la
 
     def _reset(self, classes: np.ndarray, n_features: int) -> None:
+        _check_seed(self.seed)
         if len(classes) < 2:
             raise ValueError(
                 f"y has 1 class ({classes[0]!r}); a classifier needs at least 2 classes (pass all of them to "
@@ -171,20 +199,31 @@ class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
         self.scale_ = np.ones(n_features)
 
     def _update_statistics(self, X: np.ndarray) -> None:
+        """Running mean_, scale_ (float64) over every sample seen, updated by this chunk (Chan et al.)."""
         if not self.standardise:
             return
         count, batch = self.n_samples_seen_, X.shape[0]
-        batch_mean = X.mean(axis=0, dtype=np.float64)
-        batch_sum_squares = ((X - batch_mean) ** 2).sum(axis=0, dtype=np.float64)
-        total = count + batch
-        delta = batch_mean - self.mean_
-        self.mean_ = self.mean_ + delta * batch / total
-        self._sum_squares = self._sum_squares + batch_sum_squares + delta**2 * count * batch / total
+        with np.errstate(over="ignore", invalid="ignore"):
+            batch_mean = X.mean(axis=0, dtype=np.float64)
+            batch_sum_squares = ((X - batch_mean) ** 2).sum(axis=0, dtype=np.float64)
+            total = count + batch
+            delta = batch_mean - self.mean_
+            mean = self.mean_ + delta * batch / total
+            sum_squares = self._sum_squares + batch_sum_squares + delta**2 * count * batch / total
+        if not (np.isfinite(mean).all() and np.isfinite(sum_squares).all()):
+            raise ValueError(
+                "X has values too large to standardise (their squares overflow float64): scale them down first"
+            )  # checked before anything changes, so the estimator stays as it was
+        self.mean_, self._sum_squares = mean, sum_squares
         std = np.sqrt(self._sum_squares / total)
         self.scale_ = np.where(std > 1e-6, std, 1.0)
 
     def _inputs(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.mean_) / self.scale_).astype(np.float32)
+        """Standardised in float64 (mean_ and scale_ are float64), then float32 for the learner: casting first
+        would erase a feature's variation under a large common offset (1e8 + noise)."""
+        if not self.standardise:
+            return to_float32(X, "X")
+        return to_float32((X - self.mean_) / self.scale_, "X after standardisation")
 
     def _learn(self, X: np.ndarray, labels: np.ndarray) -> None:
         self._update_statistics(X)
@@ -221,6 +260,8 @@ class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
         """
         first = not hasattr(self, "classes_")
         X, y = self._validate_samples(X, y, reset=first)
+        if classes is not None:
+            _check_label_types(np.asarray(classes), "classes")
         if first:
             if classes is None:
                 raise ValueError(
