@@ -275,3 +275,17 @@ def test_overwriting_a_step_is_atomic(tmp_path: Path):
 def test_rejects_bad_steps(tmp_path: Path, step):
     with pytest.raises(ValueError, match="non-negative int"):
         save_checkpoint(tmp_path, step, {"meta": jnp.zeros(1)}, {})
+
+
+def test_written_files_get_the_mode_a_plain_open_would_give(tmp_path: Path):
+    """mkstemp makes 0600 files; a checkpoint in a shared folder must stay readable by the others (umask)."""
+    previous = os.umask(0o022)
+    try:
+        json_path = save_checkpoint(tmp_path, 1, {"meta": {"w": np.zeros(2)}})
+        os.umask(0o077)
+        private = save_checkpoint(tmp_path / "private", 1, {"meta": {"w": np.zeros(2)}})
+    finally:
+        os.umask(previous)
+    for path in (json_path, json_path.with_suffix(".npz"), tmp_path / "latest.json"):
+        assert path.stat().st_mode & 0o777 == 0o644
+    assert private.stat().st_mode & 0o777 == 0o600

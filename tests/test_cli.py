@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vsml.cli import main
+from vsml.cli import INTERRUPTED, _build_parser, main
 
 pytest.importorskip("sklearn")
 
@@ -125,3 +125,85 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     printed = capsys.readouterr().out
     assert "meta-train" in printed and "evaluate" in printed
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--cpu-devices", "0", "list-pretrained"], "--cpu-devices: must be >= 1, got 0"),
+        (["evaluate", "RUN", "--length", "0"], "--length: must be >= 1, got 0"),
+        (["evaluate", "RUN", "--episodes", "-2"], "--episodes: must be >= 1, got -2"),
+        (["compare", "sgd", "--datasets", "digits", "--out", "o", "--episodes", "x"], "whole number"),
+    ],
+)
+def test_counts_below_one_are_refused_not_replaced_by_defaults(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_quiet_and_no_progress_are_one_flag_on_every_command():
+    parser = _build_parser()
+    for command in (
+        "meta-train CONFIG --out o",
+        "evaluate RUN",
+        "sweep-lr --datasets d --out o",
+        "clone C --out o",
+    ):
+        for flag in ("--quiet", "--no-progress"):
+            assert parser.parse_args([*command.split(), flag]).quiet
+
+
+def test_unusable_out_paths_are_clear_errors_before_any_work(config_file, tmp_path, capsys):
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert run("meta-train", str(config_file), "--out", str(a_file), "--quiet") == 2
+    assert "is a file; --out names a directory" in capsys.readouterr().err
+    assert run("meta-train", str(config_file), "--out", str(a_file / "sub"), "--quiet") == 2
+    err = capsys.readouterr().err
+    assert "cannot create the --out directory" in err and "Traceback" not in err
+
+
+def test_meta_training_settings_are_refused_by_evaluate(config_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert (
+        run("meta-train", str(config_file), "--out", str(out), "--quiet", "--set", "train.iterations=1") == 0
+    )
+    capsys.readouterr()
+    assert run("evaluate", str(out), "--no-baselines", "--set", "es.sigma=0.1") == 2
+    assert "changes meta-training only" in capsys.readouterr().err
+
+
+def test_runs_with_different_eval_datasets_need_datasets(config_file, tmp_path, capsys):
+    for name, datasets in (("a", "[digits]"), ("b", "[digits, sum]")):
+        argv = ["--set", "train.iterations=1", "--set", f"eval.datasets={datasets}"]
+        assert run("meta-train", str(config_file), "--out", str(tmp_path / name), "--quiet", *argv) == 0
+    capsys.readouterr()
+    runs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert run("evaluate", *runs, "--no-baselines", "--out", str(tmp_path / "e")) == 2
+    assert "pass --datasets" in capsys.readouterr().err
+
+
+def test_interrupt_says_what_was_kept(config_file, tmp_path, monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("vsml.cli._meta_train", interrupted)
+    out = tmp_path / "run"
+    assert run("meta-train", str(config_file), "--out", str(out)) == INTERRUPTED
+    assert "no checkpoint was written" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert run("meta-train", str(config_file), "--out", str(out), "--quiet") == 0
+    monkeypatch.setattr("vsml.cli._meta_train", interrupted)
+    assert run("meta-train", str(config_file), "--out", str(out), "--resume") == INTERRUPTED
+    assert "ckpt_00000002.json) is intact" in capsys.readouterr().err
+
+
+def test_python_dash_m_vsml_is_the_command():
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "vsml", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0 and "meta-train" in result.stdout

@@ -17,6 +17,7 @@ from vsml.config import (
     dump_config,
     load_config,
     parse_override_value,
+    read_yaml_mapping,
 )
 
 
@@ -242,3 +243,10 @@ def test_non_dataclass_arguments_are_type_errors():
         config_from_dict(dict, {})
     with pytest.raises(TypeError, match="dataclass instance"):
         config_to_dict({"a": 1})
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_winning(tmp_path: Path):
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: a\ntask: {dataset: digits, dataset: mnist}\n")
+    with pytest.raises(ConfigError, match="key 'dataset' is given twice"):
+        read_yaml_mapping(path)

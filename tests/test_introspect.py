@@ -17,10 +17,12 @@ from vsml.introspect import (
     earlier_examples,
     gradient_asymmetry_by_layer,
     introspect_run,
+    introspection_table,
     plot_probabilities,
     prediction_trace,
     recognition_by_k,
     update_jacobian,
+    write_introspection,
 )
 from vsml.learners import build_learner
 from vsml.learners.blur import BLUR, BLURState, backprop_blur, backprop_genome, random_genome
@@ -208,9 +210,11 @@ def test_cli_introspect_end_to_end(vsml_config, tmp_path, capsys):
     )
     assert (out / "introspection.png").stat().st_size > 20_000
     # Bad input is one clear line.
-    assert main([*argv, "--episodes", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses it, with its usage line
+        main([*argv, "--episodes", "0"])
     err = capsys.readouterr().err
-    assert "vsml introspect: error:" in err and "episodes" in err and "Traceback" not in err
+    assert exit_info.value.code == 2
+    assert "vsml introspect: error:" in err and "--episodes: must be >= 1" in err and "Traceback" not in err
 
 
 # ----- BLUR: is the update a gradient? (BLUR §3.5, App. A) -------------------------------------------------------
@@ -310,3 +314,28 @@ def test_introspect_a_blur_run_reports_the_asymmetry_of_every_layer(vsml_config,
     for entry in layers:
         assert entry["relative_max_asymmetry"] > 1e-3  # a random genome
         assert entry["sgd_reference"]["relative_max_asymmetry"] < 1e-5  # float32 rounding of a Hessian
+
+
+def test_blur_normalising_over_the_batch_is_not_introspected_one_example_at_a_time(tmp_path):
+    """At batch 1 BLUR's batch statistics make every prediction uniform: a p(true) of exactly chance that says
+    nothing about the learner. The report says so instead, keeps SGD and the update's asymmetry."""
+    learner_settings = {"name": "blur", "hidden_sizes": [3], "activation_normalization": "both"}
+    config = experiment_from_dict({**TINY_VSML_RUN, "learner": learner_settings})
+    learner = build_learner(config.learner)
+    run = TrainedRun(config, learner, learner.init_meta(jax.random.PRNGKey(2)), 0, tmp_path)
+    report = introspect_run(run, length=8, ways=4, episodes=2, tune_episodes=2, asymmetry_synapses=8)
+    assert report["learner"] is None and "statistics over the batch" in report["learner_not_measured"]
+    assert report["sgd"] is not None and len(report["gradient_asymmetry"]["layers"]) == 2
+    table = introspection_table(report)
+    assert "not measured" in table and "online SGD p(true)" in table and "BLUR p(true)" not in table
+    paths = write_introspection(report, tmp_path / "out")
+    assert [p.name for p in paths] == ["introspection.json", "introspection.png"]
+    # Without SGD nothing is left to plot: the JSON only.
+    report["sgd"] = None
+    assert [p.name for p in write_introspection(report, tmp_path / "alone")] == ["introspection.json"]
+    # Normalising over the batch and the neurons keeps information at batch 1: measured as usual.
+    learner = build_learner({**learner_settings, "activation_norm_axes": "batch_neurons"})
+    run = TrainedRun(config, learner, learner.init_meta(jax.random.PRNGKey(2)), 0, tmp_path)
+    assert (
+        introspect_run(run, length=8, ways=4, episodes=2, sgd=False, asymmetry=False)["learner"] is not None
+    )

@@ -11,7 +11,7 @@ from vsml.experiment import experiment_from_dict
 from vsml.learners.base import TaskSpec
 from vsml.learners.blur import BLUR, backprop_genome
 from vsml.meta.trainer import MetaTrainer
-from vsml.meta_test import load_trained_run, meta_test, report_tables, same_unroll_sgd
+from vsml.meta_test import combine_runs, load_trained_run, meta_test, report_tables, same_unroll_sgd
 
 pytest.importorskip("sklearn")
 
@@ -105,3 +105,11 @@ def test_intervals_csv_and_several_runs_combined(tmp_path):
     assert csv[0] == "dataset,learner,step,accuracy,accuracy_std,loss" and len(csv) == 1 + 6 * len(entry)
     written = {p.name for p in write_report(combined, tmp_path / "out")}
     assert {"evaluation.json", "evaluation.md", "evaluation.csv", "learning_curves_digits.png"} == written
+
+
+def test_runs_meta_tested_on_different_settings_are_not_combined():
+    def report(length):
+        return {"datasets": {"digits": {}}, "episodes": 2, "length": length}
+
+    with pytest.raises(ValueError, match="different settings.*--datasets"):
+        combine_runs([report(5), report(6)], ["a", "b"])

@@ -20,6 +20,14 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
+def _default_file_mode() -> int:
+    # What open() would give a new file: mkstemp makes it 0600, which would hide checkpoints and exported LAs
+    # from the other users of a shared folder. (Reading the umask means setting it; it is set straight back.)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Call `write(file)` on a temporary file in `path`'s directory (same filesystem, so `os.replace` is an
     atomic rename), fsync it, then move it into place. The temporary file is removed on any failure."""
@@ -31,6 +39,7 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp_name, _default_file_mode())
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -239,6 +239,16 @@ def resolve_checkpoint_json(path_or_dir: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------------------------------------- reading
 
 
+def checkpoint_metadata(path_or_dir: str | os.PathLike) -> dict[str, Any]:
+    """The metadata mapping saved with a checkpoint (a run directory's newest, a `.npz` or a `.json`), without
+    reading its arrays."""
+    json_path = resolve_checkpoint_json(path_or_dir)
+    metadata = _read_manifest(json_path).get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"corrupt checkpoint manifest {json_path}: 'metadata' is not a mapping")
+    return metadata
+
+
 def _read_manifest(json_path: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(json_path.read_text(encoding="utf-8"))

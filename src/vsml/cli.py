@@ -37,6 +37,36 @@ def _integer_or_environment(name: str):
     return parse
 
 
+def _positive_int(value: str) -> int:
+    """An argparse `type` for counts and sizes: 0 or less is an error, not "use the default"."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {number}")
+    return number
+
+
+def _add_quiet(parser: argparse.ArgumentParser, help_text: str = "no progress bars") -> None:
+    """`--quiet`, alias `--no-progress`: every command takes both spellings."""
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help=help_text)
+
+
+def _writable_directory(path: Path, flag: str = "--out") -> Path:
+    """Check (creating it if missing) that `path` is a directory this process can write, before the work whose
+    results go there rather than after it."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path} is a file; {flag} names a directory (it is created if missing)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"cannot create the {flag} directory {path}: {error.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} directory {path} is not writable by this user; choose another {flag}")
+    return path
+
+
 def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
     """The repeatable `--set KEY=VALUE` option every command shares."""
     parser.add_argument(
@@ -50,7 +80,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cpu-devices",
-        type=int,
+        type=_positive_int,
         default=os.cpu_count() or 1,
         help="CPU devices to split the population over (default: the number of cores)",
     )
@@ -70,7 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
     train.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_quiet(train)
     processes = train.add_argument_group(
         "several processes (hosts)",
         "One run over the devices of several processes, on jax.distributed: start the same command once per "
@@ -125,17 +155,21 @@ def _build_parser() -> argparse.ArgumentParser:
         "--datasets", help="comma-separated meta-test datasets (default: the config's eval.datasets)"
     )
     evaluate.add_argument(
-        "--episodes", type=int, help="number of held-out episodes (default: the config's eval.num_episodes)"
+        "--episodes",
+        type=_positive_int,
+        help="number of held-out episodes (default: the config's eval.num_episodes)",
     )
     evaluate.add_argument(
-        "--length", type=int, help="online steps per episode (default: the config's eval.episode_length)"
+        "--length",
+        type=_positive_int,
+        help="online steps per episode (default: the config's eval.episode_length)",
     )
     evaluate.add_argument(
         "--no-baselines", action="store_true", help="skip the SGD/Adam learning-rate sweeps"
     )
     evaluate.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
     evaluate.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(evaluate)
     _add_overrides(evaluate, "change the meta-test setting, e.g. --set transform.shuffle=true (repeatable)")
 
     sweep = commands.add_parser(
@@ -157,10 +191,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="comma-separated learning rates for every optimizer, e.g. 0.001,0.01,0.1 "
         "(default: the grids `vsml evaluate` sweeps, per optimizer)",
     )
-    sweep.add_argument("--episodes", type=int, default=32, help="episodes per rate (default: 32)")
+    sweep.add_argument("--episodes", type=_positive_int, default=32, help="episodes per rate (default: 32)")
     sweep.add_argument(
         "--length",
-        type=int,
+        type=_positive_int,
         default=500,
         help="online steps per episode (default 500); tune at the length you compare at",
     )
@@ -175,7 +209,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_overrides(
         sweep, "transform.* or task.normalisation, e.g. --set transform.pad_input_to=[28,28,1] (repeatable)"
     )
-    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(sweep)
     reproduce = commands.add_parser(
         "reproduce",
         help="run a named paper experiment end to end and write its report into reports/NAME/",
@@ -203,7 +237,7 @@ def _build_parser() -> argparse.ArgumentParser:
     reproduce.add_argument(
         "--dry-run", action="store_true", help="print the equivalent vsml commands; run nothing"
     )
-    reproduce.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_quiet(reproduce)
     compare = commands.add_parser(
         "compare",
         help="the dataset-generalisation grid: runs and hand-designed optimisers on the same episodes",
@@ -220,9 +254,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--datasets", required=True, help="comma-separated meta-test datasets")
     compare.add_argument(
-        "--episodes", type=int, default=16, help="held-out episodes per dataset (default 16)"
+        "--episodes", type=_positive_int, default=16, help="held-out episodes per dataset (default 16)"
     )
-    compare.add_argument("--length", type=int, default=500, help="online steps per episode (default 500)")
+    compare.add_argument(
+        "--length", type=_positive_int, default=500, help="online steps per episode (default 500)"
+    )
     compare.add_argument("--seed", type=int, default=22, help="evaluation seed (default 22, spec §2)")
     compare.add_argument("--out", type=Path, required=True, help="where to write the grid")
     compare.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
@@ -235,7 +271,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the Sec. 4.3 invariance table: every dataset under 5 classes, 10 classes, 48×48, 21×21, a new "
         "random projection and shuffled pixels",
     )
-    compare.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(compare)
 
     introspect = commands.add_parser(
         "introspect",
@@ -245,11 +281,15 @@ def _build_parser() -> argparse.ArgumentParser:
         "number k of earlier labelled examples of that class. For a BLUR run, also the asymmetry of its update "
         "Jacobian (BLUR paper Sec. 3.5). Writes introspection.json and introspection.png into --out.",
     )
-    introspect.add_argument("run", type=Path, help="run directory or checkpoint file")
+    introspect.add_argument("run", type=Path, metavar="RUN", help="run directory or checkpoint file")
     introspect.add_argument("--dataset", help="an array dataset (default: the config's first eval dataset)")
-    introspect.add_argument("--length", type=int, default=30, help="online steps per episode (default 30)")
-    introspect.add_argument("--ways", type=int, default=5, help="classes per episode (default 5)")
-    introspect.add_argument("--episodes", type=int, default=32, help="held-out episodes (default 32)")
+    introspect.add_argument(
+        "--length", type=_positive_int, default=30, help="online steps per episode (default 30)"
+    )
+    introspect.add_argument("--ways", type=_positive_int, default=5, help="classes per episode (default 5)")
+    introspect.add_argument(
+        "--episodes", type=_positive_int, default=32, help="held-out episodes (default 32)"
+    )
     introspect.add_argument("--seed", type=int, default=22, help="episode key (default 22, spec §2)")
     introspect.add_argument("--no-sgd", action="store_true", help="skip the online-SGD comparison")
     introspect.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
@@ -259,7 +299,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_overrides(
         introspect, "change the meta-test setting, e.g. --set task.normalisation=dataset (repeatable)"
     )
-    introspect.add_argument("--quiet", action="store_true", help="no progress messages")
+    _add_quiet(introspect, "no progress messages")
 
     clone = commands.add_parser(
         "clone",
@@ -275,7 +315,7 @@ def _build_parser() -> argparse.ArgumentParser:
     clone.add_argument("--eval-only", action="store_true", help="evaluate the checkpoint already in --out")
     clone.add_argument("--no-eval", action="store_true", help="clone only; skip the free-running evaluation")
     clone.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
-    clone.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_quiet(clone)
 
     commands.add_parser(
         "list-pretrained",
@@ -297,6 +337,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--description", default="", help="one sentence on what it is")
     export.add_argument("--out", type=Path, help="output folder (default: the package's pretrained folder)")
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing NAME in the output folder (the default folder holds the shipped LAs)",
+    )
     return parser
 
 
@@ -310,6 +355,8 @@ def _list_pretrained(args: argparse.Namespace) -> int:
 def _export_pretrained(args: argparse.Namespace) -> int:
     from vsml.export_pretrained import export_pretrained
 
+    if args.out is not None:
+        _writable_directory(args.out)
     paths = export_pretrained(
         args.run,
         args.name,
@@ -317,6 +364,7 @@ def _export_pretrained(args: argparse.Namespace) -> int:
         evaluation=args.evaluation,
         commands=args.commands,
         description=args.description,
+        overwrite=args.force,
     )
     for path in paths:
         print(f"wrote {path}")
@@ -331,6 +379,7 @@ def _clone(args: argparse.Namespace) -> int:
     if args.eval_only and args.no_eval:
         raise ValueError("--eval-only and --no-eval exclude each other")
     config = load_config(CloneConfig, args.config, args.overrides)
+    _writable_directory(args.out)
     summary = run_clone(
         config,
         args.out,
@@ -354,8 +403,7 @@ def _compare(args: argparse.Namespace) -> int:
     )
 
     datasets = _comma_list(args.datasets, "--datasets", "mnist,fashion_mnist")
-    if args.episodes < 1 or args.length < 1:
-        raise ValueError(f"--episodes and --length must be >= 1, got {args.episodes} and {args.length}")
+    _writable_directory(args.out)
     options = dict(
         num_episodes=args.episodes,
         length=args.length,
@@ -385,6 +433,7 @@ def _meta_train(args: argparse.Namespace) -> int:
         from vsml.meta.parallel import initialize_processes
 
         initialize_processes(*flags)
+    from vsml.checkpoint import latest_checkpoint
     from vsml.experiment import load_experiment
     from vsml.meta.parallel import is_main_process
     from vsml.meta.trainer import MetaTrainer
@@ -393,13 +442,17 @@ def _meta_train(args: argparse.Namespace) -> int:
     if args.data_dir:
         overrides.append(f"task.data_dir={args.data_dir}")
     config = load_experiment(args.config, overrides)
+    if is_main_process():
+        _writable_directory(args.out)
+        if args.resume and latest_checkpoint(args.out) is None:
+            print(f"{args.out} holds no checkpoint yet: starting a new run there", file=sys.stderr)
     trainer = MetaTrainer(config, args.out, resume=args.resume)
     if trainer.iteration >= config.train.iterations:
         print(
             f"{args.out} is already at iteration {trainer.iteration} of {config.train.iterations}; nothing to do"
         )
         return 0
-    last = trainer.run(progress=not args.no_progress)
+    last = trainer.run(progress=not args.quiet)
     if not is_main_process():  # process 0 reports for the run
         return 0
     summary = ", ".join(f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float))
@@ -416,7 +469,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     if len(args.runs) > 1 and not args.out:
         raise ValueError("several runs need --out: where to write their combined report")
     runs = [load_trained_run(path, args.overrides) for path in args.runs]
-    datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip()) if args.datasets else None
+    _writable_directory(args.out or runs[0].path, "--out" if args.out else "the run directory")
+    datasets = (
+        tuple(_comma_list(args.datasets, "--datasets", "mnist,fashion_mnist")) if args.datasets else None
+    )
+    if datasets is None and len({run.config.eval.datasets for run in runs}) > 1:
+        raise ValueError(
+            "the runs meta-test different datasets by their configs' eval.datasets ("
+            + "; ".join(
+                f"{path}: {','.join(run.config.eval.datasets)}"
+                for path, run in zip(args.runs, runs, strict=True)
+            )
+            + "); pass --datasets to compare them on the same ones"
+        )
     reports = [
         meta_test(
             run,
@@ -461,6 +526,7 @@ def _introspect(args: argparse.Namespace) -> int:
     from vsml.meta_test import load_trained_run
 
     run = load_trained_run(args.run, args.overrides)
+    _writable_directory(args.out or run.path, "--out" if args.out else "the run directory")
     report = introspect_run(
         run,
         dataset=args.dataset,
@@ -527,6 +593,7 @@ def _sweep_lr(args: argparse.Namespace) -> int:
                 "e.g. --set transform.pad_input_to=[28,28,1]"
             )
     config = experiment_from_dict(apply_overrides({}, args.overrides))
+    _writable_directory(args.out)
     rates = None
     if args.rates is not None:
         rates = [_learning_rate(r) for r in _comma_list(args.rates, "--rates", "0.001,0.01,0.1")]
@@ -566,14 +633,47 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         return handlers[args.command](args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
-        # Bad input gets one clear line, not a traceback; the message names the thing and the fix.
+    except (ValueError, OSError, ImportError) as error:
+        # Bad input (and unreadable or unwritable paths: OSError names the file) gets one clear line, not a
+        # traceback; the message names the thing and the fix.
         print(f"vsml {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; resume with --resume (the last checkpoint is intact)", file=sys.stderr)
-        return 130
+        print(f"interrupted; {_after_interrupt(args)}", file=sys.stderr)
+        return INTERRUPTED
+
+
+INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT)
+
+
+def _after_interrupt(args: argparse.Namespace) -> str:
+    """What an interrupted command left behind, and how to go on."""
+    if args.command == "meta-train":
+        from vsml.checkpoint import latest_checkpoint
+
+        checkpoint = latest_checkpoint(args.out)
+        if checkpoint is None:
+            return f"no checkpoint was written to {args.out} yet; the same command starts the run afresh"
+        return (
+            f"the last checkpoint ({checkpoint.name}) is intact; continue with the same command and --resume"
+        )
+    if args.command == "reproduce":
+        return "the same command reuses finished runs and resumes the partial one from its last checkpoint"
+    return "every file it had written is complete (they are written atomically)"
+
+
+def entry_point() -> None:
+    """The `vsml` console command."""
+    code = main()
+    if code == INTERRUPTED:
+        # Leave without the interpreter's teardown: after Ctrl-C during compilation XLA's threads are still
+        # running, and tearing the runtime down under them segfaulted (exit 139 instead of 130). Every file the
+        # commands write is already complete (written atomically).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry_point()

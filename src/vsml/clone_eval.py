@@ -192,6 +192,7 @@ def evaluate_clone(
     drift = [
         float(jnp.max(jnp.abs(a - b)) / jnp.max(jnp.abs(b))) for a, b in zip(clone_w, teacher_w, strict=True)
     ]
+    tail = min(tail, steps)  # the last `tail` steps, or all of a shorter run (as the slices below take)
     return {
         "dataset": dataset,
         "architecture": "-".join(str(s) for s in sizes),
@@ -246,6 +247,9 @@ def run_clone(
     """Clone (unless `train=False`: use the run's checkpoint), then evaluate free-running; writes
     checkpoint, `clone.json`, `clone.md` and one learning-curve PNG per dataset and architecture."""
     out = Path(out_dir)
+    if evaluate:
+        for dataset in config.eval.datasets:  # a missing dataset fails now, not after a long cloning run
+            load_dataset(dataset, data_dir)
     if train:
         if latest_checkpoint(out) is not None:
             raise FileExistsError(

@@ -203,7 +203,8 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any] | None, path: str = "
     except ConfigError:
         raise
     except (TypeError, ValueError) as error:
-        raise ConfigError(f"invalid config {where} ({cls.__name__}): {error}") from error
+        section = f"in {where} " if path else ""
+        raise ConfigError(f"invalid config {section}({cls.__name__}): {error}") from error
 
 
 # -------------------------------------------------------------------------------------------- config -> dict
@@ -281,13 +282,29 @@ def apply_overrides(data: Mapping[str, Any] | None, overrides: Iterable[str]) ->
 # ----------------------------------------------------------------------------------------------------- files
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
-    """The mapping in a YAML file (an empty file is an empty mapping), read with `yaml.safe_load`."""
+    """The mapping in a YAML file (an empty file is an empty mapping), read as `yaml.safe_load` does except that
+    a key given twice in one mapping is an error."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as error:
         raise ConfigError(f"config file {path} is not valid YAML: {error}") from error
     if data is None:

@@ -10,7 +10,7 @@ from vsml.config import config_from_dict, load_config
 from vsml.meta.cmaes import CMAESConfig
 from vsml.meta.es import OpenESConfig
 from vsml.meta.grad import GradConfig
-from vsml.meta.objectives import Objective
+from vsml.meta.objectives import NON_DIFFERENTIABLE_LOSSES, Objective
 from vsml.tasks.datasets import Dataset, load_dataset
 from vsml.tasks.episodes import make_episode_source
 from vsml.tasks.omniglot import load_omniglot, make_few_shot_source
@@ -45,6 +45,9 @@ class TaskConfig:
 class TrainConfig:
     iterations: int = 500
     checkpoint_every: int = 50
+    # Checkpoints kept in the run folder: the newest n (older ones are deleted once a new one is committed), or
+    # None for all of them (the default: they are small, and `vsml evaluate` can read any one).
+    keep_checkpoints: int | None = None
     log_every: int = 1
     # A run directory or checkpoint whose meta-parameters start this run (warm start; its optimiser state is
     # not taken). The learner settings must give meta-parameters of the same structure.
@@ -107,11 +110,19 @@ class ExperimentConfig:
             raise ValueError(
                 f"config key meta_optimizer must be one of {', '.join(META_OPTIMIZERS)}, got {self.meta_optimizer!r}"
             )
+        if self.meta_optimizer == "grad" and self.task.loss in NON_DIFFERENTIABLE_LOSSES:
+            raise ValueError(
+                f"task.loss {self.task.loss!r} has no gradient (it is piecewise constant), so meta_optimizer grad "
+                "would never change the meta-parameters: use a differentiable loss (e.g. query_ce or query_l2) or "
+                "meta_optimizer es / cmaes"
+            )
         if self.task.normalisation not in NORMALISATIONS:
             raise ValueError(
                 f"config key task.normalisation must be one of {', '.join(NORMALISATIONS)}, "
                 f"got {self.task.normalisation!r}"
             )
+        if self.train.keep_checkpoints is not None:
+            positive["train.keep_checkpoints"] = self.train.keep_checkpoints
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"config key {key} must be >= 1, got {value}")

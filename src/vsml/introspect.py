@@ -236,6 +236,18 @@ def _online_learner(learner: Learner) -> Learner:
     return learner
 
 
+def _single_example_problem(learner: Learner) -> str | None:
+    """Why `learner`'s probabilities with one example per step would mean nothing, or None."""
+    over_batch = getattr(learner, "activation_norm_axes", None) == "batch"
+    if isinstance(learner, BLUR) and learner.activation_normalization != "none" and over_batch:
+        return (
+            f"not measured: BLUR's activation normalisation ({learner.activation_normalization}) takes "
+            "statistics over the batch, which one example per step makes constant (every prediction "
+            "uniform); the asymmetry of its update is measured on batches of the run's own size"
+        )
+    return None
+
+
 def _learner_entry(label: str, probabilities: np.ndarray, labels: np.ndarray, max_k: int) -> dict[str, Any]:
     """JSON-able summary of one learner on N episodes: by k (pooled), overall, and the first episode."""
     true_probability = np.take_along_axis(probabilities, labels[..., None], axis=-1)[..., 0]
@@ -294,8 +306,8 @@ def introspect_run(
         return np.asarray(jax.nn.softmax(logits.astype(jnp.float32), axis=-1), np.float64)
 
     name, _ = learner_labels(run.learner)
-    log(f"running {name} on {episodes} episodes of {dataset}")
     learner = _online_learner(run.learner)
+    log(f"running {name} on {episodes} episodes of {dataset}")
     report: dict[str, Any] = {
         "run": str(run.path),
         "iteration": run.iteration,
@@ -308,14 +320,17 @@ def introspect_run(
         "chance": 1.0 / num_classes,
         "max_k": max_k,
         "online_single_examples": learner != run.learner or cfg.task.batch_size > 1,
-        "learner": _learner_entry(
-            meta_trained_label(run),
-            probabilities(learner, run.meta),
-            labels,
-            max_k,
-        ),
+        "learner": None,
         "sgd": None,
     }
+    problem = _single_example_problem(learner)
+    if problem is None:
+        report["learner"] = _learner_entry(
+            meta_trained_label(run), probabilities(learner, run.meta), labels, max_k
+        )
+    else:
+        log(f"{name}: {problem}")
+        report["learner_not_measured"] = f"{meta_trained_label(run)}: {problem}"
     if sgd:
         train = make_experiment_source(cfg, dataset, "train", data_dir)
         check_source(train, length, ways)
@@ -369,14 +384,17 @@ def introspection_table(report: Mapping[str, Any]) -> str:
     """Markdown: the true-class probability and accuracy by k (earlier labelled examples of the class)."""
     contenders = _contenders(report)
     rows = []
-    for i, k in enumerate(report["learner"]["by_k"]["k"]):
-        row: dict[str, object] = {"k (earlier examples)": k, "steps": report["learner"]["by_k"]["count"][i]}
+    by_k = contenders[0]["by_k"] if contenders else {"k": [], "count": []}
+    for i, k in enumerate(by_k["k"]):
+        row: dict[str, object] = {"k (earlier examples)": k, "steps": by_k["count"][i]}
         for entry in contenders:
             short = entry["label"].split(",")[0].split(" (")[0]
             row[f"{short} p(true)"] = entry["by_k"]["true_class_probability"][i]
             row[f"{short} accuracy"] = entry["by_k"]["accuracy"][i]
         rows.append(row)
-    notes = ["; ".join(entry["label"] for entry in contenders)]
+    notes = ["; ".join(entry["label"] for entry in contenders)] if contenders else []
+    if report.get("learner_not_measured"):
+        notes.append(f"{report['learner_not_measured']}.")
     if report.get("online_single_examples"):
         notes.append(
             "The learner was meta-trained with an inner batch and runs here with one example per step."
@@ -387,7 +405,7 @@ def introspection_table(report: Mapping[str, Any]) -> str:
         f"### Introspection on {report['dataset']}: {report['episodes']} episodes of {report['length']} steps, "
         f"{report['ways']} classes (chance {report['chance']:.3f})\n\n" + "\n".join(notes) + "\n\n"
     )
-    return caption + markdown_table(rows)
+    return caption + (markdown_table(rows) if rows else "")
 
 
 def plot_probabilities(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -506,12 +524,13 @@ def asymmetry_lines(report: Mapping[str, Any]) -> list[str]:
 
 
 def write_introspection(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """introspection.json and introspection.png in `out_dir`, both written atomically."""
+    """introspection.json and (with at least one contender measured) introspection.png in `out_dir`, both
+    written atomically."""
     out_dir = Path(out_dir)
-    return [
-        write_text_atomically(out_dir / "introspection.json", json.dumps(report, indent=1)),
-        plot_probabilities(report, out_dir / "introspection.png"),
-    ]
+    paths = [write_text_atomically(out_dir / "introspection.json", json.dumps(report, indent=1))]
+    if _contenders(report):
+        paths.append(plot_probabilities(report, out_dir / "introspection.png"))
+    return paths
 
 
 # ----- 3. BLUR: is the update a gradient? (BLUR §3.5, Fig. 2, App. A) -------------------------------------------

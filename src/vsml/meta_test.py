@@ -71,6 +71,19 @@ def meta_trained_label(run: TrainedRun) -> str:
     return f"{name}, meta-trained {meta_name} ({run.iteration} {_OPTIMIZER_LABEL[run.config.meta_optimizer]} it.)"
 
 
+# Config sections that only meta-training reads: overriding them for a meta-test would be silently ignored.
+_META_TRAINING_ONLY = ("es.", "grad.", "cmaes.", "train.", "population", "meta_optimizer")
+
+
+def _check_meta_test_overrides(overrides: list[str] | tuple[str, ...]) -> None:
+    for override in overrides:
+        if override.strip().startswith(_META_TRAINING_ONLY):
+            raise ValueError(
+                f"--set {override!r} changes meta-training only, which a meta-test does not run; override the "
+                "meta-test setting instead (transform.*, task.*, eval.*, learner.* speed settings)"
+            )
+
+
 def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainedRun:
     """A run directory (its latest checkpoint) or one checkpoint file; the experiment config travels in the
     checkpoint's JSON, so a checkpoint file alone is enough. `overrides` (`a.b=c`) change the meta-test setting,
@@ -85,6 +98,7 @@ def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     experiment = metadata.get("metadata", metadata).get("experiment")
     if experiment is None:
         raise ValueError(f"{json_path} holds no experiment config; was it written by `vsml meta-train`?")
+    _check_meta_test_overrides(overrides)
     config = experiment_from_dict(apply_overrides(experiment, overrides))
     learner = build_learner(config.learner)
     template = learner.init_meta(jax.random.PRNGKey(config.seed))
@@ -166,9 +180,14 @@ def meta_test(
     """Online accuracy of every contender on each meta-test dataset; returns a JSON-able report. `progress`
     shows a bar over the datasets (the tuning sweeps inside each are the slow part)."""
     cfg = run.config
-    datasets = datasets or cfg.eval.datasets
-    num_episodes = num_episodes or cfg.eval.num_episodes
-    length = length or cfg.eval.episode_length
+    datasets = cfg.eval.datasets if datasets is None else datasets
+    num_episodes = cfg.eval.num_episodes if num_episodes is None else num_episodes
+    length = cfg.eval.episode_length if length is None else length
+    if not datasets or num_episodes < 1 or length < 1:
+        raise ValueError(
+            f"meta-test needs at least one dataset, episode and step, got datasets {list(datasets)}, "
+            f"{num_episodes} episodes of {length} steps"
+        )
     data_dir = data_dir or cfg.task.data_dir
     untrained = run.learner.init_meta(jax.random.PRNGKey(cfg.seed))
     query_steps = cfg.task.query_steps
@@ -241,6 +260,13 @@ def combine_runs(reports: list[dict[str, Any]], names: list[str]) -> dict[str, A
     if len(reports) != len(names) or not reports:
         raise ValueError(
             f"combine_runs needs one name per report, got {len(reports)} reports, {len(names)} names"
+        )
+    setting = [(sorted(r["datasets"]), r["episodes"], r["length"]) for r in reports]
+    if any(other != setting[0] for other in setting[1:]):
+        raise ValueError(
+            "the runs were meta-tested on different settings (datasets, episodes, length): "
+            + "; ".join(f"{n}: {s}" for n, s in zip(names, setting, strict=True))
+            + ". Give them the same ones, e.g. --datasets mnist --episodes 64 --length 500"
         )
     combined = json.loads(json.dumps(reports[0]))
     combined["runs"] = list(names)

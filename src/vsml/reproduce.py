@@ -525,9 +525,9 @@ def _latest_step(run_dir: Path) -> int:
 
 def _check_finished_run(run_dir: Path, config: Any) -> None:
     """A finished run is reused only if it is this step's experiment (up to the iterations and the data folder)."""
-    from vsml.meta.trainer import differences_from_saved_config
+    from vsml.meta.trainer import RESUMABLE_CHANGES, differences_from_saved_config
 
-    differing = differences_from_saved_config(run_dir, config, ignore=("train.iterations", "task.data_dir"))
+    differing = differences_from_saved_config(run_dir, config, ignore=(*RESUMABLE_CHANGES, "task.data_dir"))
     if differing:
         raise ValueError(
             f"{run_dir} holds a finished run of another config (it differs in {', '.join(differing)}); "

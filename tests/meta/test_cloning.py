@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vsml.checkpoint import load_checkpoint
+from vsml.checkpoint import latest_checkpoint, load_checkpoint
 from vsml.cli import main
 from vsml.clone_eval import (
     clone_online,
@@ -170,3 +170,9 @@ def test_clone_command_writes_checkpoint_and_report(tmp_path, capsys):
     assert main([*args, "--eval-only"]) == 0
     assert main(["clone", str(CLONE_CONFIGS[0]), "--out", str(tmp_path / "none"), "--eval-only"]) == 2
     assert "holds no cloning checkpoint" in capsys.readouterr().err
+    # A dataset the evaluation cannot find fails before cloning, not after it.
+    missing = [*args[:3], str(tmp_path / "missing_data"), *args[4:], "--set", "eval.datasets=[mnist]"]
+    missing += ["--data-dir", str(tmp_path / "empty")]
+    (tmp_path / "empty").mkdir()
+    assert main(missing) == 2
+    assert "mnist" in capsys.readouterr().err and latest_checkpoint(tmp_path / "missing_data") is None

@@ -373,8 +373,59 @@ def test_warm_start_takes_the_meta_parameters_of_another_run(uninterrupted, tmp_
     trainer.run(progress=False)
     assert read_metrics(tmp_path)[-1]["iteration"] == 1
     data["train"]["init_from"] = str(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="train.init_from"):
         MetaTrainer(experiment_from_dict(data), tmp_path / "other")
+
+
+def test_resume_without_config_yaml_checks_the_checkpoints_record(uninterrupted, tmp_path):
+    """config.yaml gone: the experiment recorded in the newest checkpoint is what the resumed run must match."""
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(uninterrupted[0], run_dir)
+    (run_dir / "config.yaml").unlink()
+    with pytest.raises(ValueError, match="es.num_pairs.*recorded in its checkpoints"):
+        MetaTrainer(tiny_config(es__num_pairs=4), run_dir, resume=True)
+    MetaTrainer(tiny_config(train__iterations=6), run_dir, resume=True)  # the same experiment resumes
+
+
+def test_a_run_interrupted_before_its_first_checkpoint_starts_a_clean_log(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 1, "loss": 9.0}\n{"iteration": 2, "loss": 9.0}\n')
+    trainer = MetaTrainer(tiny_config(train__iterations=2), tmp_path)  # no checkpoint: a fresh start
+    trainer.run(progress=False)
+    records = read_metrics(tmp_path)
+    assert [r["iteration"] for r in records] == [1, 2]
+    assert all(r["loss"] != 9.0 for r in records)
+
+
+def test_keep_checkpoints_prunes_the_oldest_and_may_change_on_resume(tmp_path):
+    config = tiny_config(train__checkpoint_every=1, train__keep_checkpoints=2)
+    MetaTrainer(config, tmp_path).run(progress=False)
+    assert sorted(p.name for p in tmp_path.glob("ckpt_*")) == [
+        "ckpt_00000003.json",
+        "ckpt_00000003.npz",
+        "ckpt_00000004.json",
+        "ckpt_00000004.npz",
+    ]
+    resumed = MetaTrainer(tiny_config(train__iterations=5, train__checkpoint_every=1), tmp_path, resume=True)
+    assert resumed.iteration == 4
+    with pytest.raises(ValueError, match="train.keep_checkpoints must be >= 1"):
+        tiny_config(train__keep_checkpoints=0)
+
+
+def test_corrupt_newest_checkpoint_names_the_one_before(tmp_path):
+    MetaTrainer(tiny_config(), tmp_path).run(progress=False)
+    (tmp_path / "ckpt_00000004.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="iteration 2.*move ckpt_00000004.json and ckpt_00000004.npz"):
+        MetaTrainer(tiny_config(), tmp_path, resume=True)
+
+
+def test_gradient_meta_training_refuses_a_loss_without_gradient():
+    data = json.loads(json.dumps(TINY))
+    data["meta_optimizer"] = "grad"
+    data["task"].update(loss="query_error", query_steps=2)
+    with pytest.raises(ValueError, match="query_error.*has no gradient"):
+        experiment_from_dict(data)
 
 
 @pytest.mark.parametrize(

@@ -134,6 +134,9 @@ QUERY_LOSSES: dict[str, MetaLoss] = {
     "query_l2": query_l2,
 }
 LOSS_NAMES = tuple(sorted(META_LOSSES) + sorted(QUERY_LOSSES))
+# Piecewise constant in the meta-parameters (its gradient is zero almost everywhere): a fitness for ES or CMA-ES,
+# never a loss to differentiate.
+NON_DIFFERENTIABLE_LOSSES = ("query_error",)
 
 
 @dataclass(frozen=True)

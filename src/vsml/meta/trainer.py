@@ -29,7 +29,14 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from vsml.atomic import write_text_atomically
-from vsml.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from vsml.checkpoint import (
+    CheckpointError,
+    checkpoint_metadata,
+    committed_steps,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from vsml.config import config_to_dict, dump_config, read_yaml_mapping
 from vsml.evaluate import evaluate_online
 from vsml.experiment import (
@@ -219,7 +226,14 @@ class MetaTrainer:
         self.eval_sampler = experiment_sampler(config, config.eval.episode_length)
         self.meta = self.learner.init_meta(jax.random.PRNGKey(config.seed))
         if config.train.init_from is not None:
-            _, trees, _ = load_checkpoint(config.train.init_from, {"meta": self.meta}, partial=True)
+            try:
+                _, trees, _ = load_checkpoint(config.train.init_from, {"meta": self.meta}, partial=True)
+            except FileNotFoundError as error:
+                raise FileNotFoundError(
+                    f"train.init_from: {error}. It names the run (or checkpoint) whose meta-parameters start "
+                    "this one: make that run first (e.g. `vsml clone` or `vsml meta-train` into it), point "
+                    "--set train.init_from=PATH at an existing one, or --set train.init_from=null"
+                ) from None
             self.meta = trees["meta"]
         # Fixed at the start (warm start or seed), before any resume replaces meta, so a resumed run searches
         # the same space.
@@ -262,21 +276,38 @@ class MetaTrainer:
         if checkpoint is not None:
             self._check_same_experiment()
             self._restore(checkpoint)
+        elif is_main_process():
+            # A run interrupted before its first checkpoint starts afresh: its log must not read twice.
+            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
         if is_main_process():
             dump_config(self.config, self.run_dir / CONFIG_FILE)
 
     def _check_same_experiment(self) -> None:
-        """A resumed run must be the same experiment; only the number of iterations may change."""
+        """A resumed run must be the same experiment; only RESUMABLE_CHANGES (how far, what is kept) may differ."""
         saved_path = self.run_dir / CONFIG_FILE
         differing = differences_from_saved_config(self.run_dir, self.config)
         if differing:
+            own = saved_path if saved_path.exists() else "as recorded in its checkpoints"
             raise ValueError(
                 f"cannot resume {self.run_dir}: its config differs in {', '.join(differing)}. Resume with the "
-                f"run's own config ({saved_path}), changing only train.iterations, or start a new --out directory"
+                f"run's own config ({own}), changing only {' or '.join(RESUMABLE_CHANGES)}, or start a new "
+                "--out directory"
             )
 
     def _restore(self, checkpoint: Path) -> None:
-        step, trees, metadata = load_checkpoint(checkpoint, {"meta": self.meta, "opt_state": self.opt_state})
+        try:
+            step, trees, metadata = load_checkpoint(
+                checkpoint, {"meta": self.meta, "opt_state": self.opt_state}
+            )
+        except CheckpointError as error:
+            older = committed_steps(self.run_dir)[:-1]
+            if not older:
+                raise
+            raise CheckpointError(
+                f"{error}. To resume from the checkpoint before it (iteration {older[-1]}), move "
+                f"{checkpoint.name} and {checkpoint.with_suffix('.npz').name} out of {self.run_dir} and "
+                "--resume again"
+            ) from error
         self.meta, self.opt_state = trees["meta"], trees["opt_state"]
         self.iteration = step
         self.total_nonfinite = int(metadata.get("total_nonfinite", 0))
@@ -293,7 +324,11 @@ class MetaTrainer:
             "learner": self.config.learner,
         }
         return save_checkpoint(
-            self.run_dir, self.iteration, {"meta": self.meta, "opt_state": self.opt_state}, metadata
+            self.run_dir,
+            self.iteration,
+            {"meta": self.meta, "opt_state": self.opt_state},
+            metadata,
+            keep_last=self.config.train.keep_checkpoints,
         )
 
     def log(self, record: dict[str, Any]) -> None:
@@ -447,6 +482,9 @@ def _short_eval(record: dict[str, Any]) -> dict[str, str]:
     }
 
 
+# Config keys a resumed run may change: how far it goes and how many checkpoints it keeps.
+RESUMABLE_CHANGES = ("train.iterations", "train.keep_checkpoints")
+
 # Config keys that change how fast a run goes, not what it computes (tested equal).
 SPEED_ONLY_KEYS = (
     "es.members_at_once",
@@ -457,15 +495,23 @@ SPEED_ONLY_KEYS = (
 
 
 def differences_from_saved_config(
-    run_dir: str | Path, config: ExperimentConfig, ignore: tuple[str, ...] = ("train.iterations",)
+    run_dir: str | Path, config: ExperimentConfig, ignore: tuple[str, ...] = RESUMABLE_CHANGES
 ) -> list[str]:
-    """Dotted keys where `config` differs from the config.yaml saved in `run_dir` (none if there is none),
+    """Dotted keys where `config` differs from the config.yaml saved in `run_dir` (or, without it, the one its
+    newest checkpoint records; none if there is neither),
     leaving out the `ignore` keys (`section.key`) and the settings that change only the speed
     (`SPEED_ONLY_KEYS`: a run may resume with another choice, or with a default changed since)."""
     saved_path = Path(run_dir) / CONFIG_FILE
-    if not saved_path.exists():
+    if saved_path.exists():
+        saved = read_yaml_mapping(saved_path)
+    elif latest_checkpoint(run_dir) is not None:
+        # config.yaml deleted or never written: every checkpoint also records its experiment.
+        saved = checkpoint_metadata(run_dir).get("experiment")
+        if not isinstance(saved, dict):
+            return []
+    else:
         return []
-    saved = config_to_dict(experiment_from_dict(read_yaml_mapping(saved_path)))
+    saved = config_to_dict(experiment_from_dict(saved))
     current = config_to_dict(config)
     for data in (saved, current):
         for dotted in (*ignore, *SPEED_ONLY_KEYS):

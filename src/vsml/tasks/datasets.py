@@ -67,7 +67,7 @@ _IMAGE_28 = (28, 28, 1)
 # The repository root when running from a source checkout (src/vsml/tasks/datasets.py -> 3 levels up);
 # module-level so tests can point it elsewhere.
 _REPO_ROOT = Path(__file__).resolve().parents[3]
-_DATA_FIX = "pass --data-dir (data_dir=...) or set $VSML_DATA to the folder holding mnist/ and fashion-mnist/"
+_DATA_FIX = "point --data-dir (data_dir=...) or $VSML_DATA at the folder holding mnist/ and fashion-mnist/"
 
 
 @dataclass(frozen=True, eq=False)
@@ -119,7 +119,9 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     else:
         candidates, source = [Path.cwd() / ".." / "shared" / "datasets"], "default locations"
         if (_REPO_ROOT / "pyproject.toml").is_file():  # only a source checkout has a meaningful repo root
-            candidates.append(_REPO_ROOT.parent / "shared" / "datasets")
+            checkout = _REPO_ROOT.parent / "shared" / "datasets"
+            if checkout.resolve() != candidates[0].resolve():  # run from the checkout: the same folder
+                candidates.append(checkout)
     for path in candidates:
         if path.is_dir():
             return path.resolve()
@@ -190,10 +192,11 @@ def _load_digits(data_dir: str | os.PathLike[str] | None, seed: int) -> Dataset:
     """scikit-learn's 1797 8x8 digits, split 50/50 by a fixed permutation; the test half is meta-test data."""
     del data_dir, seed  # bundled with scikit-learn; the split is fixed on purpose
     try:
-        from sklearn.datasets import load_digits  # optional dependency, imported only when needed
+        from sklearn.datasets import load_digits  # imported only when needed (it is slow to import)
     except ImportError as err:
         raise ImportError(
-            "dataset 'digits' needs scikit-learn, an optional dependency: pip install vsml[sklearn]"
+            "dataset 'digits' comes with scikit-learn, a dependency of vsml that is missing here: "
+            "pip install scikit-learn"
         ) from err
     bunch = load_digits()
     x = _normalise(np.asarray(bunch.images)[..., None], 16.0, "digits")  # pixel values are 0..16
@@ -270,5 +273,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, seed
         raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
     key = name.strip().lower().replace("-", "_")
     if key not in _LOADERS:
-        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
+        raise ValueError(
+            f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)} (and, for few-shot "
+            "episodes as task.dataset or eval.datasets, omniglot)"
+        )
     return _LOADERS[key](data_dir, seed)

@@ -27,7 +27,7 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
-_FIX = "check the file, or re-copy it from ../shared/datasets (see shared/datasets/README.md)"
+_FIX = "check the file, or copy it again from the original dataset (the layout: README.md, section Data)"
 
 
 class DataError(ValueError):
@@ -39,7 +39,7 @@ def _read_bytes(path: Path) -> bytes:
     if not path.is_file():
         raise FileNotFoundError(
             f"IDX file not found: {path}. Pass --data-dir or set $VSML_DATA to the folder that holds the "
-            "datasets (e.g. ../shared/datasets, see shared/datasets/README.md)."
+            "datasets (e.g. ../shared/datasets; the layout: README.md, section Data)."
         )
     raw = path.read_bytes()
     if raw[:2] != _GZIP_MAGIC:

@@ -73,7 +73,7 @@ IMAGE_SIZE = 28  # spec §6.5: resized to 28x28
 RESIZE_METHODS = ("bilinear", "area")
 
 _FOLDER = "omniglot"
-_FIX = "pass --data-dir (data_dir=...) or set $VSML_DATA to the folder holding omniglot/"
+_FIX = "point --data-dir (data_dir=...) or $VSML_DATA at the folder holding omniglot/"
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -189,8 +189,8 @@ def _zip_paths(data_dir: str | os.PathLike[str] | None, names: tuple[str, ...]) 
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
         raise FileNotFoundError(
-            f"Omniglot file(s) not found in {folder}: {', '.join(missing)} (needed: {', '.join(names)}; see "
-            f"shared/datasets/README.md). Fix: {_FIX}."
+            f"Omniglot file(s) not found in {folder}: {', '.join(missing)} (needed: {', '.join(names)}; the "
+            f"layout: README.md, section Data). Fix: {_FIX}."
         )
     return paths
 
