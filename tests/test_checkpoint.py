@@ -278,14 +278,13 @@ def test_rejects_bad_steps(tmp_path: Path, step):
 
 
 def test_written_files_get_the_mode_a_plain_open_would_give(tmp_path: Path):
-    """mkstemp makes 0600 files; a checkpoint in a shared folder must stay readable by the others (umask)."""
-    previous = os.umask(0o022)
-    try:
-        json_path = save_checkpoint(tmp_path, 1, {"meta": {"w": np.zeros(2)}})
-        os.umask(0o077)
-        private = save_checkpoint(tmp_path / "private", 1, {"meta": {"w": np.zeros(2)}})
-    finally:
-        os.umask(previous)
+    """mkstemp makes 0600 files; a checkpoint in a shared folder must stay readable by the others (umask), and a
+    file replaced in place keeps the mode its owner gave it."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    json_path = save_checkpoint(tmp_path, 1, {"meta": {"w": np.zeros(2)}})
     for path in (json_path, json_path.with_suffix(".npz"), tmp_path / "latest.json"):
-        assert path.stat().st_mode & 0o777 == 0o644
-    assert private.stat().st_mode & 0o777 == 0o600
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    (tmp_path / "latest.json").chmod(0o640)
+    save_checkpoint(tmp_path, 2, {"meta": {"w": np.zeros(2)}})
+    assert (tmp_path / "latest.json").stat().st_mode & 0o777 == 0o640

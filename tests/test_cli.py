@@ -134,6 +134,8 @@ def test_help_lists_every_command(capsys):
         (["evaluate", "RUN", "--length", "0"], "--length: must be >= 1, got 0"),
         (["evaluate", "RUN", "--episodes", "-2"], "--episodes: must be >= 1, got -2"),
         (["compare", "sgd", "--datasets", "digits", "--out", "o", "--episodes", "x"], "whole number"),
+        (["sweep-lr", "--datasets", "digits", "--out", "o", "--episodes", "0"], "--episodes: must be >= 1"),
+        (["introspect", "RUN", "--ways", "0"], "--ways: must be >= 1"),
     ],
 )
 def test_counts_below_one_are_refused_not_replaced_by_defaults(argv, message, capsys):
@@ -144,14 +146,19 @@ def test_counts_below_one_are_refused_not_replaced_by_defaults(argv, message, ca
 
 def test_quiet_and_no_progress_are_one_flag_on_every_command():
     parser = _build_parser()
-    for command in (
+    commands = (
         "meta-train CONFIG --out o",
         "evaluate RUN",
         "sweep-lr --datasets d --out o",
+        "reproduce demo",
+        "compare sgd --datasets d --out o",
+        "introspect RUN",
         "clone C --out o",
-    ):
+    )
+    for command in commands:
         for flag in ("--quiet", "--no-progress"):
             assert parser.parse_args([*command.split(), flag]).quiet
+        assert not parser.parse_args(command.split()).quiet
 
 
 def test_unusable_out_paths_are_clear_errors_before_any_work(config_file, tmp_path, capsys):
@@ -161,7 +168,8 @@ def test_unusable_out_paths_are_clear_errors_before_any_work(config_file, tmp_pa
     assert "is a file; --out names a directory" in capsys.readouterr().err
     assert run("meta-train", str(config_file), "--out", str(a_file / "sub"), "--quiet") == 2
     err = capsys.readouterr().err
-    assert "cannot create the --out directory" in err and "Traceback" not in err
+    assert "cannot create --out" in err and "is a file" in err and "Traceback" not in err
+    assert not (a_file.parent / "run").exists()  # checked, nothing created
 
 
 def test_meta_training_settings_are_refused_by_evaluate(config_file, tmp_path, capsys):
@@ -170,8 +178,9 @@ def test_meta_training_settings_are_refused_by_evaluate(config_file, tmp_path, c
         run("meta-train", str(config_file), "--out", str(out), "--quiet", "--set", "train.iterations=1") == 0
     )
     capsys.readouterr()
-    assert run("evaluate", str(out), "--no-baselines", "--set", "es.sigma=0.1") == 2
-    assert "changes meta-training only" in capsys.readouterr().err
+    for override in ("es.sigma=0.1", "es={sigma: 0.1}", "train.iterations=5"):
+        assert run("evaluate", str(out), "--no-baselines", "--set", override) == 2
+        assert "changes meta-training only" in capsys.readouterr().err
 
 
 def test_runs_with_different_eval_datasets_need_datasets(config_file, tmp_path, capsys):
@@ -181,7 +190,7 @@ def test_runs_with_different_eval_datasets_need_datasets(config_file, tmp_path, 
     capsys.readouterr()
     runs = [str(tmp_path / "a"), str(tmp_path / "b")]
     assert run("evaluate", *runs, "--no-baselines", "--out", str(tmp_path / "e")) == 2
-    assert "pass --datasets" in capsys.readouterr().err
+    assert "give them the same ones with --datasets" in capsys.readouterr().err
 
 
 def test_interrupt_says_what_was_kept(config_file, tmp_path, monkeypatch, capsys):
@@ -207,3 +216,20 @@ def test_python_dash_m_vsml_is_the_command():
         [sys.executable, "-m", "vsml", "--help"], capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0 and "meta-train" in result.stdout
+
+
+def test_the_console_command_leaves_without_teardown_after_ctrl_c(monkeypatch):
+    """entry_point: exit code 130 through os._exit (the interpreter's teardown under XLA's running threads
+    segfaulted); any other code through sys.exit."""
+    import vsml.cli as cli
+
+    exits = []
+    monkeypatch.setattr(cli.os, "_exit", exits.append)
+    monkeypatch.setattr(cli, "main", lambda: INTERRUPTED)
+    with pytest.raises(SystemExit):  # reached only because the patched os._exit returns
+        cli.entry_point()
+    assert exits == [130]
+    monkeypatch.setattr(cli, "main", lambda: 2)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.entry_point()
+    assert exit_info.value.code == 2 and exits == [130]

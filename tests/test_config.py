@@ -250,3 +250,6 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_winning(tmp_path: Path):
     path.write_text("name: a\ntask: {dataset: digits, dataset: mnist}\n")
     with pytest.raises(ConfigError, match="key 'dataset' is given twice"):
         read_yaml_mapping(path)
+    # A merge key's values may be overridden by the mapping's own keys (YAML's merge, not a repeat).
+    path.write_text("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\n")
+    assert read_yaml_mapping(path)["other"] == {"x": 1, "y": 3}

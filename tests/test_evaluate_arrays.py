@@ -3,6 +3,8 @@ for any learner, and clear about bad input."""
 
 from __future__ import annotations
 
+import warnings
+
 import jax
 import numpy as np
 import pytest
@@ -94,3 +96,19 @@ def test_values_beyond_float32_s_range():
         vsml.evaluate_online("vsml_mnist", X * 1e39, y, standardise=False)
     with pytest.raises(ValueError, match="too large to standardise"):
         vsml.evaluate_online("vsml_mnist", X * 1e200, y)
+
+
+def test_a_learner_that_diverges_is_a_warning_not_a_silent_low_score():
+    """The shipped BLUR LA (meta-trained on 15-step episodes) diverges on digits after ~60 steps: the steps with
+    NaN predictions count as wrong, and the user is told why the accuracy fell."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    with pytest.warns(
+        RuntimeWarning, match=r"blur_mnist diverged: .* 1 of 1 episodes, first at step \d+ of 100"
+    ):
+        diverged = vsml.evaluate_online("blur_mnist", X, y, episodes=1, length=100)
+    assert not np.isfinite(diverged.loss).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a finite run warns nothing
+        vsml.evaluate_online("blur_mnist", X, y, episodes=1, length=20)

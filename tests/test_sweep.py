@@ -100,7 +100,6 @@ def test_cli_end_to_end(tmp_path, capsys):
         ("--rates", "0.01,,0.1", "empty item"),
         ("--rates", "0.01,fast", "'fast' is not a number"),
         ("--hidden", "0,big", "'big' is not an architecture"),
-        ("--episodes", "0", "episodes and length must be >= 1"),
         ("--set", "es.sigma=0.1", "accepts only transform"),
         ("--set", "transform.pad_input_to=[0]", "transform.pad_input_to"),
     ],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +21,23 @@ def _fsync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-def _default_file_mode() -> int:
-    # What open() would give a new file: mkstemp makes it 0600, which would hide checkpoints and exported LAs
-    # from the other users of a shared folder. (Reading the umask means setting it; it is set straight back.)
+def _read_umask() -> int:
+    # Reading the umask means setting it; done once, at import, not while other threads may create files.
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+_NEW_FILE_MODE = 0o666 & ~_read_umask()  # what open() gives a new file
+
+
+def _file_mode(path: Path) -> int:
+    """A replaced file keeps its mode; a new one gets open()'s, not mkstemp's 0600, which would hide
+    checkpoints and exported LAs from the other users of a shared folder."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return _NEW_FILE_MODE
 
 
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
@@ -39,7 +51,8 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp_name, _default_file_mode())
+        with contextlib.suppress(OSError):  # filesystems without POSIX modes (vfat, some CIFS/FUSE mounts)
+            os.chmod(tmp_name, _file_mode(path))
         os.replace(tmp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):

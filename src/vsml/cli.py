@@ -53,17 +53,18 @@ def _add_quiet(parser: argparse.ArgumentParser, help_text: str = "no progress ba
     parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help=help_text)
 
 
-def _writable_directory(path: Path, flag: str = "--out") -> Path:
-    """Check (creating it if missing) that `path` is a directory this process can write, before the work whose
-    results go there rather than after it."""
+def _writable_directory(path: Path, what: str = "--out") -> Path:
+    """Check that `path`, the `what` directory (--out, or the run directory a report goes to by default), is a
+    directory this process can write or create: before the work whose results go there, not after. Creates
+    nothing (bad input must leave nothing behind)."""
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{flag} {path} is a file; {flag} names a directory (it is created if missing)")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"cannot create the {flag} directory {path}: {error.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} directory {path} is not writable by this user; choose another {flag}")
+        raise ValueError(f"{what} {path} is a file; --out names a directory (it is created if missing)")
+    existing = next(p for p in (path, *path.parents) if p.exists())  # the directory it would be created in
+    if not existing.is_dir():
+        raise ValueError(f"cannot create {what} {path}: {existing} is a file; choose another --out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        action = "not writable" if existing == path else f"not creatable ({existing} is not writable)"
+        raise ValueError(f"{what} {path} is {action} by this user; write elsewhere with --out")
     return path
 
 
@@ -442,10 +443,15 @@ def _meta_train(args: argparse.Namespace) -> int:
     if args.data_dir:
         overrides.append(f"task.data_dir={args.data_dir}")
     config = load_experiment(args.config, overrides)
-    if is_main_process():
-        _writable_directory(args.out)
-        if args.resume and latest_checkpoint(args.out) is None:
+    _writable_directory(args.out)  # on every process, so that they all stop together
+    if is_main_process() and latest_checkpoint(args.out) is None:
+        if args.resume:
             print(f"{args.out} holds no checkpoint yet: starting a new run there", file=sys.stderr)
+        if (args.out / "metrics.jsonl").exists():
+            print(
+                f"{args.out}/metrics.jsonl is from a start interrupted before its first checkpoint: replaced",
+                file=sys.stderr,
+            )
     trainer = MetaTrainer(config, args.out, resume=args.resume)
     if trainer.iteration >= config.train.iterations:
         print(
@@ -473,14 +479,19 @@ def _evaluate(args: argparse.Namespace) -> int:
     datasets = (
         tuple(_comma_list(args.datasets, "--datasets", "mnist,fashion_mnist")) if args.datasets else None
     )
-    if datasets is None and len({run.config.eval.datasets for run in runs}) > 1:
+    settings = [
+        (
+            sorted(datasets or run.config.eval.datasets),
+            args.episodes or run.config.eval.num_episodes,
+            args.length or run.config.eval.episode_length,
+        )
+        for run in runs
+    ]
+    if any(setting != settings[0] for setting in settings[1:]):  # before hours of meta-testing, not after
         raise ValueError(
-            "the runs meta-test different datasets by their configs' eval.datasets ("
-            + "; ".join(
-                f"{path}: {','.join(run.config.eval.datasets)}"
-                for path, run in zip(args.runs, runs, strict=True)
-            )
-            + "); pass --datasets to compare them on the same ones"
+            "the runs' configs meta-test on different settings (datasets, episodes, length: "
+            + "; ".join(f"{path}: {setting}" for path, setting in zip(args.runs, settings, strict=True))
+            + "); give them the same ones with --datasets, --episodes and --length"
         )
     reports = [
         meta_test(

@@ -247,15 +247,18 @@ def run_clone(
     """Clone (unless `train=False`: use the run's checkpoint), then evaluate free-running; writes
     checkpoint, `clone.json`, `clone.md` and one learning-curve PNG per dataset and architecture."""
     out = Path(out_dir)
+    if train and latest_checkpoint(out) is not None:
+        raise FileExistsError(
+            f"{out} already holds a cloning checkpoint; choose a new --out, or pass --eval-only to evaluate it again"
+        )
+    if not train and latest_checkpoint(out) is None:
+        raise FileNotFoundError(
+            f"{out} holds no cloning checkpoint; run `vsml clone CONFIG --out {out}` first"
+        )
     if evaluate:
         for dataset in config.eval.datasets:  # a missing dataset fails now, not after a long cloning run
             load_dataset(dataset, data_dir)
     if train:
-        if latest_checkpoint(out) is not None:
-            raise FileExistsError(
-                f"{out} already holds a cloning checkpoint; choose a new --out, or pass --eval-only to "
-                "evaluate it again"
-            )
         params, history = train_clone(config, progress)
         out.mkdir(parents=True, exist_ok=True)
         dump_config(config, out / "config.yaml")
@@ -264,10 +267,6 @@ def run_clone(
             {"config": config_to_dict(config), "history": history, "kind": "clone"},
         )  # fmt: skip
     else:
-        if latest_checkpoint(out) is None:
-            raise FileNotFoundError(
-                f"{out} holds no cloning checkpoint; run `vsml clone CONFIG --out {out}` first"
-            )
         params = load_clone(out, config)
         history = json.loads(resolve_checkpoint_json(out).read_text())["metadata"].get("history", {})
     summary: dict[str, Any] = {"config": config_to_dict(config), "history": history, "results": []}

@@ -11,7 +11,8 @@ them and the nested mappings YAML gives, generically, from the field annotations
 - an unknown key is an error naming its full dotted path and the valid keys; a bad value is an error naming
   the key, the expected type and the value.
 
-YAML is read with `yaml.safe_load`. PyYAML follows YAML 1.1, where `1e-3` (no dot) is a *string*; a float
+YAML files are read as `yaml.safe_load` reads them, except that a key given twice in one mapping is an error
+(PyYAML would keep the last silently). PyYAML follows YAML 1.1, where `1e-3` (no dot) is a *string*; a float
 field therefore accepts a string that is a decimal number, and overrides parse numeric-looking strings as
 floats, as YAML 1.2 would.
 """
@@ -286,10 +287,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """`yaml.SafeLoader` that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # The mapping's own keys only: a merge (`<<: *base`) may be overridden by a key of the mapping itself.
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
             key = self.construct_object(key_node, deep=deep)
-            if key in seen:
+            try:
+                duplicate = key in seen
+            except TypeError:  # unhashable: SafeLoader's own check below reports it
+                continue
+            if duplicate:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} is given twice in one mapping", key_node.start_mark
                 )

@@ -13,6 +13,7 @@ the prediction made before each label: the same online protocol, sampler and cod
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -75,8 +76,8 @@ def to_float32(array: np.ndarray, what: str = "X") -> np.ndarray:
 
 
 def standardise_features(features: np.ndarray, what: str = "X") -> np.ndarray:
-    """Each feature shifted and scaled by its mean and std over axis 0, in the array's own (float64 or wider)
-    precision, then cast to float32: the rule of `feature_statistics` (a constant feature is only shifted)."""
+    """Each feature shifted and scaled by its mean and std over axis 0, in float64 (`feature_statistics`),
+    then cast to float32: the rule of `feature_statistics` (a constant feature is only shifted)."""
     with np.errstate(over="ignore", invalid="ignore"):
         mean, std = feature_statistics(features)
         standardised = (features - mean) / std
@@ -130,7 +131,8 @@ def evaluate_arrays(
     from batches and is scored on forward-only query batches after them), else 1 and 0.
 
     Returns an `OnlineEvaluation`: `.curve` (mean accuracy per step), `.mean_accuracy`, `.final_accuracy`,
-    `.accuracy_interval` (95% over episodes) and, with query steps, `.mean_query_accuracy`.
+    `.accuracy_interval` (95% over episodes) and, with query steps, `.mean_query_accuracy`. A learner whose
+    predictions become NaN or infinite (diverged) gets a RuntimeWarning (`warn_if_diverged`).
     """
     la = as_pretrained(learner_or_pretrained, meta)
     # Standardised in float64 (or wider), then cast: float32 first would erase features with a large offset.
@@ -146,10 +148,27 @@ def evaluate_arrays(
     if length < 1 or queries < 0:
         raise ValueError(f"length must be >= 1 and query_steps >= 0, got {length} and {queries}")
     sampler = EpisodeSampler(length + queries, batch_size=batch)
-    return evaluate_source(
+    result = evaluate_source(
         la.learner, la.meta, source, num_episodes=episodes, length=length, seed=seed, sampler=sampler,
         query_steps=queries,
     )  # fmt: skip
+    warn_if_diverged(result, la.name)
+    return result
+
+
+def warn_if_diverged(result: OnlineEvaluation, name: str) -> None:
+    """A RuntimeWarning where the learner's online losses became NaN or infinite: its accuracy then counts
+    those steps as wrong and would otherwise look like a learner that merely stopped learning."""
+    bad = ~np.isfinite(result.loss)
+    if bad.any():
+        episodes, steps = np.nonzero(bad)
+        warnings.warn(
+            f"{name} diverged: its predictions became NaN or infinite in {len(set(episodes.tolist()))} of "
+            f"{bad.shape[0]} episodes, first at step {int(steps.min()) + 1} of {bad.shape[1]}; those steps count "
+            "as wrong. Episodes as long as its meta-training ones, or standardised inputs, may avoid it",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def evaluate_online(

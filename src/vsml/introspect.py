@@ -239,7 +239,7 @@ def _online_learner(learner: Learner) -> Learner:
 def _single_example_problem(learner: Learner) -> str | None:
     """Why `learner`'s probabilities with one example per step would mean nothing, or None."""
     over_batch = getattr(learner, "activation_norm_axes", None) == "batch"
-    if isinstance(learner, BLUR) and learner.activation_normalization != "none" and over_batch:
+    if isinstance(learner, BLUR) and learner.activation_normalization in ("forward", "both") and over_batch:
         return (
             f"not measured: BLUR's activation normalisation ({learner.activation_normalization}) takes "
             "statistics over the batch, which one example per step makes constant (every prediction "
@@ -403,7 +403,8 @@ def introspection_table(report: Mapping[str, Any]) -> str:
         notes.append("SGD's tuned learning rate is at the edge of the swept grid.")
     caption = (
         f"### Introspection on {report['dataset']}: {report['episodes']} episodes of {report['length']} steps, "
-        f"{report['ways']} classes (chance {report['chance']:.3f})\n\n" + "\n".join(notes) + "\n\n"
+        f"{report['ways']} classes per episode (chance {report['chance']:.3f}: 1 of {round(1 / report['chance'])} "
+        "outputs)\n\n" + "\n".join(notes) + "\n\n"
     )
     return caption + (markdown_table(rows) if rows else "")
 

@@ -72,12 +72,12 @@ def meta_trained_label(run: TrainedRun) -> str:
 
 
 # Config sections that only meta-training reads: overriding them for a meta-test would be silently ignored.
-_META_TRAINING_ONLY = ("es.", "grad.", "cmaes.", "train.", "population", "meta_optimizer")
+_META_TRAINING_ONLY = ("es", "grad", "cmaes", "train", "population", "meta_optimizer")
 
 
 def _check_meta_test_overrides(overrides: list[str] | tuple[str, ...]) -> None:
     for override in overrides:
-        if override.strip().startswith(_META_TRAINING_ONLY):
+        if override.split("=", 1)[0].strip().split(".")[0] in _META_TRAINING_ONLY:
             raise ValueError(
                 f"--set {override!r} changes meta-training only, which a meta-test does not run; override the "
                 "meta-test setting instead (transform.*, task.*, eval.*, learner.* speed settings)"

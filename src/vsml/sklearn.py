@@ -148,7 +148,7 @@ class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
     def _validate_features(self, X: Any, reset: bool) -> np.ndarray:
-        """Dense float64 [n, n_features] (float32 if given float32), cast to float32 only after standardising
+        """Dense float64 [n, n_features] (float32 input too), cast to float32 only after standardising
         (`_inputs`); sets or checks n_features_in_ (and feature names, as scikit-learn)."""
         if _sklearn_validate_data is not None:
             X = _sklearn_validate_data(self, X, reset=reset, dtype=(np.float64, np.float32), ensure_2d=True)

@@ -174,8 +174,16 @@ def test_missing_data_dir_names_every_path_tried(tmp_path: Path, monkeypatch: py
         resolve_data_dir()
     message = str(info.value)
     assert str(repo / ".." / "shared" / "datasets") in message  # the cwd candidate
-    assert str(repo.parent / "shared" / "datasets") in message  # the checkout candidate
+    assert str(repo.parent / "shared" / "datasets") not in message  # the checkout's: the same folder, once
     assert "--data-dir" in message and "VSML_DATA" in message
+    elsewhere = tmp_path / "b" / "elsewhere"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    with pytest.raises(FileNotFoundError) as info:
+        resolve_data_dir()
+    message = str(info.value)
+    assert str(elsewhere / ".." / "shared" / "datasets") in message  # the cwd candidate
+    assert str(repo.parent / "shared" / "datasets") in message  # the checkout candidate
     with pytest.raises(FileNotFoundError, match="data folder not found"):
         load_dataset("mnist")
 
@@ -256,7 +264,7 @@ def test_digits_dataset() -> None:
 def test_digits_without_sklearn_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sklearn", None)  # makes `import sklearn...` raise ImportError
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match=r"pip install vsml\[sklearn\]"):
+    with pytest.raises(ImportError, match=r"pip install scikit-learn"):
         load_dataset("digits")
 
 

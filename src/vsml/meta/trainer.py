@@ -32,6 +32,7 @@ from vsml.atomic import write_text_atomically
 from vsml.checkpoint import (
     CheckpointError,
     checkpoint_metadata,
+    checkpoint_paths,
     committed_steps,
     latest_checkpoint,
     load_checkpoint,
@@ -295,14 +296,13 @@ class MetaTrainer:
             )
 
     def _restore(self, checkpoint: Path) -> None:
+        templates = {"meta": self.meta, "opt_state": self.opt_state}
         try:
-            step, trees, metadata = load_checkpoint(
-                checkpoint, {"meta": self.meta, "opt_state": self.opt_state}
-            )
+            step, trees, metadata = load_checkpoint(checkpoint, templates)
         except CheckpointError as error:
             older = committed_steps(self.run_dir)[:-1]
-            if not older:
-                raise
+            if not older or not _loads(checkpoint_paths(self.run_dir, older[-1])[1], templates):
+                raise  # nothing older, or it fails too (e.g. another learner's meta-parameters): no way round
             raise CheckpointError(
                 f"{error}. To resume from the checkpoint before it (iteration {older[-1]}), move "
                 f"{checkpoint.name} and {checkpoint.with_suffix('.npz').name} out of {self.run_dir} and "
@@ -528,6 +528,14 @@ def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
     if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b):
         return []
     return [] if a == b else [prefix.rstrip(".")]
+
+
+def _loads(checkpoint: Path, templates: dict[str, PyTree]) -> bool:
+    try:
+        load_checkpoint(checkpoint, templates)
+    except (CheckpointError, OSError):
+        return False
+    return True
 
 
 def _truncate_metrics(path: Path, iteration: int) -> None:
