@@ -98,6 +98,17 @@ def test_list_pretrained_command(capsys):
     assert any(line.startswith("vsml_mnist: vsml, meta-trained on digits -> mnist") for line in lines)
 
 
+def test_list_pretrained_of_another_folder(tmp_path, capsys):
+    import shutil
+
+    for suffix in (".npz", ".json"):
+        shutil.copy(PRETRAINED_DIR / f"vsml_mnist{suffix}", tmp_path / f"mine{suffix}")
+    assert main(["list-pretrained", "--dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.startswith("mine: vsml, meta-trained on digits -> mnist")
+    assert main(["list-pretrained", "--dir", str(tmp_path / "empty")]) == 2
+    assert "is not a folder of pretrained LAs" in capsys.readouterr().err
+
+
 def _fake_run(directory, config: ExperimentConfig, step: int, seed: int):
     from vsml.learners import build_learner
 

@@ -318,10 +318,16 @@ def _build_parser() -> argparse.ArgumentParser:
     clone.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
     _add_quiet(clone)
 
-    commands.add_parser(
+    listing = commands.add_parser(
         "list-pretrained",
         help="list the pretrained learning algorithms shipped with vsml (vsml.load_pretrained(NAME))",
         description="One line per pretrained LA: name, learner, what it was meta-trained on, its meta-test result.",
+    )
+    listing.add_argument(
+        "--dir",
+        type=Path,
+        help="a folder of exported LAs (export-pretrained --out; load with vsml.load_pretrained(NAME, DIR)) "
+        "instead of the shipped ones",
     )
     export = commands.add_parser(
         "export-pretrained",
@@ -349,7 +355,10 @@ def _build_parser() -> argparse.ArgumentParser:
 def _list_pretrained(args: argparse.Namespace) -> int:
     from vsml.pretrained import describe_pretrained
 
-    print("\n".join(describe_pretrained()) or "no pretrained learning algorithms are installed")
+    if args.dir is not None and not args.dir.is_dir():
+        raise FileNotFoundError(f"--dir {args.dir} is not a folder of pretrained LAs (NAME.npz + NAME.json)")
+    lines = describe_pretrained(args.dir)
+    print("\n".join(lines) or f"no pretrained learning algorithms in {args.dir or 'this installation'}")
     return 0
 
 
