@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -58,3 +59,11 @@ def _release_compiled_programs():
     yield
     jax.clear_caches()
     gc.collect()
+
+
+def offset_problem() -> tuple[np.ndarray, np.ndarray]:
+    """(X [1000, 2], y) of two informative features; + 1e8 leaves them nothing in float32 (its spacing there
+    is 8): the estimator's and evaluate_arrays' standardisation must happen in float64, before the cast."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 1000)
+    return rng.normal(size=(1000, 2)) + 2.0 * y[:, None], y

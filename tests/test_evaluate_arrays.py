@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import vsml
+from tests.conftest import offset_problem
 from vsml.evaluate import evaluate_online as evaluate_source
 from vsml.tasks.datasets import load_dataset
 from vsml.tasks.episodes import make_episode_source
@@ -68,15 +69,8 @@ def test_bad_input_is_a_clear_error():
         vsml.evaluate_online("vsml_mnist", X, y, 4)
 
 
-def _offset_problem():
-    """Two informative features; + 1e8 leaves them nothing in float32 (its spacing there is 8)."""
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 1000)
-    return rng.normal(size=(1000, 2)) + 2.0 * y[:, None], y
-
-
 def test_standardised_in_float64_before_the_float32_cast():
-    X, y = _offset_problem()
+    X, y = offset_problem()
     plain = vsml.evaluate_online("vsml_mnist", X, y, episodes=4, length=100)
     offset = vsml.evaluate_online("vsml_mnist", X + 1e8, y, episodes=4, length=100)
     assert plain.mean_accuracy > 0.7  # chance 0.5
@@ -88,7 +82,7 @@ def test_standardised_in_float64_before_the_float32_cast():
 
 
 def test_values_beyond_float32_s_range():
-    X, y = _offset_problem()
+    X, y = offset_problem()
     plain = vsml.evaluate_online("vsml_mnist", X, y, episodes=2, length=50)
     huge = vsml.evaluate_online("vsml_mnist", X * 1e39, y, episodes=2, length=50)  # finite in float64
     assert huge.mean_accuracy == pytest.approx(plain.mean_accuracy, abs=0.02)

@@ -11,6 +11,7 @@ sklearn = pytest.importorskip("sklearn")
 from sklearn.datasets import load_digits, make_blobs  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
+from tests.conftest import offset_problem  # noqa: E402
 from vsml import load_pretrained  # noqa: E402
 from vsml.sklearn import LearnedOnlineClassifier  # noqa: E402
 
@@ -99,15 +100,8 @@ def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
 
 
-def _offset_problem():
-    """Two informative features; + 1e8 leaves them nothing in float32 (its spacing there is 8)."""
-    rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, 1000)
-    return rng.normal(size=(1000, 2)) + 2.0 * y[:, None], y
-
-
 def test_large_common_offset_is_standardised_in_float64():
-    X, y = _offset_problem()
+    X, y = offset_problem()
     plain = LearnedOnlineClassifier().fit(X[:800], y[:800]).score(X[800:], y[800:])
     offset = LearnedOnlineClassifier().fit(X[:800] + 1e8, y[:800]).score(X[800:] + 1e8, y[800:])
     assert plain > 0.8  # chance 0.5; measured 0.865
@@ -122,7 +116,7 @@ def test_large_common_offset_is_standardised_in_float64():
 
 
 def test_values_beyond_float32_s_range():
-    X, y = _offset_problem()
+    X, y = offset_problem()
     clf = LearnedOnlineClassifier().fit(X[:800] * 1e39, y[:800])  # finite in float64: standardised first
     assert clf.score(X[800:] * 1e39, y[800:]) > 0.8
     with pytest.raises(ValueError, match="beyond float32's range.*scale them down"):
@@ -133,7 +127,7 @@ def test_values_beyond_float32_s_range():
 
 @pytest.mark.parametrize("seed", [None, 1.5, -1, 2**32, True, "0"])
 def test_bad_seed_is_a_clear_error(seed):
-    X, y = _offset_problem()
+    X, y = offset_problem()
     with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*32\)"):
         LearnedOnlineClassifier(seed=seed).fit(X[:20], y[:20])
     with pytest.raises(ValueError, match="seed must be an int"):
@@ -141,7 +135,7 @@ def test_bad_seed_is_a_clear_error(seed):
 
 
 def test_numpy_integer_seed():
-    X, y = _offset_problem()
+    X, y = offset_problem()
     ours = LearnedOnlineClassifier(seed=np.int64(3)).fit(X[:50], y[:50]).predict_proba(X[:5])
     np.testing.assert_array_equal(
         ours, LearnedOnlineClassifier(seed=3).fit(X[:50], y[:50]).predict_proba(X[:5])
@@ -149,7 +143,7 @@ def test_numpy_integer_seed():
 
 
 def test_labels_mixing_strings_and_numbers_are_a_clear_error():
-    X = _offset_problem()[0][:4]
+    X = offset_problem()[0][:4]
     for y in (np.array(["a", 1, "a", 1], dtype=object), np.array([1, "a", 1, "a"], dtype=object)):
         with pytest.raises(ValueError, match=r"y mixes strings and other values \(int\).*astype\(str\)"):
             LearnedOnlineClassifier().fit(X, y)
@@ -167,6 +161,6 @@ def test_non_finite_meta_parameters_are_a_clear_error():
 
     la = load_pretrained("vsml_mnist")
     broken = jax.tree.map(lambda leaf: leaf * np.nan, la.meta)
-    X, y = _offset_problem()
+    X, y = offset_problem()
     with pytest.raises(ValueError, match="meta-parameters of .* are not finite"):
         LearnedOnlineClassifier((la.learner, broken)).fit(X[:20], y[:20])
