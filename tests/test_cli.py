@@ -233,3 +233,11 @@ def test_the_console_command_leaves_without_teardown_after_ctrl_c(monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         cli.entry_point()
     assert exit_info.value.code == 2 and exits == [130]
+
+
+def test_a_flag_the_command_does_not_take_is_reported_by_that_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "RUN", "--resume"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert "usage: vsml evaluate" in err and "vsml evaluate: error: unrecognized arguments: --resume" in err

@@ -637,8 +637,19 @@ def _sweep_lr(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """parse_args, except that a flag the command does not take is reported by that command's parser (its
+    usage line and `vsml COMMAND: error:`), not by the top-level one."""
+    parser = _build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        commands.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _build_parser().parse_args(argv)
+    args = _parse(argv)
     _use_cpu_cores(args.cpu_devices)
     handlers = {
         "meta-train": _meta_train,
