@@ -68,6 +68,11 @@ def _writable_directory(path: Path, what: str = "--out") -> Path:
     return path
 
 
+def _report_directory(out: Path | None, run_dir: Path) -> Path:
+    """Where a report on a run goes, checked before the work: --out, else the run's own directory."""
+    return _writable_directory(out, "--out") if out else _writable_directory(run_dir, "the run directory")
+
+
 def _add_overrides(parser: argparse.ArgumentParser, help_text: str) -> None:
     """The repeatable `--set KEY=VALUE` option every command shares."""
     parser.add_argument(
@@ -446,7 +451,7 @@ def _meta_train(args: argparse.Namespace) -> int:
     from vsml.checkpoint import latest_checkpoint
     from vsml.experiment import load_experiment
     from vsml.meta.parallel import is_main_process
-    from vsml.meta.trainer import MetaTrainer
+    from vsml.meta.trainer import METRICS_FILE, MetaTrainer
 
     overrides = list(args.overrides)
     if args.data_dir:
@@ -456,9 +461,9 @@ def _meta_train(args: argparse.Namespace) -> int:
     if is_main_process() and latest_checkpoint(args.out) is None:
         if args.resume:
             print(f"{args.out} holds no checkpoint yet: starting a new run there", file=sys.stderr)
-        if (args.out / "metrics.jsonl").exists():
+        if (args.out / METRICS_FILE).exists():
             print(
-                f"{args.out}/metrics.jsonl is from a start interrupted before its first checkpoint: replaced",
+                f"{args.out / METRICS_FILE} is from a start interrupted before its first checkpoint: replaced",
                 file=sys.stderr,
             )
     trainer = MetaTrainer(config, args.out, resume=args.resume)
@@ -479,23 +484,26 @@ def _meta_train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from vsml.meta_test import combine_runs, load_trained_run, meta_test, report_tables, write_report
+    from vsml.meta_test import (
+        combine_runs,
+        load_trained_run,
+        meta_test,
+        meta_test_setting,
+        report_tables,
+        write_report,
+    )
 
     if len(args.runs) > 1 and not args.out:
         raise ValueError("several runs need --out: where to write their combined report")
     runs = [load_trained_run(path, args.overrides) for path in args.runs]
-    _writable_directory(args.out or runs[0].path, "--out" if args.out else "the run directory")
+    out = _report_directory(args.out, runs[0].path)
     datasets = (
         tuple(_comma_list(args.datasets, "--datasets", "mnist,fashion_mnist")) if args.datasets else None
     )
-    settings = [
-        (
-            sorted(datasets or run.config.eval.datasets),
-            args.episodes or run.config.eval.num_episodes,
-            args.length or run.config.eval.episode_length,
-        )
-        for run in runs
-    ]
+    settings = []
+    for run in runs:
+        names, episodes, length = meta_test_setting(run.config, datasets, args.episodes, args.length)
+        settings.append((sorted(names), episodes, length))
     if any(setting != settings[0] for setting in settings[1:]):  # before hours of meta-testing, not after
         raise ValueError(
             "the runs' configs meta-test on different settings (datasets, episodes, length: "
@@ -516,7 +524,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     ]
     report = reports[0] if len(runs) == 1 else combine_runs(reports, [str(path) for path in args.runs])
     print(report_tables(report))
-    for path in write_report(report, args.out or runs[0].path):
+    for path in write_report(report, out):
         print(f"wrote {path}")
     return 0
 
@@ -546,7 +554,7 @@ def _introspect(args: argparse.Namespace) -> int:
     from vsml.meta_test import load_trained_run
 
     run = load_trained_run(args.run, args.overrides)
-    _writable_directory(args.out or run.path, "--out" if args.out else "the run directory")
+    out = _report_directory(args.out, run.path)
     report = introspect_run(
         run,
         dataset=args.dataset,
@@ -561,7 +569,7 @@ def _introspect(args: argparse.Namespace) -> int:
     print(introspection_table(report))
     for line in asymmetry_lines(report):
         print(line)
-    for path in write_introspection(report, args.out or run.path):
+    for path in write_introspection(report, out):
         print(f"wrote {path}")
     return 0
 

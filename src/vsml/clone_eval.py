@@ -247,11 +247,12 @@ def run_clone(
     """Clone (unless `train=False`: use the run's checkpoint), then evaluate free-running; writes
     checkpoint, `clone.json`, `clone.md` and one learning-curve PNG per dataset and architecture."""
     out = Path(out_dir)
-    if train and latest_checkpoint(out) is not None:
+    checkpoint = latest_checkpoint(out)
+    if train and checkpoint is not None:
         raise FileExistsError(
             f"{out} already holds a cloning checkpoint; choose a new --out, or pass --eval-only to evaluate it again"
         )
-    if not train and latest_checkpoint(out) is None:
+    if not train and checkpoint is None:
         raise FileNotFoundError(
             f"{out} holds no cloning checkpoint; run `vsml clone CONFIG --out {out}` first"
         )

@@ -238,8 +238,11 @@ def _online_learner(learner: Learner) -> Learner:
 
 def _single_example_problem(learner: Learner) -> str | None:
     """Why `learner`'s probabilities with one example per step would mean nothing, or None."""
-    over_batch = getattr(learner, "activation_norm_axes", None) == "batch"
-    if isinstance(learner, BLUR) and learner.activation_normalization in ("forward", "both") and over_batch:
+    if (
+        isinstance(learner, BLUR)
+        and learner.activation_normalization in ("forward", "both")
+        and learner.activation_norm_axes == "batch"
+    ):
         return (
             f"not measured: BLUR's activation normalisation ({learner.activation_normalization}) takes "
             "statistics over the batch, which one example per step makes constant (every prediction "

@@ -88,6 +88,7 @@ def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     """A run directory (its latest checkpoint) or one checkpoint file; the experiment config travels in the
     checkpoint's JSON, so a checkpoint file alone is enough. `overrides` (`a.b=c`) change the meta-test setting,
     e.g. `transform.shuffle=true` or `transform.classes=[5,8,1,4,2]` for the invariance tests (spec §3.4)."""
+    _check_meta_test_overrides(overrides)
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(
@@ -98,7 +99,6 @@ def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = 
     experiment = metadata.get("metadata", metadata).get("experiment")
     if experiment is None:
         raise ValueError(f"{json_path} holds no experiment config; was it written by `vsml meta-train`?")
-    _check_meta_test_overrides(overrides)
     config = experiment_from_dict(apply_overrides(experiment, overrides))
     learner = build_learner(config.learner)
     template = learner.init_meta(jax.random.PRNGKey(config.seed))
@@ -167,6 +167,24 @@ def _baselines(
     ]
 
 
+def meta_test_setting(
+    config: ExperimentConfig,
+    datasets: tuple[str, ...] | None = None,
+    num_episodes: int | None = None,
+    length: int | None = None,
+) -> tuple[tuple[str, ...], int, int]:
+    """(datasets, episodes, length) of a meta-test of a run with `config`: those given, else its `eval.*`."""
+    datasets = config.eval.datasets if datasets is None else datasets
+    num_episodes = config.eval.num_episodes if num_episodes is None else num_episodes
+    length = config.eval.episode_length if length is None else length
+    if not datasets or num_episodes < 1 or length < 1:
+        raise ValueError(
+            f"meta-test needs at least one dataset, episode and step, got datasets {list(datasets)}, "
+            f"{num_episodes} episodes of {length} steps"
+        )
+    return tuple(datasets), num_episodes, length
+
+
 def meta_test(
     run: TrainedRun,
     datasets: tuple[str, ...] | None = None,
@@ -180,14 +198,7 @@ def meta_test(
     """Online accuracy of every contender on each meta-test dataset; returns a JSON-able report. `progress`
     shows a bar over the datasets (the tuning sweeps inside each are the slow part)."""
     cfg = run.config
-    datasets = cfg.eval.datasets if datasets is None else datasets
-    num_episodes = cfg.eval.num_episodes if num_episodes is None else num_episodes
-    length = cfg.eval.episode_length if length is None else length
-    if not datasets or num_episodes < 1 or length < 1:
-        raise ValueError(
-            f"meta-test needs at least one dataset, episode and step, got datasets {list(datasets)}, "
-            f"{num_episodes} episodes of {length} steps"
-        )
+    datasets, num_episodes, length = meta_test_setting(cfg, datasets, num_episodes, length)
     data_dir = data_dir or cfg.task.data_dir
     untrained = run.learner.init_meta(jax.random.PRNGKey(cfg.seed))
     query_steps = cfg.task.query_steps
