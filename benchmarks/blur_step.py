@@ -28,11 +28,11 @@ import jax.numpy as jnp
 import numpy as np
 from timing import best_times, machine_fields
 
-from vsml.experiment import load_experiment
-from vsml.learners import blur_reference as ref
 from vsml.learners import build_learner
 from vsml.learners.base import TaskSpec
-from vsml.learners.blur import BLUR, BLURGenome, BLURState, backprop_blur, random_genome
+from vsml.learners.blur import reference as ref
+from vsml.learners.blur.learner import BLUR, BLURGenome, BLURState, backprop_blur, random_genome
+from vsml.run.experiment import load_experiment
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "blur" / "mnist_cmaes.yaml"
 LEARNING_RATE = 0.01

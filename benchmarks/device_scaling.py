@@ -55,7 +55,7 @@ def overrides(args: argparse.Namespace) -> list[str]:
 
 def load_config(args: argparse.Namespace):
     """The experiment to time: `--config` with `overrides`, else the built-in digits config."""
-    from vsml.experiment import experiment_from_dict, load_experiment
+    from vsml.run.experiment import experiment_from_dict, load_experiment
 
     if args.config is None:
         return experiment_from_dict(benchmark_config(args.pairs, args.length))
@@ -70,7 +70,7 @@ def measure(args: argparse.Namespace) -> None:
         initialize_processes(args.coordinator, args.num_processes, args.process_id)
     import jax
 
-    from vsml.meta.trainer import MetaTrainer
+    from vsml.run.trainer import MetaTrainer
 
     config = load_config(args)
     with tempfile.TemporaryDirectory() as run_dir:  # process 0 writes only config.yaml there

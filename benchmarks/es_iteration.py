@@ -3,7 +3,7 @@
 configs/fig6_mnist_rand_proj.yaml (VSML, dense 784 → 10; half the population under a fixed random projection;
 `--config` another, e.g. configs/deep.yaml) at P pairs (the paper: 1024; default here 16, for a CPU) and
 episode length T. The iteration
-(`vsml.meta.trainer.es_iteration`) is rebuilt from the same functions as four separately jitted pieces:
+(`vsml.run.trainer.es_iteration`) is rebuilt from the same functions as four separately jitted pieces:
 
     noise        ε ~ N(0, I) for P pairs (`es.sample_antithetic_noise`)
     episodes     each slice's episodes and initial-state keys, projection included (`population.sample_slices`)
@@ -41,19 +41,19 @@ import jax
 import jax.numpy as jnp
 from timing import at_once_label, best_time, best_times, machine_fields
 
-from vsml.experiment import (
+from vsml.learners import build_learner
+from vsml.learners.base import resolve_at_once
+from vsml.meta.es import make_es_optimizer, sample_antithetic_noise
+from vsml.meta.objectives import Objective
+from vsml.meta.population import sample_slices, split_counts
+from vsml.run.experiment import (
     ExperimentConfig,
     experiment_sampler,
     load_experiment,
     make_experiment_source,
     population_slices,
 )
-from vsml.learners import build_learner
-from vsml.learners.base import resolve_at_once
-from vsml.meta.es import make_es_optimizer, sample_antithetic_noise
-from vsml.meta.objectives import Objective
-from vsml.meta.population import sample_slices, split_counts
-from vsml.meta.trainer import es_iteration, es_update_step, population_losses
+from vsml.run.trainer import es_iteration, es_update_step, population_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "fig6_mnist_rand_proj.yaml"

@@ -9,7 +9,7 @@ command, seconds, returncode, result (the benchmark's JSON) or error with the en
 
 The plan (the first figures ever taken on a GPU; spec vsml.md §7 puts the floor at ~0.6 s per ES iteration of
 1,024 pairs on an H100, the issue's target is ≤ 1 s):
-  kernel_tests     tests/learners/test_vsml_pallas.py, which on a GPU runs the compiled Triton kernel (not the
+  kernel_tests     tests/learners/vsml/test_pallas.py, which on a GPU runs the compiled Triton kernel (not the
                    interpreter) against the XLA form;
   pallas_kernel    the kernel against the XLA form on 2,048 episodes of 784 × 10: does it compile, agree, pay?
                    (tiles 32x4 64x4 64x8 128x8; float32, tf32x3 and tf32 products);
@@ -60,7 +60,7 @@ ES += ["--members-at-once", "all", "--dataset", "{dataset}"]
 SCALE = ["benchmarks/scale.py", "--steps", "2000", "--test-examples", "2000", "--dataset", "{dataset}"]
 KERNEL, TF32 = "learner.dense_kernel=pallas", "learner.recurrent_matmul=tf32"
 TF32X3 = "learner.recurrent_matmul=tf32x3"  # three TF32 products: tensor cores at about float32's accuracy
-TESTS = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/learners/test_vsml_pallas.py"]
+TESTS = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/learners/vsml/test_pallas.py"]
 PLAN = [  # most important first
     Step("kernel_tests", 120, TESTS),
     Step("pallas_kernel", 180, ["benchmarks/pallas_kernel.py"]),

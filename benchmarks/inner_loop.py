@@ -31,8 +31,8 @@ import jax.numpy as jnp
 from timing import best_times, machine_fields
 
 from vsml.learners.base import TaskSpec, map_in_batches, run_episode_from_state
-from vsml.learners.reference import vsml_reference_episode
-from vsml.learners.vsml import VSML
+from vsml.learners.vsml.learner import VSML
+from vsml.learners.vsml.reference import vsml_reference_episode
 
 NETWORKS = ("dense", "deep", "conv")
 

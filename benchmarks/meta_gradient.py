@@ -26,7 +26,7 @@ import jax
 from timing import best_times, machine_fields, random_episodes, tree_difference
 
 from vsml.learners import vsml as vsml_module
-from vsml.learners.vsml import VSML, _ticks_with_residuals
+from vsml.learners.vsml.learner import VSML, _ticks_with_residuals
 from vsml.meta.grad import meta_batch_loss
 
 TOLERANCE = 1e-4  # relative to the largest gradient entry

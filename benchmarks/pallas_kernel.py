@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 from timing import best_times, machine_fields
 
-from vsml.learners.vsml_pallas import KernelSettings, fused_dense_micro_ticks, xla_dense_micro_ticks
+from vsml.learners.vsml.pallas import KernelSettings, fused_dense_micro_ticks, xla_dense_micro_ticks
 
 H = 16
 # max abs difference of h, c (|c| ~ 1) and of the sums over A inputs, relative to max(1, their largest value)

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from timing import machine_fields
 
-from vsml.clone_eval import (
+from vsml.evaluation.clone import (
     clone_online,
     clone_test_logits,
     encode_network,

@@ -16,13 +16,13 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 def pytest_configure(config: pytest.Config) -> None:
     """The suite compiles hundreds of small XLA programs and runs most of them briefly. With LLVM at -O1 instead of
     XLA:CPU's default -O3 they compile 1.5-2x faster; the optimised HLO, fusion included, is the same (checked:
-    identical dumps) and only the machine code differs. -O0 compiled faster still but moved float32 results past
-    a test's tolerance (tests/test_introspect.py: a Hessian's rounding asymmetry grew from 4e-8 to 1.2e-4); -O1
-    gave the same numbers as the default there, though not bit-identical ones everywhere (`make demo`'s 450 ES
-    iterations ended at 0.629 online accuracy instead of 0.645). Set before JAX starts its backend (collection
-    has not begun) and inherited by the CLI and benchmark subprocesses. Not for the slow reproduction runs
-    (`-m slow`), whose thresholds were measured at XLA's default, nor when $XLA_FLAGS names a level; users' runs
-    keep the default."""
+    identical dumps) and only the machine code differs. -O0 compiled faster still but moved float32 results past a
+    test's tolerance (tests/evaluation/test_introspect.py: a Hessian's rounding asymmetry grew from 4e-8 to 1.2e-4);
+    -O1 gave the same numbers as the default there, though not bit-identical ones everywhere (`make demo`'s 450 ES
+    iterations ended at 0.629 online accuracy instead of 0.645). Set before JAX starts its backend (collection has
+    not begun) and inherited by the CLI and benchmark subprocesses. Not for the slow reproduction runs (`-m slow`),
+    whose thresholds were measured at XLA's default, nor when $XLA_FLAGS names a level; users' runs keep the
+    default."""
     flags, marks = os.environ.get("XLA_FLAGS", ""), config.getoption("markexpr", "")
     if "xla_backend_optimization_level" in flags or ("slow" in marks and "not slow" not in marks):
         return

@@ -9,8 +9,8 @@ la = load_pretrained("vsml_mnist")                 # a shipped meta-trained LA (
 evaluate_online(la, X, y, episodes=16, length=500).curve   # its online learning curve on your arrays
 """
 
-from vsml.evaluate import OnlineEvaluation
-from vsml.evaluate_arrays import evaluate_online
+from vsml.evaluation.arrays import evaluate_online
+from vsml.evaluation.online import OnlineEvaluation
 from vsml.learners import (
     FWP,
     LEARNERS,
@@ -24,10 +24,10 @@ from vsml.learners import (
     run_episode,
     run_episodes,
 )
-from vsml.learners.blur import BLUR, BLURGenome, backprop_blur, backprop_genome
+from vsml.learners.blur.learner import BLUR, BLURGenome, backprop_blur, backprop_genome
 from vsml.learners.sgd import online_adam, online_sgd
-from vsml.learners.vsml import VSML
-from vsml.pretrained import Pretrained, list_pretrained, load_pretrained
+from vsml.learners.vsml.learner import VSML
+from vsml.pretrained.load import Pretrained, list_pretrained, load_pretrained
 
 __version__ = "0.1.0"
 

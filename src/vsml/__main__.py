@@ -1,5 +1,5 @@
 """`python -m vsml`: the `vsml` command."""
 
-from vsml.cli import entry_point
+from vsml.cli.main import entry_point
 
 entry_point()

@@ -35,9 +35,9 @@ try:  # scikit-learn >= 1.6
 except ImportError:  # pragma: no cover - older scikit-learn
     _sklearn_validate_data = None
 
-from vsml.evaluate_arrays import check_features, to_float32
+from vsml.evaluation.arrays import check_features, to_float32
 from vsml.learners.base import Learner, PyTree, TaskSpec
-from vsml.pretrained import Pretrained, as_pretrained
+from vsml.pretrained.load import Pretrained, as_pretrained
 
 __all__ = ["LearnedOnlineClassifier"]
 

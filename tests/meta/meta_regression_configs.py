@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from vsml.experiment import experiment_from_dict
-from vsml.meta.trainer import MetaTrainer
+from vsml.run.experiment import experiment_from_dict
+from vsml.run.trainer import MetaTrainer
 
 _BASE = {
     "seed": 3,

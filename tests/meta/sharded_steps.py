@@ -18,14 +18,14 @@ import numpy as np
 if __name__ == "__main__":  # run as a script: make `tests` and `vsml` importable from the repository
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.meta.test_trainer import TINY, ScaledLearner, VectorMeta
-from vsml.experiment import experiment_from_dict
+from tests.run.test_trainer import TINY, ScaledLearner, VectorMeta
 from vsml.meta.cmaes import CMAESConfig, cmaes_init, ravel_meta
 from vsml.meta.cmaes_iteration import cmaes_iteration
 from vsml.meta.es import make_es_optimizer
 from vsml.meta.grad import meta_batch_loss
 from vsml.meta.parallel import replicate
-from vsml.meta.trainer import es_iteration
+from vsml.run.experiment import experiment_from_dict
+from vsml.run.trainer import es_iteration
 from vsml.tasks import load_dataset, make_episode_source
 from vsml.tasks.sampler import EpisodeSampler
 from vsml.tasks.transforms import EpisodeTransform

@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vsml.checkpoint import latest_checkpoint, load_checkpoint
-from vsml.cli import main
-from vsml.clone_eval import (
+from vsml.cli.main import main
+from vsml.config import load_config
+from vsml.evaluation.clone import (
     clone_online,
     encode_network,
     evaluate_clone,
@@ -22,10 +22,10 @@ from vsml.clone_eval import (
     teacher_forward,
     teacher_network_step,
 )
-from vsml.config import load_config
-from vsml.learners.vsml import VSML
+from vsml.learners.vsml.learner import VSML
 from vsml.meta import cloning
 from vsml.meta.cloning import CloneConfig, CloneTeacher, CloneTrainConfig, TupleDistribution
+from vsml.run.checkpoint import latest_checkpoint, load_checkpoint
 
 CLONE_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "cloning").glob("*.yaml"))
 

@@ -9,11 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tests.meta.test_trainer import TINY, LogLearner, ToyMeta
-from vsml.experiment import experiment_from_dict
-from vsml.learners.vsml import VSML
+from tests.run.test_trainer import TINY, LogLearner, ToyMeta
+from vsml.learners.vsml.learner import VSML
 from vsml.meta.grad import GradConfig, grad_iteration, make_grad_optimizer, meta_batch_loss
-from vsml.meta.trainer import MetaTrainer, read_metrics
+from vsml.run.experiment import experiment_from_dict
+from vsml.run.trainer import MetaTrainer, read_metrics
 from vsml.tasks import load_dataset, make_episode_source
 from vsml.tasks.sampler import EpisodeSampler
 

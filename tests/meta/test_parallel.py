@@ -31,11 +31,11 @@ import numpy as np
 import pytest
 
 from tests.meta.sharded_steps import sharded_results
-from tests.meta.test_trainer import TINY
-from vsml.checkpoint import latest_checkpoint, load_checkpoint
-from vsml.experiment import experiment_from_dict
+from tests.run.test_trainer import TINY
 from vsml.meta.parallel import with_cpu_devices
-from vsml.meta.trainer import MetaTrainer, read_metrics
+from vsml.run.checkpoint import latest_checkpoint, load_checkpoint
+from vsml.run.experiment import experiment_from_dict
+from vsml.run.trainer import MetaTrainer, read_metrics
 
 pytest.importorskip("sklearn")
 
@@ -122,7 +122,7 @@ def test_two_processes_give_one_process_result_and_resume_on_one(tmp_path):
             [
                 sys.executable,
                 "-m",
-                "vsml.cli",
+                "vsml.cli.main",
                 "--cpu-devices",
                 "1",
                 "meta-train",
@@ -197,7 +197,7 @@ def test_two_processes_give_one_process_result_and_resume_on_one(tmp_path):
 
 
 def test_meta_train_lists_the_process_flags(capsys):
-    from vsml.cli import main
+    from vsml.cli.main import main
 
     with pytest.raises(SystemExit):
         main(["meta-train", "--help"])
@@ -218,7 +218,7 @@ def test_meta_train_lists_the_process_flags(capsys):
 )
 def test_bad_process_flags_are_clear_errors(arguments, environment, message, tmp_path, monkeypatch, capsys):
     """Checked before jax.distributed starts (which this already-started pytest process could not do)."""
-    from vsml.cli import main
+    from vsml.cli.main import main
 
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
@@ -229,7 +229,7 @@ def test_bad_process_flags_are_clear_errors(arguments, environment, message, tmp
 
 def test_a_malformed_process_variable_breaks_only_meta_train(monkeypatch, tmp_path, capsys):
     """$VSML_NUM_PROCESSES is parsed only by the subcommand that uses it, with an error that names it."""
-    from vsml.cli import main
+    from vsml.cli.main import main
 
     monkeypatch.setenv("VSML_NUM_PROCESSES", "two")
     with pytest.raises(SystemExit) as raised:

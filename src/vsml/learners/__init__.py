@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from vsml.learners.base import Learner, TaskSpec, run_episode, run_episode_from_state, run_episodes
-from vsml.learners.blur import BLUR
+from vsml.learners.blur.learner import BLUR
 from vsml.learners.fast_weights import FWP, FWMemory
 from vsml.learners.hebbian import HebbianFW
 from vsml.learners.metarnn import MetaRNN
 from vsml.learners.sgd import OnlineSGD
-from vsml.learners.vsml import VSML
+from vsml.learners.vsml.learner import VSML
 
 LEARNERS: dict[str, type] = {
     "vsml": VSML,

@@ -1,7 +1,7 @@
 """The outer loop: meta-losses (`objectives`) and meta-optimisers (`es`, ...) over any `Learner` (DESIGN.md).
 
 Only the pure building blocks are re-exported here; the trainer and the parallel helpers are imported from
-their own modules (`vsml.meta.trainer`, `vsml.meta.parallel`), so importing `vsml.meta` stays light.
+their own modules (`vsml.run.trainer`, `vsml.meta.parallel`), so importing `vsml.meta` stays light.
 """
 
 from vsml.meta.cmaes import CMAESConfig, CMAESState, cmaes_ask, cmaes_init, cmaes_tell, ravel_meta

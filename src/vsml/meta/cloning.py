@@ -40,7 +40,7 @@ import numpy as np
 import optax
 
 from vsml.learners.base import Array
-from vsml.learners.vsml import FORGET_OFFSET, INPUT_OFFSET, VSML, SubRNNParams, VSMLMeta
+from vsml.learners.vsml.learner import FORGET_OFFSET, INPUT_OFFSET, VSML, SubRNNParams, VSMLMeta
 
 CLONE_INITS = ("random", "constructed")
 GATE_SATURATION = 20.0  # a pre-activation whose sigmoid is 1 (or 0) in float32
@@ -441,7 +441,7 @@ class CloneTrainConfig:
 
 @dataclass(frozen=True)
 class CloneEvalConfig:
-    """The free-running evaluation (`vsml.clone_eval`)."""
+    """The free-running evaluation (`vsml.evaluation.clone`)."""
 
     datasets: tuple[str, ...] = ("mnist", "fashion_mnist")
     architectures: tuple[tuple[int, ...], ...] = ((), (32,))  # hidden sizes: shallow 784-10, deep 784-32-10

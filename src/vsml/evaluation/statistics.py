@@ -1,0 +1,63 @@
+"""Summary statistics of online learning curves: 95% intervals, moving averages, block means.
+
+Plain numpy on the host; used by the evaluation code and, through it, by the reports."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def interval_95(values: np.ndarray) -> float:
+    """Half-width of the normal 95% confidence interval of the mean of `values` (1.96·s/√n); 0 for one value."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    if values.size < 2:
+        return 0.0
+    return float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
+
+
+def moving_average(curve: np.ndarray, window: int) -> np.ndarray:
+    """Trailing moving average over the last axis; the first window−1 points average what exists so far.
+
+    Same length as `curve`, so step t still means "after t examples" and nothing is padded with zeros.
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    if window < 1:
+        raise ValueError(f"moving_average window must be >= 1, got {window}")
+    if window == 1 or curve.shape[-1] == 0:
+        return curve
+    cumsum = np.cumsum(curve, axis=-1)
+    shifted = np.zeros_like(cumsum)
+    shifted[..., window:] = cumsum[..., :-window]
+    counts = np.minimum(np.arange(1, curve.shape[-1] + 1), window)
+    return (cumsum - shifted) / counts
+
+
+def block_means(curve: np.ndarray, num_blocks: int) -> np.ndarray:
+    """Mean of `curve` over `num_blocks` consecutive blocks of steps (last axis) → [..., num_blocks].
+
+    Blocks are as equal as possible (`np.array_split`: earlier blocks get the extra step); see `block_labels`.
+    """
+    curve = np.asarray(curve, dtype=np.float64)
+    if curve.ndim == 0:
+        raise ValueError("block_means needs a curve over steps, got a scalar")
+    _check_num_blocks(curve.shape[-1], num_blocks)
+    return np.stack([block.mean(axis=-1) for block in np.array_split(curve, num_blocks, axis=-1)], axis=-1)
+
+
+def block_labels(num_steps: int, num_blocks: int) -> list[str]:
+    """Column names of the blocks of `block_means`: "steps 1–10", "steps 11–20" for 20 steps in 2 blocks;
+    a block of one step is "step 3"."""
+    _check_num_blocks(num_steps, num_blocks)
+    sizes = [len(b) for b in np.array_split(np.arange(num_steps), num_blocks)]
+    ends = np.cumsum(sizes)
+    return [
+        f"step {end}" if size == 1 else f"steps {end - size + 1}–{end}"
+        for size, end in zip(sizes, ends, strict=True)
+    ]
+
+
+def _check_num_blocks(num_steps: int, num_blocks: int) -> None:
+    if not 1 <= num_blocks <= num_steps:
+        raise ValueError(f"num_blocks must be in [1, {num_steps}] for {num_steps} steps, got {num_blocks}")

@@ -1,0 +1,810 @@
+"""`vsml reproduce NAME`: run a named experiment of the papers end to end and write its report.
+
+An `Experiment` is a recipe of `vsml` commands: meta-training steps (`vsml meta-train`, a config of `configs/`
+with per-scale `--set` overrides and an optional warm start from an earlier step), then report steps
+(`vsml evaluate`, `vsml compare`, `vsml introspect`). Two scales:
+
+- `cpu-small`: the reduced scale each config's header documents for 2 CPU cores (the numbers in README.md's
+  "Measured results" were measured at it), in minutes to about an hour per experiment;
+- `paper`: the configs as they are (P = 1024 pairs, T = 500, 10^4 and more iterations: a GPU job).
+
+Runs live in `<runs_dir>/<scale>/<run>` and are shared between experiments (Fig. 8's grid reuses the Fig. 6
+run), so a finished run is never trained twice; a partial one is resumed from its last checkpoint, so an
+interrupted reproduction continues where it stopped. Each report step writes its full output (JSON, CSV,
+markdown, PNG) into `<runs_dir>/<scale>/_reports/<NAME>/<step>/` and is reused while its runs are unchanged;
+`<reports_dir>/<NAME>/` gets README.md (what was run, the equivalent commands, scale, date, wall times, the
+tables) and the PNGs.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+SCALES = ("cpu-small", "paper")
+CONFIGS_DIR = Path(__file__).resolve().parents[3] / "configs"
+REPORTS_SUBDIR = "_reports"  # under <runs_dir>/<scale>/: the report steps' full outputs
+HAND_DESIGNED_TOKENS = ("sgd", "adam", "sgd-160", "adam-160")  # `vsml compare` names (compare.HAND_DESIGNED)
+
+
+# ----- the recipe --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainStep:
+    """`vsml meta-train configs/<config> --out <runs_dir>/<scale>/<run> --resume --set ...`."""
+
+    run: str  # run directory name, shared by every experiment that uses this step
+    config: str  # relative to configs/ (an absolute path also works)
+    overrides: Mapping[str, tuple[str, ...]]  # per scale; a scale not listed: the step does not run at it
+    # scale -> an earlier run of the experiment whose meta-parameters start this one (`train.init_from`)
+    warm_start: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CloneRun:
+    """`vsml clone configs/<config> --out <runs_dir>/<scale>/<run> --set ...`: learning-algorithm cloning and
+    its free-running evaluation. Its run directory can warm-start a later `TrainStep` (the cloned V_M)."""
+
+    run: str
+    config: str
+    overrides: Mapping[str, tuple[str, ...]]
+    warm_start: Mapping[str, str] = field(default_factory=dict)  # never set: a clone starts from its config
+
+
+@dataclass(frozen=True)
+class Size:
+    """How much a report step evaluates; None takes the run config's `eval` setting (or the command's default)."""
+
+    episodes: int | None = None
+    length: int | None = None
+
+
+@dataclass(frozen=True)
+class MetaTest:
+    """`vsml evaluate RUN`: the run against its untrained start, tuned online SGD/Adam and chance."""
+
+    name: str
+    run: str
+    sizes: Mapping[str, Size]  # per scale; a scale not listed: the step does not run at it
+    datasets: tuple[str, ...] = ()  # empty: the run config's eval.datasets
+    overrides: tuple[str, ...] = ()  # the meta-test setting, e.g. transform.resize=null
+    baselines: bool = True
+
+
+@dataclass(frozen=True)
+class Compare:
+    """`vsml compare`: the generalisation grid. Contenders are run names of the experiment (those it does not
+    train at a scale are left out there) and hand-designed tokens (`sgd`, `adam`, `sgd-160`, `adam-160`)."""
+
+    name: str
+    contenders: tuple[str, ...]
+    datasets: tuple[str, ...]
+    sizes: Mapping[str, Size]
+    overrides: tuple[str, ...] = ()
+    seed: int = 22
+
+
+@dataclass(frozen=True)
+class Introspect:
+    """`vsml introspect RUN`: class probabilities by earlier examples (VSML Sec. 5); BLUR: update asymmetry."""
+
+    name: str
+    run: str
+    sizes: Mapping[str, Size]
+    dataset: str | None = None
+    ways: int = 5
+
+
+ReportStep = MetaTest | Compare | Introspect
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A named paper experiment: what it reproduces, its meta-training steps in order, then its report steps."""
+
+    description: str
+    training: tuple[TrainStep | CloneRun, ...]
+    reports: tuple[ReportStep, ...]
+
+
+# ----- the registry ------------------------------------------------------------------------------------------
+
+BOTH = {"cpu-small": Size(), "paper": Size()}  # the run config's eval setting at either scale
+
+DEMO = TrainStep("demo", "demo_digits.yaml", {"cpu-small": (), "paper": ()})  # already a CPU-scale config
+# The same run, needed only at cpu-small: there it is the warm start of the Fig. 6 run.
+DEMO_FOR_WARM_START = TrainStep(DEMO.run, DEMO.config, {"cpu-small": DEMO.overrides["cpu-small"]})
+
+_8X8 = "[8, 8]"
+FIG6 = TrainStep(
+    "fig6",
+    "fig6_mnist_rand_proj.yaml",
+    {
+        # README, Fig. 6 at CPU scale: from scratch the ES loss stays on the ln 10 plateau at this budget, so
+        # the demo's digits V_M is meta-trained further on MNIST at 8x8. Its learner settings, normalisation
+        # and input size follow the demo's (the V_M must have the same structure).
+        "cpu-small": (
+            "learner.feed_label=true",
+            "task.normalisation=per_feature",
+            "task.episode_length=100",
+            "es.num_pairs=64",
+            f"transform.resize={_8X8}",
+            f"population=[{{dataset: mnist, transform: {{project: true, resize: {_8X8}}}}}, "
+            f"{{dataset: mnist, transform: {{resize: {_8X8}}}}}]",
+            "train.iterations=200",
+            "train.checkpoint_every=100",
+            "eval.every=50",
+            "eval.num_episodes=16",
+            "eval.episode_length=500",
+        ),
+        "paper": (),
+    },
+    warm_start={"cpu-small": "demo"},
+)
+
+
+def _baseline(learner: str, iterations: int, eval_every: int | None = None) -> TrainStep:
+    """A Fig. 8 baseline meta-trained on MNIST: the header's reduced scale, with the iterations of
+    reports/fig8_cpu_small (fewer for the slow ones) and held-out evaluation on MNIST and Fashion-MNIST only."""
+    return TrainStep(
+        f"{learner}_mnist",
+        f"baselines/{learner}_mnist.yaml",
+        {
+            "cpu-small": (
+                "task.episode_length=100",
+                "grad.num_episodes=16",
+                f"train.iterations={iterations}",
+                "train.checkpoint_every=100",
+                "eval.episode_length=500",
+                "eval.num_episodes=16",
+                f"eval.every={eval_every or iterations // 2}",
+                "eval.datasets=[mnist, fashion_mnist]",
+            ),
+            "paper": (),
+        },
+    )
+
+
+BASELINES = (
+    _baseline("metarnn", 1000, eval_every=250),
+    _baseline("hebbian", 300),  # 1.7-3.6 s per meta-step on 2 cores
+    _baseline("fwmemory", 600),
+    _baseline("fwp", 600),
+)
+BLUR_MNIST = TrainStep(
+    "blur_mnist",
+    "blur/mnist_cmaes.yaml",
+    {"cpu-small": ("train.iterations=30", "eval.every=10", "eval.num_episodes=4"), "paper": ()},
+)
+BLUR_TOY2D = TrainStep(
+    "blur_toy2d",
+    "blur/toy2d.yaml",
+    {
+        "cpu-small": ("train.iterations=1000", "grad.num_episodes=12", "grad.learning_rate=0.003"),
+        "paper": (),
+    },
+)
+OMNIGLOT = TrainStep(
+    "omniglot",
+    "omniglot.yaml",
+    {"cpu-small": ("es.num_pairs=32", "train.iterations=500", "eval.num_episodes=100"), "paper": ()},
+)
+
+CLONE = CloneRun("clone_backprop", "cloning/backprop.yaml", {"cpu-small": (), "paper": ()})
+ES_FROM_CLONE = TrainStep(
+    "es_from_clone",
+    "es_from_clone.yaml",
+    {"cpu-small": (), "paper": ()},
+    warm_start={"cpu-small": CLONE.run, "paper": CLONE.run},
+)
+_FROM_RANDOM = ("train.init_from=null", "es.relative_floor=null")  # plain ES, as meta-training from scratch
+ES_FROM_RANDOM = TrainStep(
+    "es_from_random", "es_from_clone.yaml", {"cpu-small": _FROM_RANDOM, "paper": _FROM_RANDOM}
+)
+
+_GRID_RUNS = ("fig6", "demo", *(step.run for step in BASELINES))
+_AT_28X28 = ("transform.resize=null",)  # the cpu-small VSML run was meta-trained at 8x8; meta-test at 28x28
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "demo": Experiment(
+        "`make demo` (VSML paper Sec. 4, spec §9): VSML meta-trained by ES on scikit-learn's 8x8 digits, "
+        "meta-tested on held-out digits against its untrained V_M and tuned online SGD/Adam, plus the Sec. 5 "
+        "introspection (how fast a class is recognised). The config is already CPU-sized: both scales run it "
+        "as it is.",
+        (DEMO,),
+        (
+            MetaTest("meta_test", "demo", BOTH),
+            Introspect("introspect", "demo", {"cpu-small": Size(32, 30), "paper": Size(32, 30)}, "digits"),
+        ),
+    ),
+    "fig6": Experiment(
+        "VSML paper Fig. 6 (Sec. 4.2): VSML meta-trained on MNIST (half of the population randomly "
+        "projected), meta-tested for 2,000 online steps on MNIST and Fashion-MNIST. At paper scale it trains "
+        "from scratch. At cpu-small scale meta-training from scratch does not leave the ln 10 plateau (README, "
+        "'Fig. 6 at CPU scale'), so the recipe is the README's: warm-start from the demo's digits V_M "
+        "(`train.init_from`), meta-train 200 ES iterations on MNIST resized to 8x8, meta-test at 28x28; the "
+        "digits-only V_M is meta-tested on the same episodes for comparison.",
+        (DEMO_FOR_WARM_START, FIG6),
+        (
+            MetaTest(
+                "meta_test",
+                "fig6",
+                {"cpu-small": Size(16, 2000), "paper": Size()},
+                ("mnist", "fashion_mnist"),
+                _AT_28X28,
+            ),
+            MetaTest(
+                "meta_test_digits_only",
+                "demo",
+                {"cpu-small": Size(16, 2000)},
+                ("mnist", "fashion_mnist"),
+                baselines=False,
+            ),
+        ),
+    ),
+    "fig8_baselines": Experiment(
+        "VSML paper Fig. 8 (Sec. 4.4): does a meta-learner generalise beyond its meta-training set? The Fig. 6 "
+        "VSML run and the meta-learned baselines (Meta-RNN, Hebbian FW, FWMemory, FWP; by gradients through "
+        "the unroll, configs/baselines/), all meta-trained on MNIST, and tuned online SGD/Adam, on MNIST, "
+        "Fashion-MNIST, Random, Sum Sign and digits, then on MNIST/Fashion-MNIST under a new random "
+        "projection (reports/fig8_cpu_small/ holds the cpu-small result).",
+        (DEMO_FOR_WARM_START, FIG6, *BASELINES),
+        (
+            Compare(
+                "all_datasets",
+                (*_GRID_RUNS, *HAND_DESIGNED_TOKENS),
+                ("mnist", "fashion_mnist", "random", "sum", "digits"),
+                {"cpu-small": Size(16, 500), "paper": Size(32, 2000)},
+                _AT_28X28,
+            ),
+            Compare(
+                "new_projection",
+                (*_GRID_RUNS, "sgd", "adam"),
+                ("mnist", "fashion_mnist"),
+                {"cpu-small": Size(16, 500), "paper": Size(32, 2000)},
+                (*_AT_28X28, "transform.project=true"),
+            ),
+        ),
+    ),
+    "blur_mnist": Experiment(
+        "BLUR paper Sec. 4.4 / Fig. 7: a BLUR genome meta-trained by CMA-ES (population 80, 196 -> 512 -> 10, "
+        "k = 2, 14x14 MNIST), meta-tested by query accuracy on MNIST and Fashion-MNIST against SGD on the same "
+        "MLP and batches, plus the asymmetry of its update Jacobian (BLUR Sec. 3.5). cpu-small: 30 of the 400 "
+        "generations.",
+        (BLUR_MNIST,),
+        (
+            MetaTest("meta_test", "blur_mnist", {"cpu-small": Size(16), "paper": Size()}),
+            Introspect(
+                "introspect", "blur_mnist", {"cpu-small": Size(32, 30), "paper": Size(32, 30)}, "mnist"
+            ),
+        ),
+    ),
+    "blur_toy2d": Experiment(
+        "BLUR paper Figs. 3-4 (Sec. 4.1): a genome meta-trained by gradients on the 2-D toys xor, and and "
+        "two-moons, meta-tested on the other toys and on MNIST (784 inputs: the genome is shape-free).",
+        (BLUR_TOY2D,),
+        (MetaTest("meta_test", "blur_toy2d", {"cpu-small": Size(16), "paper": Size()}),),
+    ),
+    "cloning": Experiment(
+        "VSML paper Sec. 3.2 / 4.1 (spec §4): learning-algorithm cloning. V_M is fitted by gradients (from a "
+        "hand-derived construction) so that VSML runs online backprop in forward mode; run free, it trains "
+        "784-10 and 784-32-10 networks on MNIST and Fashion-MNIST for one online pass against its teacher "
+        "from the same initial weights. Then ES meta-training on digits from the cloned V_M (relative "
+        "search, es.relative_floor) against plain ES from a random V_M. The configs are CPU-sized: both "
+        "scales run them as they are (reports/cloning_cpu_small/ has the measured result and a figure of the two ES "
+        "runs).",
+        (CLONE, ES_FROM_CLONE, ES_FROM_RANDOM),
+        (
+            MetaTest("meta_test_from_clone", ES_FROM_CLONE.run, BOTH),
+            MetaTest("meta_test_from_random", ES_FROM_RANDOM.run, BOTH),
+        ),
+    ),
+    "omniglot": Experiment(
+        "VSML paper, Omniglot few-shot (spec §6.5): 5-way 1-shot presented online, characters split by "
+        "alphabet (only the background sets are available offline). Steps 1-5 show each of the five "
+        "characters once, labelled by order of first appearance; step 6 (the 'final' column) is the query, a "
+        "new drawing of one of them, and the meta-loss is that step's alone.",
+        (OMNIGLOT,),
+        (MetaTest("meta_test", "omniglot", BOTH),),
+    ),
+}
+
+
+def experiment(name: str) -> Experiment:
+    """The registered experiment `name`; an unknown name is an error listing the names."""
+    if name not in EXPERIMENTS:
+        raise ValueError(
+            f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)} "
+            "(`vsml reproduce --list` describes them)"
+        )
+    return EXPERIMENTS[name]
+
+
+def check_scale(scale: str) -> str:
+    if scale not in SCALES:
+        raise ValueError(f"unknown scale {scale!r}; choose one of {', '.join(SCALES)}")
+    return scale
+
+
+def training_at(exp: Experiment, scale: str) -> tuple[TrainStep | CloneRun, ...]:
+    return tuple(step for step in exp.training if scale in step.overrides)
+
+
+def reports_at(exp: Experiment, scale: str) -> tuple[ReportStep, ...]:
+    return tuple(step for step in exp.reports if scale in step.sizes)
+
+
+def contenders_at(step: Compare, runs: set[str]) -> tuple[str, ...]:
+    """The step's contenders at a scale: tokens, and the runs trained there (`runs`)."""
+    return tuple(c for c in step.contenders if c in runs or c in HAND_DESIGNED_TOKENS)
+
+
+def runs_used(step: ReportStep) -> tuple[str, ...]:
+    """Run names a report step reads."""
+    if isinstance(step, Compare):
+        return tuple(c for c in step.contenders if c not in HAND_DESIGNED_TOKENS)
+    return (step.run,)
+
+
+def validate(name: str) -> None:
+    """Registry errors as clear messages: each report step's runs are trained at its scales, warm starts name
+    an earlier step of the same scale, step names are unique."""
+    exp = experiment(name)
+    runs = [step.run for step in exp.training]
+    reports = [step.name for step in exp.reports]
+    for kind, names in (("run", runs), ("report step", reports)):
+        if len(set(names)) != len(names):
+            raise ValueError(f"experiment {name}: duplicate {kind} names in {names}")
+    for scale in SCALES:
+        trained: list[str] = []
+        for step in training_at(exp, scale):
+            warm = step.warm_start.get(scale)
+            if warm is not None and warm not in trained:
+                raise ValueError(
+                    f"experiment {name}: {step.run} warm-starts from {warm}, not trained before it"
+                )
+            trained.append(step.run)
+        for step in reports_at(exp, scale):
+            missing = [r for r in runs_used(step) if r not in trained]
+            if isinstance(step, Compare):
+                missing = [r for r in missing if r not in runs]  # left out at this scale, by design
+            if missing:
+                raise ValueError(
+                    f"experiment {name}: report step {step.name} uses {missing}, not trained at {scale}"
+                )
+
+
+# ----- commands ----------------------------------------------------------------------------------------------
+
+
+def config_path(step: TrainStep | CloneRun) -> Path:
+    return CONFIGS_DIR / step.config
+
+
+def _shown_config(step: TrainStep | CloneRun) -> str:
+    path = Path(step.config)
+    return str(path) if path.is_absolute() else f"configs/{path}"
+
+
+def _yaml_string(text: str) -> str:
+    """`text` as a `--set` value that YAML reads back as this string (a path like `1e3` or `a: b` is quoted)."""
+    from vsml.config import parse_override_value
+
+    try:
+        plain = parse_override_value(text) == text
+    except ValueError:
+        plain = False
+    return text if plain else json.dumps(text)
+
+
+def train_overrides(step: TrainStep, scale: str, scale_dir: Path, data_dir: str | None = None) -> list[str]:
+    """The step's `--set` overrides at `scale`, with its warm start and (as `vsml meta-train --data-dir`
+    does) the data folder."""
+    overrides = list(step.overrides[scale])
+    if scale in step.warm_start:
+        overrides.append(f"train.init_from={_yaml_string(str(scale_dir / step.warm_start[scale]))}")
+    if data_dir:
+        overrides.append(f"task.data_dir={_yaml_string(str(data_dir))}")
+    return overrides
+
+
+def _sets(overrides: tuple[str, ...] | list[str]) -> list[str]:
+    return [word for override in overrides for word in ("--set", override)]
+
+
+def _data(data_dir: str | None) -> list[str]:
+    return ["--data-dir", str(data_dir)] if data_dir else []
+
+
+def _command(words: list[str]) -> str:
+    return " ".join(shlex.quote(str(word)) for word in words)
+
+
+def train_command(
+    step: TrainStep | CloneRun, scale: str, scale_dir: Path, data_dir: str | None = None
+) -> str:
+    if isinstance(step, CloneRun):
+        words = ["vsml", "clone", _shown_config(step), "--out", scale_dir / step.run]
+        return _command(words + _sets(step.overrides[scale]) + _data(data_dir))
+    overrides = train_overrides(step, scale, scale_dir)  # the data folder goes in as --data-dir instead
+    words = ["vsml", "meta-train", _shown_config(step), "--out", scale_dir / step.run, "--resume"]
+    return _command(words + _sets(overrides) + _data(data_dir))
+
+
+def _size_words(size: Size) -> list[str]:
+    words = ["--episodes", str(size.episodes)] if size.episodes is not None else []
+    return words + (["--length", str(size.length)] if size.length is not None else [])
+
+
+def report_command(
+    step: ReportStep, scale: str, scale_dir: Path, out: Path, runs: set[str], data_dir: str | None = None
+) -> str:
+    """The `vsml` command that computes report step `step` at `scale` into `out`."""
+    size = step.sizes[scale]
+    if isinstance(step, MetaTest):
+        words = ["vsml", "evaluate", scale_dir / step.run]
+        words += ["--datasets", ",".join(step.datasets)] if step.datasets else []
+        words += _size_words(size) + ([] if step.baselines else ["--no-baselines"])
+        words += _sets(step.overrides)
+    elif isinstance(step, Compare):
+        contenders = [c if c in HAND_DESIGNED_TOKENS else scale_dir / c for c in contenders_at(step, runs)]
+        size = Size(size.episodes or 16, size.length or 500)  # `vsml compare`'s defaults, written out
+        words = ["vsml", "compare", *contenders, "--datasets", ",".join(step.datasets)]
+        words += _size_words(size) + ["--seed", str(step.seed)] + _sets(step.overrides)
+    else:
+        words = ["vsml", "introspect", scale_dir / step.run]
+        words += ["--dataset", step.dataset] if step.dataset else []
+        words += _size_words(size) + ["--ways", str(step.ways)]
+    return _command(words + ["--out", out] + _data(data_dir))
+
+
+def plan(
+    name: str,
+    scale: str,
+    runs_dir: str | Path = "runs/reproduce",
+    reports_dir: str | Path = "reports",
+    data_dir: str | None = None,
+) -> list[str]:
+    """The `vsml` commands that `reproduce(name, scale, ...)` is equivalent to, in order (nothing is run).
+
+    `reports_dir` is not in any command: the README and PNG copies under it are written by `reproduce` itself.
+    """
+    exp, scale = experiment(name), check_scale(scale)
+    scale_dir = Path(runs_dir) / scale
+    commands = [train_command(step, scale, scale_dir, data_dir) for step in training_at(exp, scale)]
+    runs = {step.run for step in training_at(exp, scale)}
+    for step in reports_at(exp, scale):
+        out = report_dir(runs_dir, scale, name, step)
+        commands.append(report_command(step, scale, scale_dir, out, runs, data_dir))
+    return commands
+
+
+def report_dir(runs_dir: str | Path, scale: str, name: str, step: ReportStep) -> Path:
+    return Path(runs_dir) / scale / REPORTS_SUBDIR / name / step.name
+
+
+def describe() -> str:
+    """One paragraph per experiment: `vsml reproduce --list`."""
+    paragraphs = [
+        f"{name}\n" + textwrap.fill(exp.description, 100, initial_indent="  ", subsequent_indent="  ")
+        for name, exp in EXPERIMENTS.items()
+    ]
+    return "\n\n".join(paragraphs) + "\n"
+
+
+# ----- running -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StepRecord:
+    """What happened to one step, for the README."""
+
+    command: str
+    status: str
+    seconds: float
+    tables: str = ""
+    images: list[str] = field(default_factory=list)
+
+
+def _latest_step(run_dir: Path) -> int:
+    from vsml.run.checkpoint import committed_steps
+
+    steps = committed_steps(run_dir)
+    return steps[-1] if steps else 0
+
+
+def _check_finished_run(run_dir: Path, config: Any) -> None:
+    """A finished run is reused only if it is this step's experiment (up to the iterations and the data folder)."""
+    from vsml.run.trainer import RESUMABLE_CHANGES, differences_from_saved_config
+
+    differing = differences_from_saved_config(run_dir, config, ignore=(*RESUMABLE_CHANGES, "task.data_dir"))
+    if differing:
+        raise ValueError(
+            f"{run_dir} holds a finished run of another config (it differs in {', '.join(differing)}); "
+            "delete it or pass another --runs-dir"
+        )
+
+
+def _train(
+    step: TrainStep, scale: str, scale_dir: Path, data_dir: str | None, progress: bool, resume: bool
+) -> str:
+    from vsml.run.experiment import load_experiment
+    from vsml.run.trainer import MetaTrainer, read_metrics
+
+    run_dir = scale_dir / step.run
+    config = load_experiment(config_path(step), train_overrides(step, scale, scale_dir, data_dir))
+    done = _latest_step(run_dir)
+    if done >= config.train.iterations:
+        _check_finished_run(run_dir, config)
+        meta_seconds = sum(r.get("seconds", 0.0) for r in read_metrics(run_dir))
+        return f"reused: finished earlier ({done} iterations, {_duration(meta_seconds)} of meta-steps)"
+    trainer = MetaTrainer(config, run_dir, resume=resume)
+    start = trainer.iteration
+    trainer.run(progress=progress)
+    end = trainer.iteration
+    status = f"trained iteration {end}" if end == start + 1 else f"trained iterations {start + 1}-{end}"
+    status += f" (resumed at {start})" if start else ""
+    if trainer.total_nonfinite:
+        status += f"; {trainer.total_nonfinite} non-finite members skipped"
+    return status
+
+
+def _clone(
+    step: CloneRun, scale: str, scale_dir: Path, data_dir: str | None, progress: bool
+) -> tuple[str, str, list[Path]]:
+    """Clone and evaluate (or reuse a finished clone of the same config, or evaluate a cloned one again);
+    returns (status, markdown tables, the curve PNGs)."""
+    from vsml.config import config_to_dict, load_config
+    from vsml.evaluation.clone import clone_markdown, run_clone
+    from vsml.meta.cloning import CloneConfig
+    from vsml.run.checkpoint import latest_checkpoint
+    from vsml.run.trainer import differing_keys
+
+    run_dir = scale_dir / step.run
+    config = load_config(CloneConfig, config_path(step), step.overrides[scale])
+    wanted = config_to_dict(config)
+    summary_path = run_dir / "clone.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+    if summary is not None and not differing_keys(summary["config"], wanted):
+        status = "reused: cloned and evaluated earlier"
+    else:
+        cloned = latest_checkpoint(run_dir) is not None  # None for a missing directory too
+        if cloned:
+            saved = config_to_dict(load_config(CloneConfig, run_dir / "config.yaml"))
+            differing = [k for k in differing_keys(saved, wanted) if not k.startswith("eval.")]
+            if differing:
+                raise ValueError(
+                    f"{run_dir} holds a clone of another config (it differs in {', '.join(differing)}); "
+                    "delete it or pass another --runs-dir"
+                )
+        summary = run_clone(config, run_dir, train=not cloned, progress=progress, data_dir=data_dir)
+        status = "evaluated the earlier clone" if cloned else "cloned and evaluated"
+    return status, clone_markdown(summary), sorted(run_dir.glob("curves_*.png"))
+
+
+def _run_stamp(command: str, runs: list[Path]) -> dict[str, Any]:
+    """What a report step's output depends on: its command and the iteration of every run it reads."""
+    return {"command": command, "runs": {str(path): _latest_step(path) for path in runs}}
+
+
+def _report(
+    step: ReportStep,
+    scale: str,
+    scale_dir: Path,
+    out: Path,
+    runs: set[str],
+    command: str,
+    data_dir: str | None,
+    progress: bool,
+    log: Callable[[str], None],
+) -> tuple[str, str]:
+    """Compute (or reuse) one report step into `out`; returns (status, markdown tables)."""
+    from vsml.atomic import write_text_atomically
+
+    size = step.sizes[scale]
+    used = [scale_dir / run for run in runs_used(step) if run in runs]
+    stamp = _run_stamp(command, used)
+    stamp_path = out / "reproduce_step.json"
+    cached = stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp
+    if isinstance(step, MetaTest):
+        from vsml.evaluation.meta_test import load_trained_run, meta_test, report_tables, write_report
+
+        if not cached:
+            run = load_trained_run(scale_dir / step.run, step.overrides)
+            report = meta_test(
+                run, step.datasets or None, size.episodes, size.length, step.baselines, data_dir=data_dir
+            )
+        else:  # redraw from the saved numbers, so a change of the report's format reaches a reused step
+            report = json.loads((out / "evaluation.json").read_text())
+        write_report(report, out)
+        tables = report_tables(report)
+    elif isinstance(step, Compare):
+        from vsml.evaluation.grid import (
+            contenders_from_arguments,
+            generalisation_grid,
+            grid_table,
+            write_grid,
+        )
+
+        if not cached:
+            tokens = [
+                c if c in HAND_DESIGNED_TOKENS else str(scale_dir / c) for c in contenders_at(step, runs)
+            ]
+            contenders = contenders_from_arguments(tokens, step.overrides)
+            report = generalisation_grid(
+                contenders,
+                step.datasets,
+                size.episodes or 16,
+                size.length or 500,
+                step.seed,
+                data_dir,
+                progress,
+            )
+        else:
+            report = json.loads((out / "grid.json").read_text())
+        write_grid(report, out, caption=f"Command: {command}")
+        tables = grid_table(report)
+    else:
+        from vsml.evaluation.introspect import (
+            asymmetry_lines,
+            introspect_run,
+            introspection_table,
+            write_introspection,
+        )
+        from vsml.evaluation.meta_test import load_trained_run
+
+        if not cached:
+            run = load_trained_run(scale_dir / step.run)
+            report = introspect_run(
+                run,
+                step.dataset,
+                size.length or 30,
+                step.ways,
+                size.episodes or 32,
+                data_dir=data_dir,
+                log=log,
+            )
+        else:
+            report = json.loads((out / "introspection.json").read_text())
+        write_introspection(report, out)
+        lines = asymmetry_lines(report)
+        tables = introspection_table(report) + (
+            "\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
+        )
+    write_text_atomically(stamp_path, json.dumps(stamp, indent=1))
+    return ("reused: unchanged since computed" if cached else "computed"), tables
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return (
+        f"{hours} h {minutes:02d} min"
+        if hours
+        else (f"{minutes} min {secs:02d} s" if minutes else f"{secs} s")
+    )
+
+
+def reproduce(
+    name: str,
+    scale: str = "cpu-small",
+    runs_dir: str | Path = "runs/reproduce",
+    reports_dir: str | Path = "reports",
+    data_dir: str | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> list[Path]:
+    """Run experiment `name` at `scale` end to end; returns the files written under `<reports_dir>/<name>/`.
+
+    Finished runs (latest checkpoint at `train.iterations`, same config) are reused, partial ones resumed
+    (`resume=False`: a partial run is an error instead), report steps reused while their runs are unchanged.
+    """
+    exp, scale = experiment(name), check_scale(scale)
+    validate(name)
+    commands = plan(name, scale, runs_dir, reports_dir, data_dir)
+    scale_dir = Path(runs_dir) / scale
+    destination = Path(reports_dir) / name
+
+    def log(message: str) -> None:
+        print(f"reproduce {name}: {message}", file=sys.stderr, flush=True)
+
+    started, date = time.perf_counter(), datetime.now().astimezone()
+    records: list[StepRecord] = []
+    steps: list[TrainStep | CloneRun | ReportStep] = [*training_at(exp, scale), *reports_at(exp, scale)]
+    runs = {step.run for step in training_at(exp, scale)}
+    written: list[Path] = []
+    for index, (step, command) in enumerate(zip(steps, commands, strict=True), 1):
+        log(f"[{index}/{len(steps)}] {command}")
+        step_start = time.perf_counter()
+        if isinstance(step, TrainStep):
+            status = _train(step, scale, scale_dir, data_dir, progress, resume)
+            records.append(StepRecord(command, status, time.perf_counter() - step_start))
+            continue
+        if isinstance(step, CloneRun):
+            status, tables, pngs = _clone(step, scale, scale_dir, data_dir, progress)
+            prefix = step.run
+        else:
+            out = report_dir(runs_dir, scale, name, step)
+            status, tables = _report(step, scale, scale_dir, out, runs, command, data_dir, progress, log)
+            pngs, prefix = sorted(out.glob("*.png")), step.name
+        images = []
+        for png in pngs:
+            target = destination / f"{prefix}_{png.name}"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(png, target)
+            images.append(target.name)
+            written.append(target)
+        records.append(StepRecord(command, status, time.perf_counter() - step_start, tables, images))
+        log(f"[{index}/{len(steps)}] {status} ({_duration(records[-1].seconds)})")
+    readme = _readme(name, exp, scale, date, time.perf_counter() - started, records)
+    from vsml.atomic import write_text_atomically
+
+    written.insert(0, write_text_atomically(destination / "README.md", readme))
+    return written
+
+
+def _readme(
+    name: str, exp: Experiment, scale: str, date: datetime, seconds: float, records: list[StepRecord]
+) -> str:
+    import jax
+
+    devices = f"{jax.device_count()} {jax.default_backend()} device(s)"
+    lines = [
+        f"# Reproduction: {name} (scale {scale})",
+        "",
+        exp.description,
+        "",
+        f"Written by `vsml reproduce {name} --scale {scale}` on {date:%Y-%m-%d %H:%M %Z} ({devices}); "
+        f"{_duration(seconds)} in all. Runs are reused when finished and resumed when partial, so the wall "
+        "times are those of this invocation.",
+        "",
+        "## Equivalent commands",
+        "",
+        "```bash",
+        *(record.command for record in records),
+        "```",
+        "",
+        "## Steps",
+        "",
+        "| # | command | status | wall time |",
+        "| ---: | --- | --- | ---: |",
+        *(
+            f"| {i} | `{r.command.split(' --')[0]}` | {r.status} | {_duration(r.seconds)} |"
+            for i, r in enumerate(records, 1)
+        ),
+        "",
+        "## Results",
+    ]
+    for record in records:
+        if not record.tables:
+            continue
+        lines += ["", f"`{record.command}`", "", record.tables.strip()]
+        lines += [f"\n![{image}]({image})" for image in record.images]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = [
+    "EXPERIMENTS",
+    "SCALES",
+    "CloneRun",
+    "Compare",
+    "Experiment",
+    "Introspect",
+    "MetaTest",
+    "Size",
+    "TrainStep",
+    "describe",
+    "plan",
+    "reproduce",
+    "validate",
+]

@@ -1,0 +1,121 @@
+"""Meta-testing a batched, query-scored run (BLUR): labels, query accuracy and the same-MLP SGD baseline."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vsml.evaluation.meta_test import (
+    combine_runs,
+    load_trained_run,
+    meta_test,
+    report_tables,
+    same_unroll_sgd,
+)
+from vsml.learners.base import TaskSpec
+from vsml.learners.blur.learner import BLUR, backprop_genome
+from vsml.run.experiment import experiment_from_dict
+from vsml.run.trainer import MetaTrainer
+
+pytest.importorskip("sklearn")
+
+BLUR_RUN = {
+    "name": "blur_meta_test",
+    "seed": 2,
+    "learner": {
+        "name": "blur",
+        "hidden_sizes": [6],
+        "scale_by_channels": True,
+        "activation_normalization": "both",
+    },
+    "task": {
+        "dataset": "digits",
+        "episode_length": 3,
+        "batch_size": 8,
+        "query_steps": 2,
+        "loss": "query_error",
+    },
+    "meta_optimizer": "cmaes",
+    "cmaes": {"population_size": 4, "sigma": 0.1},
+    "train": {"iterations": 1, "checkpoint_every": 1},
+    "eval": {"datasets": ["digits"], "every": 1, "num_episodes": 2, "episode_length": 3},
+}
+
+
+def test_blur_run_meta_test_reports_query_accuracy_and_same_mlp_sgd(tmp_path):
+    MetaTrainer(experiment_from_dict(BLUR_RUN), tmp_path).run(progress=False)
+    report = meta_test(load_trained_run(tmp_path), num_episodes=4, num_blocks=3)
+    learners = report["datasets"]["digits"]["learners"]
+    assert set(learners) >= {"BLUR, untrained genome", "BLUR, meta-trained genome (1 CMA-ES it.)"}
+    sgd = next(label for label in learners if label.startswith("SGD, same MLP and batches"))
+    for entry in learners.values():
+        assert 0.0 <= entry["query_accuracy"] <= 1.0 and len(entry["curve"]) == 3
+    # 3 SGD steps on batches of 8 digits learn something a fresh network cannot know.
+    assert learners[sgd]["query_accuracy"] > 0.2
+    assert "| query |" in report_tables(report, num_blocks=3)
+
+
+def test_same_unroll_sgd_uses_the_learners_mlp_and_initial_synapses():
+    learner = BLUR(hidden_sizes=(5,), init_scale=0.5, scale_by_channels=True)
+    sgd = same_unroll_sgd(learner)
+    assert sgd.hidden_sizes == (5,) and sgd.init_scale == 0.5 and sgd.scale_by_channels
+    spec, key = TaskSpec((4,), 3), jax.random.PRNGKey(0)
+    genome = backprop_genome(2, -0.1)
+    first, second = learner.init_state(genome, key, spec), sgd.init_state(genome, key, spec)
+    # The baseline's synapses are the learner's, made symmetric (every channel and G = Fᵀ from channel 0).
+    np.testing.assert_array_equal(np.asarray(second.forward[0][1]), np.asarray(first.forward[0][0]))
+    np.testing.assert_array_equal(
+        np.asarray(second.backward[0][0]), np.asarray(jnp.transpose(first.forward[0][0, :-1]))
+    )
+
+
+VSML_RUN = {
+    "name": "vsml_seeds",
+    "learner": {"name": "vsml", "feed_label": True},
+    "task": {"dataset": "digits", "episode_length": 4},
+    "es": {"num_pairs": 2},
+    "train": {"iterations": 1, "checkpoint_every": 1},
+    "eval": {"datasets": ["digits"], "every": 1, "num_episodes": 2, "episode_length": 4},
+}
+
+
+def test_intervals_csv_and_several_runs_combined(tmp_path):
+    from vsml.evaluation.meta_test import combine_runs, curves_csv, write_report
+
+    reports = []
+    for seed in (1, 2):
+        MetaTrainer(experiment_from_dict({**VSML_RUN, "seed": seed}), tmp_path / f"s{seed}").run(
+            progress=False
+        )
+        reports.append(
+            meta_test(load_trained_run(tmp_path / f"s{seed}"), num_episodes=5, length=6, num_blocks=2)
+        )
+    entry = reports[0]["datasets"]["digits"]["learners"]
+    assert {r["role"] for r in entry.values()} == {"untrained", "meta-trained", "baseline"}
+    for r in entry.values():
+        per_episode_std = np.std(r["curve"])  # a loose bound: the interval is over 5 episodes
+        assert 0.0 <= r["mean_accuracy_interval_95"] <= 1.0 and len(r["loss_curve"]) == 6
+        assert np.isfinite(per_episode_std)
+    combined = combine_runs(reports, ["s1", "s2"])
+    seeds = combined["datasets"]["digits"]["seeds"]
+    trained = [
+        next(r for r in rep["datasets"]["digits"]["learners"].values() if r["role"] == "meta-trained")
+        for rep in reports
+    ]
+    assert seeds["mean_accuracy"] == [t["mean_accuracy"] for t in trained]
+    assert seeds["mean_accuracy_mean"] == pytest.approx(np.mean(seeds["mean_accuracy"]))
+    assert "over 2 runs (s1, s2)" in report_tables(combined, num_blocks=2)
+    csv = curves_csv(combined).splitlines()
+    assert csv[0] == "dataset,learner,step,accuracy,accuracy_std,loss" and len(csv) == 1 + 6 * len(entry)
+    written = {p.name for p in write_report(combined, tmp_path / "out")}
+    assert {"evaluation.json", "evaluation.md", "evaluation.csv", "learning_curves_digits.png"} == written
+
+
+def test_runs_meta_tested_on_different_settings_are_not_combined():
+    def report(length):
+        return {"datasets": {"digits": {}}, "episodes": 2, "length": length}
+
+    with pytest.raises(ValueError, match="different settings.*--datasets"):
+        combine_runs([report(5), report(6)], ["a", "b"])
