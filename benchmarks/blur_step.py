@@ -11,7 +11,7 @@ the number to compare.
 Two checks run first, at a tiny size, and the script refuses to time if either fails (wrong fast code is not
 worth timing): the backprop genome (`backprop_blur`, tanh, CE feedback, η̃ = −λ) must make one BLUR step equal
 one step of the baseline's SGD function (logits and new weights); and the timed configuration's fast step must
-match the literal packed-layout oracle `blur_reference.reference_step` (logits and synapses after one step).
+match the literal packed-layout oracle `blur.reference.reference_step` (logits and synapses after one step).
 
     python benchmarks/blur_step.py [--steps 20] [--repeats 5] [--inputs 196] [--hidden 512] [--batch 128]
 """

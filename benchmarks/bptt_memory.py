@@ -24,7 +24,7 @@ from functools import partial
 
 import jax
 
-from vsml.learners.vsml.learner import VSML
+from vsml.learners.vsml import VSML
 from vsml.meta.grad import meta_batch_loss
 
 

@@ -30,7 +30,7 @@ from vsml.learners.base import (
     TaskSpec,
     resolve_at_once,
 )
-from vsml.learners.vsml.learner import VSML
+from vsml.learners.vsml import VSML
 from vsml.meta.grad import meta_batch_loss
 
 TOLERANCE = 1e-4  # relative to the largest entry: batching only reorders float32 sums

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from timing import best_times, machine_fields
 
 from vsml.learners.base import TaskSpec, map_in_batches, run_episode_from_state
-from vsml.learners.vsml.learner import VSML
+from vsml.learners.vsml import VSML
 from vsml.learners.vsml.reference import vsml_reference_episode
 
 NETWORKS = ("dense", "deep", "conv")

@@ -5,8 +5,8 @@ The gradient meta-optimiser's step (`vsml.meta.grad.meta_batch_loss`, differenti
 `grad.remat: true`; episodes one at a time as `grad.episodes_at_once: auto` picks on a CPU for these sizes, or
 `--episodes-at-once`) on
 N episodes of T steps of a dense 784 → 10 VSML (`feed_label`, with and without LayerNorm: the backprop.yaml
-setting has it). Variants: `custom_vjp` (the learner as it is: `vsml.dense_micro_ticks` with its VJP) and
-`autodiff` (the same forward, `vsml._ticks_with_residuals`, differentiated by JAX), plus the forward meta-loss
+setting has it). Variants: `custom_vjp` (the learner as it is: `cell.dense_micro_ticks` with its VJP) and
+`autodiff` (the same forward, `cell._ticks_with_residuals`, differentiated by JAX), plus the forward meta-loss
 alone for scale. The two gradients are compared first (float32, 1e-4 relative) and the script refuses to time
 them if they differ; calls are interleaved (best of R rounds each). Prints JSON: seconds per meta-gradient,
 their ratio, and each over the forward. Absolute figures depend on the machine; the ratios are the numbers to
@@ -25,15 +25,16 @@ from unittest import mock
 import jax
 from timing import best_times, machine_fields, random_episodes, tree_difference
 
-from vsml.learners import vsml as vsml_module
-from vsml.learners.vsml.learner import VSML, _ticks_with_residuals
+from vsml.learners.vsml import VSML
+from vsml.learners.vsml import cell as vsml_cell
+from vsml.learners.vsml.cell import _ticks_with_residuals
 from vsml.meta.grad import meta_batch_loss
 
 TOLERANCE = 1e-4  # relative to the largest gradient entry
 
 
 def autodiff_micro_ticks(num_micro_ticks, tanh, recurrent, *layer):  # noqa: ANN001, ANN201
-    """`vsml._micro_ticks` without its custom VJP: JAX differentiates the forward ops themselves."""
+    """`cell._micro_ticks` without its custom VJP: JAX differentiates the forward ops themselves."""
     return _ticks_with_residuals(num_micro_ticks, tanh, recurrent, *layer)[0]
 
 
@@ -48,7 +49,7 @@ def bench(layer_norm: bool, args: argparse.Namespace) -> dict:
 
     forward = jax.jit(loss)
     custom = jax.jit(jax.grad(loss))
-    with mock.patch.object(vsml_module, "_micro_ticks", autodiff_micro_ticks):  # in effect while tracing
+    with mock.patch.object(vsml_cell, "_micro_ticks", autodiff_micro_ticks):  # in effect while tracing
         autodiff = jax.jit(jax.grad(loss)).lower(meta).compile()
     difference, scale = tree_difference(custom(meta), autodiff(meta))
     if not difference <= TOLERANCE * scale:

@@ -2,8 +2,8 @@
 
 For E episodes (vmapped, as the ES trainer runs its population on a GPU) of one A × B dense layer (default
 784 × 10, the Fig. 6 layer), times the micro ticks alone and the sum of the new h over the inputs a that the
-forward message takes: the XLA form (`vsml.dense_micro_ticks`, then a sum) against
-`vsml_pallas.fused_dense_micro_ticks` at each kernel setting asked for (rows per program and warps, recurrent
+forward message takes: the XLA form (`cell.dense_micro_ticks`, then a sum) against
+`pallas.fused_dense_micro_ticks` at each kernel setting asked for (rows per program and warps, recurrent
 precision, rational or exact tanh). Every variant is checked against the XLA form first (float32 to 1e-5,
 three TF32 products to 1e-4, tf32 and bf16 products to 2e-2: their own precision); one that disagrees or fails
 to compile is reported (on stderr at once, under "errors" in the JSON) and not timed, and the others go on. Each

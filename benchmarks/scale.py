@@ -33,7 +33,8 @@ from vsml.evaluation.clone import (
     teacher_test_logits,
 )
 from vsml.learners.base import TaskSpec
-from vsml.meta.cloning import CloneTeacher, clone_learner, constructed_backprop
+from vsml.learners.vsml.codec import clone_learner, constructed_backprop
+from vsml.meta.cloning import CloneTeacher
 from vsml.tasks.datasets import load_dataset
 
 

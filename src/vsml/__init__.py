@@ -26,7 +26,7 @@ from vsml.learners import (
 )
 from vsml.learners.blur.learner import BLUR, BLURGenome, backprop_blur, backprop_genome
 from vsml.learners.sgd import online_adam, online_sgd
-from vsml.learners.vsml.learner import VSML
+from vsml.learners.vsml import VSML
 from vsml.pretrained.load import Pretrained, list_pretrained, load_pretrained
 
 __version__ = "0.1.0"

@@ -22,7 +22,7 @@ from vsml.evaluation.clone import (
     teacher_forward,
     teacher_network_step,
 )
-from vsml.learners.vsml.learner import VSML
+from vsml.learners.vsml import VSML, codec
 from vsml.meta import cloning
 from vsml.meta.cloning import CloneConfig, CloneTeacher, CloneTrainConfig, TupleDistribution
 from vsml.run.checkpoint import latest_checkpoint, load_checkpoint
@@ -61,15 +61,15 @@ def test_constructed_vm_matches_the_teacher_one_step_at_a_time():
     backward ≤ 1e-8 (measured 1e-10; before the pending cells it was 5e-5, the reverse tick reading the
     weight after its own update), state and update ≤ 1e-7 (measured 2e-14 and 8e-9, float32 rounding of the
     per-step change), hold = 0 (the forward tick never writes the forward copies)."""
-    vsml = cloning.clone_learner()
-    params = cloning.constructed_backprop(vsml)
+    student = codec.VSMLCloneStudent(codec.clone_learner())
+    params = codec.constructed_backprop(student.learner, CloneTeacher())
     histories = cloning.sample_histories(jax.random.PRNGKey(123), TupleDistribution(length=6), 2048)
-    parts = {k: float(v) for k, v in cloning.cloning_losses(vsml, params, histories, 0.3).items()}
+    parts = {k: float(v) for k, v in cloning.cloning_losses(student, params, histories, 0.3).items()}
     assert parts["forward"] <= 1e-8 and parts["state"] <= 1e-7 and parts["update"] <= 1e-7, parts
     assert parts["hold"] == 0.0 and parts["backward"] <= 1e-8, parts
     # and a random V_M is far from it: the bound is not vacuous
-    random = cloning.random_clone_params(vsml, jax.random.PRNGKey(0))
-    assert float(sum(cloning.cloning_losses(vsml, random, histories, 0.3).values())) > 1.0
+    random = codec.random_clone_params(student.learner, jax.random.PRNGKey(0), CloneTeacher())
+    assert float(sum(cloning.cloning_losses(student, random, histories, 0.3).values())) > 1.0
 
 
 def test_cloning_by_gradients_lowers_the_held_out_loss():
@@ -80,7 +80,8 @@ def test_cloning_by_gradients_lowers_the_held_out_loss():
             steps=40, batch_size=256, learning_rate=3e-3, magnitude_floor=1.0, heldout=512
         ),
     )
-    _, history = cloning.train_clone(config, progress=False)
+    student = codec.VSMLCloneStudent(codec.clone_learner(config.num_micro_ticks))
+    _, history = cloning.train_clone(config, student, progress=False)
     before, after = sum(history["heldout_before"].values()), sum(history["heldout_after"].values())
     assert np.isfinite(after) and after < 0.5 * before, (before, after)
     assert history["train"][-1]["loss"] < history["train"][0]["loss"]
@@ -93,7 +94,7 @@ def test_the_constructed_clone_run_free_trains_like_the_teacher(hidden, min_same
     """Forward-only VSML with the constructed V_M against the literal teacher from the same weights: the same
     predictions nearly everywhere, and it learns (digits, 800 steps). Both nets end with the teacher's
     weights up to float error (measured 3e-5 and 5e-5)."""
-    params = cloning.constructed_backprop(cloning.clone_learner())
+    params = codec.constructed_backprop(codec.clone_learner(), CloneTeacher())
     result = evaluate_clone(
         params, "digits", hidden, steps=800, learning_rate=0.3, test_examples=400, tail=200
     )
@@ -104,8 +105,8 @@ def test_the_constructed_clone_run_free_trains_like_the_teacher(hidden, min_same
 
 
 def test_codec_round_trip_and_clone_state_after_free_running(key):
-    vsml = cloning.clone_learner(hidden_sizes=(4,))
-    params = cloning.constructed_backprop(vsml)
+    vsml = codec.clone_learner(hidden_sizes=(4,))
+    params = codec.constructed_backprop(vsml, CloneTeacher())
     weights, biases = init_network(key, (5, 4, 3), 1.0)
     biases = [b + 0.5 for b in biases]
     state = encode_network(vsml, params.codec, weights, biases)
@@ -134,7 +135,7 @@ def test_predict_is_the_forward_tick_without_learning(key):
 
 def test_wrong_vsml_form_is_a_clear_error():
     with pytest.raises(ValueError, match="backward_pass=False"):
-        cloning.constructed_backprop(VSML())
+        codec.constructed_backprop(VSML(), CloneTeacher())
     with pytest.raises(ValueError, match="config key init"):
         CloneConfig(init="cloned")
     with pytest.raises(ValueError, match="teacher.learning_rate"):
@@ -144,7 +145,7 @@ def test_wrong_vsml_form_is_a_clear_error():
 @pytest.mark.parametrize("path", CLONE_CONFIGS, ids=lambda p: p.name)
 def test_cloning_configs_are_valid(path):
     config = load_config(CloneConfig, path)
-    cloning.check_clone_learner(config.learner)
+    codec.check_clone_learner(codec.clone_learner(config.num_micro_ticks))
 
 
 def test_clone_command_writes_checkpoint_and_report(tmp_path, capsys):
@@ -161,7 +162,7 @@ def test_clone_command_writes_checkpoint_and_report(tmp_path, capsys):
     assert summary["results"][0]["architecture"] == "64-10"
     assert (out / "clone.md").exists() and (out / "curves_digits_shallow.png").stat().st_size > 10_000
     # the checkpoint starts a VSML meta-training run (train.init_from) of the same form
-    vsml = cloning.clone_learner()
+    vsml = codec.clone_learner()
     _, trees, _ = load_checkpoint(out, {"meta": vsml.init_meta(jax.random.PRNGKey(0))}, partial=True)
     assert len(trees["meta"].sets) == 2
     # a second clone into the same folder is refused; --eval-only re-evaluates it

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.run.test_trainer import TINY, LogLearner, ToyMeta
-from vsml.learners.vsml.learner import VSML
+from vsml.learners.vsml import VSML
 from vsml.meta.grad import GradConfig, grad_iteration, make_grad_optimizer, meta_batch_loss
 from vsml.run.experiment import experiment_from_dict
 from vsml.run.trainer import MetaTrainer, read_metrics

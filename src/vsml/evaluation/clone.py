@@ -27,16 +27,15 @@ from tqdm.auto import tqdm
 from vsml.atomic import write_atomically, write_text_atomically
 from vsml.config import config_to_dict, dump_config
 from vsml.learners.base import Array, TaskSpec
-from vsml.learners.vsml.learner import VSML, VSMLMeta, VSMLState
-from vsml.meta.cloning import (
+from vsml.learners.vsml import VSML, VSMLMeta, VSMLState
+from vsml.learners.vsml.codec import (
     CloneCodec,
-    CloneConfig,
     CloneParams,
+    VSMLCloneStudent,
     check_clone_learner,
     clone_learner,
-    init_clone_params,
-    train_clone,
 )
+from vsml.meta.cloning import CloneConfig, init_clone_params, train_clone
 from vsml.report.plots import plot_learning_curves
 from vsml.report.tables import markdown_table
 from vsml.run.checkpoint import latest_checkpoint, load_checkpoint, resolve_checkpoint_json, save_checkpoint
@@ -231,7 +230,12 @@ def architecture_name(hidden_sizes: tuple[int, ...]) -> str:
 
 def load_clone(run_dir: str | Path, config: CloneConfig) -> CloneParams:
     """The cloned V_M and codec of a run directory (its newest checkpoint)."""
-    template = init_clone_params(config.learner, "constructed", jax.random.PRNGKey(0), config.teacher)
+    template = init_clone_params(
+        VSMLCloneStudent(clone_learner(config.num_micro_ticks)),
+        "constructed",
+        jax.random.PRNGKey(0),
+        config.teacher,
+    )
     _, trees, _ = load_checkpoint(run_dir, {"meta": template.meta, "codec": template.codec})
     return CloneParams(trees["meta"], trees["codec"])
 
@@ -261,7 +265,9 @@ def run_clone(
         for dataset in config.eval.datasets:  # a missing dataset fails now, not after a long cloning run
             load_dataset(dataset, data_dir)
     if train:
-        params, history = train_clone(config, progress)
+        params, history = train_clone(
+            config, VSMLCloneStudent(clone_learner(config.num_micro_ticks)), progress
+        )
         out.mkdir(parents=True, exist_ok=True)
         dump_config(config, out / "config.yaml")
         save_checkpoint(

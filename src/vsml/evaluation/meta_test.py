@@ -28,7 +28,7 @@ from vsml.learners.fast_weights import FWP, FWMemory
 from vsml.learners.hebbian import HebbianFW
 from vsml.learners.metarnn import MetaRNN
 from vsml.learners.sgd import OnlineSGDMeta, online_adam, online_sgd
-from vsml.learners.vsml.learner import VSML
+from vsml.learners.vsml import VSML
 from vsml.report.plots import plot_learning_curves
 from vsml.report.tables import markdown_table
 from vsml.run.checkpoint import load_checkpoint, resolve_checkpoint_json

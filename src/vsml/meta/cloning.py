@@ -1,7 +1,10 @@
-"""Learning-algorithm cloning: a VSML V_M that runs online backpropagation in forward mode (spec vsml.md §4).
+"""Learning-algorithm cloning: a learned LA regressed onto online backpropagation (Kirsch & Schmidhuber, NeurIPS
+2021, arXiv 2012.14905, Sec. 3.2 / 4.1; spec vsml.md §4).
 
-The paper (Sec. 3.2 / 4.1) optimises V_M by supervised regression so that the VSML RNN reproduces backprop; the
-protocol is not public (spec §4.2 lists the unknowns). Our design, each choice a config option:
+The paper optimises V_M by supervised regression so that the VSML RNN reproduces backprop; the protocol is not
+public (spec §4.2 lists the unknowns). Our design, each choice a config option. This module knows no particular
+learner: the student (VSML: `vsml.learners.vsml.codec.VSMLCloneStudent`) comes as an argument, a `CloneStudent`
+that initialises its parameters and runs the per-synapse histories.
 
 **Network cloned (the teacher).** VSML aggregates with a *mean* over synapses (spec §1.4), so the network it can
 implement is the mean-aggregated one, with the nonlinearity on the input side (spec §4.1):
@@ -14,55 +17,39 @@ This is exactly online backprop of that network up to a constant per-layer facto
 the chain rule has a sum): online SGD with layer-wise learning rates. `learners`' plain SGD is not the same
 parameterisation, so the SGD we compare with is this teacher, run from the same initial weights.
 
-**VSML form.** `backward_pass` and `separate_backward_rnn` (spec §1.6 step 5): the forward tick (parameter set
-0) only reads the weights and sends tanh(x)·w + b on forward channels 0 and 1 (channel 1 is the logit read at
-the top, channel 0 what the next layer reads as its input); the reverse tick (set 1) sends the backward message
-on channel 0 and applies the update. Feedback channel 1 (the label) is unused (`feed_label` off).
+**Student.** VSML with a backward pass and its own reverse parameter set; how it holds the teacher's weights
+(the codec) and the hand-constructed V_M are in `vsml.learners.vsml.codec`. The teacher's messages are laid
+out as the student sends them: the forward share on channels 0 and 1, the backward share on channel 0.
 
 **Objective.** Regression on per-synapse histories of random tuples (x, δ, stale backward input, w, b),
 `length` steps each, unrolled through both ticks with all micro ticks: the forward message, the backward
 message, the state read-out (w, b) and its change per tick are regressed onto the teacher's, each error
 divided by the scale of its target (weights up to |w| ≈ 300 occur: the mean over 784 inputs needs them).
-The read-out and the encoder that writes given weights into a state (`CloneCodec`) are learned with V_M.
+The student's read-out and the encoder that writes given weights into a state are learned with V_M.
 
-**Initialisation.** `random` (Haiku default V_M) or `constructed`: a V_M derived by hand that implements the
-teacher up to O(ε²) (`constructed_backprop`). Both are then trained by gradients on the objective.
+**Initialisation.** `random` (the student's default) or `constructed` (derived by hand to implement the teacher,
+VSML's up to O(ε²)). Both are then trained by gradients on the objective.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vsml.learners.base import Array
-from vsml.learners.vsml.learner import FORGET_OFFSET, INPUT_OFFSET, VSML, SubRNNParams, VSMLMeta
+from vsml.learners.base import Array, PyTree
 
 CLONE_INITS = ("random", "constructed")
-GATE_SATURATION = 20.0  # a pre-activation whose sigmoid is 1 (or 0) in float32
-
-
-class CloneCodec(NamedTuple):
-    """How the teacher's (w, b) of one synapse sit in its LSTM cell state c (h starts at 0)."""
-
-    encoder: Array  # [2, H]: c = [w, b] @ encoder
-    readout: Array  # [H, 2]: [w, b] = c @ readout
-
-
-class CloneParams(NamedTuple):
-    """What cloning trains: V_M (forward set, reverse set) and the codec."""
-
-    meta: VSMLMeta
-    codec: CloneCodec
 
 
 @dataclass(frozen=True)
 class CloneTeacher:
-    """The backprop teacher (module docstring) and the scales of the constructed V_M."""
+    """The backprop teacher (module docstring) and the scales of the student's codec (VSML's: κ, the bias scale
+    and ε of `vsml.learners.vsml.codec`)."""
 
     learning_rate: float = 0.3  # α; 0.3 reached 91% (MNIST, 784-100-10) in one online pass
     # κ: a weight w sits in the cells as ±w / (2κ), read back through tanh(c) ≈ c. Mean-aggregated nets need
@@ -79,35 +66,6 @@ class CloneTeacher:
                 raise ValueError(f"config key teacher.{name} must be positive, got {getattr(self, name)}")
 
 
-def clone_learner(num_micro_ticks: int = 2, hidden_sizes: tuple[int, ...] = ()) -> VSML:
-    """The VSML form a cloned V_M runs in (module docstring)."""
-    return VSML(
-        hidden_sizes=tuple(hidden_sizes),
-        num_micro_ticks=num_micro_ticks,
-        backward_pass=True,
-        separate_backward_rnn=True,
-        feed_label=False,
-    )
-
-
-def check_clone_learner(vsml: VSML) -> None:
-    """A clear error for a VSML whose form cannot run a cloned V_M."""
-    wrong = {
-        "backward_pass": (vsml.backward_pass, True),
-        "separate_backward_rnn": (vsml.separate_backward_rnn, True),
-        "layerwise_rnns": (vsml.layerwise_rnns, False),
-        "layer_norm": (vsml.layer_norm, False),
-        "conv_layers": (vsml.conv_layers, ()),
-        "inner_batch": (vsml.inner_batch, 1),
-    }
-    bad = [f"{k}={have!r} (needs {want!r})" for k, (have, want) in wrong.items() if have != want]
-    if bad:
-        raise ValueError(
-            "a cloned V_M runs in VSML with a backward pass and its own reverse parameter set "
-            f"(use cloning.clone_learner); this learner has {', '.join(bad)}"
-        )
-
-
 # ----- the teacher ----------------------------------------------------------------------------------------------
 
 
@@ -117,128 +75,6 @@ def teacher_synapse_step(
     """One synapse of the teacher: (forward share, backward share, new w, new b) (module docstring)."""
     t = jnp.tanh(x)
     return t * w + b, (1.0 - t * t) * w * delta, w - learning_rate * t * delta, b - learning_rate * delta
-
-
-# ----- the constructed V_M ----------------------------------------------------------------------------------------
-
-# Cells of the construction: the weight is stored twice, as a positive copy p = w/(2κ) and a negative copy
-# n = −w/(2κ), w = κ(p − n); each copy exists once per output it feeds (so each cell has its own output gate).
-_P_FWD_PLUS, _P_FWD_MINUS, _N_FWD_PLUS, _N_FWD_MINUS = 0, 1, 2, 3  # forward: o = σ(±2x)
-_P_BWD_PLUS, _P_BWD_MINUS, _N_BWD_PLUS, _N_BWD_MINUS = 4, 5, 6, 7  # backward: o = σ(2x ± εδ)
-_BIAS = 8
-# The backward copies must send δ through the weight *before* this step's update (the teacher's chain rule):
-# the reverse tick writes their share of the update into two pending cells instead, which the next forward
-# tick adds to them (through h) and clears. Reading the updated weight instead costs an error
-# −α(1 − tanh²x) tanh(x) δ² per synapse, as large as the message itself early in training, and a deep clone
-# then falls far behind its teacher (measured: README, "Learning-algorithm cloning").
-_PENDING_P, _PENDING_N = 9, 10
-_POSITIVE = (_P_FWD_PLUS, _P_FWD_MINUS, _P_BWD_PLUS, _P_BWD_MINUS)
-_NEGATIVE = (_N_FWD_PLUS, _N_FWD_MINUS, _N_BWD_PLUS, _N_BWD_MINUS)
-_UPDATED_NOW = {1: (_P_FWD_PLUS, _P_FWD_MINUS, _PENDING_P), -1: (_N_FWD_PLUS, _N_FWD_MINUS, _PENDING_N)}
-_ABSORBS = ((_P_BWD_PLUS, _PENDING_P), (_P_BWD_MINUS, _PENDING_P), (_N_BWD_PLUS, _PENDING_N),
-            (_N_BWD_MINUS, _PENDING_N))  # fmt: skip
-
-
-def constructed_backprop(vsml: VSML, teacher: CloneTeacher = CloneTeacher()) -> CloneParams:
-    """A V_M that implements the teacher by construction, using three identities of the sigmoid:
-
-    σ(2x) − σ(−2x) = tanh(x);   σ(2x + εδ) − σ(2x − εδ) = ½εδ(1 − tanh²x) + O(ε³δ³);   tanh(c) = c + O(c³).
-
-    Forward set: output gates σ(±2x) on copies of the weight give tanh(x)·w, the bias cell (o = 1) adds b; the
-    forward copies are frozen (f = 1, g = 0), the backward copies add the pending cells' h (their share of the
-    last update) in the first micro tick, which clears the pending cells (f = 0). Reverse set: input gates
-    σ(2x) on positive and σ(−2x) on negative forward copies and pending cells with candidate
-    g = −α δ / (κ·ticks) move p − n by −α tanh(x) δ / κ; output gates σ(2x ± εδ) on the backward copies,
-    which still hold the weight before the update, give (1 − tanh²x)·w·δ. Rows of the LSTM matrix are
-    (u, v, h); h is read only from the pending cells (o = 1), so later micro ticks add nothing more.
-    """
-    check_clone_learner(vsml)
-    M, H, ticks = vsml.msg_size, vsml.state_size, vsml.num_micro_ticks
-    if H < _PENDING_N + 1:
-        raise ValueError(f"the constructed V_M needs state_size >= {_PENDING_N + 1}, got {H}")
-    kappa, kappa_b, alpha, eps = (
-        teacher.weight_scale,
-        teacher.bias_scale,
-        teacher.learning_rate,
-        teacher.probe,
-    )
-    u0, v0, h0 = 0, M, 2 * M  # rows of the input channel 0, the backward channel 0 and h
-    gate = {"i": 0, "g": H, "f": 2 * H, "o": 3 * H}
-
-    def empty() -> tuple[np.ndarray, np.ndarray]:
-        W, b = np.zeros((2 * M + H, 4 * H)), np.zeros(4 * H)
-        b[gate["f"] : gate["f"] + H] = GATE_SATURATION - FORGET_OFFSET  # f = 1: the state is a memory
-        return W, b
-
-    # forward set: freeze the state (g = 0), read it through output gates
-    Wf, bf = empty()
-    for cell, sign in ((_P_FWD_PLUS, 2), (_P_FWD_MINUS, -2), (_N_FWD_PLUS, 2), (_N_FWD_MINUS, -2)):
-        Wf[u0, gate["o"] + cell] = sign
-    bf[gate["o"] + _BIAS] = GATE_SATURATION
-    for cell, pending in _ABSORBS:  # i = 1, g = tanh(h_pending) ≈ the pending share (|h| ≤ 1e-3)
-        bf[gate["i"] + cell] = GATE_SATURATION - INPUT_OFFSET
-        Wf[h0 + pending, gate["g"] + cell] = 1.0
-    for pending in (_PENDING_P, _PENDING_N):
-        bf[gate["f"] + pending] = -GATE_SATURATION - FORGET_OFFSET  # f = 0: cleared once absorbed
-    fwd_W = np.zeros((H, M))
-    for channel in (0, 1):  # channel 0 feeds the next layer, channel 1 is the logit read at the top
-        fwd_W[[_P_FWD_PLUS, _P_FWD_MINUS, _N_FWD_PLUS, _N_FWD_MINUS], channel] = [
-            kappa,
-            -kappa,
-            -kappa,
-            kappa,
-        ]
-        fwd_W[_BIAS, channel] = kappa_b
-
-    # reverse set: update through input gates, send the backward message through output gates
-    Wr, br = empty()
-    for sign, cells in _UPDATED_NOW.items():
-        for cell in cells:
-            Wr[u0, gate["i"] + cell] = 2 * sign
-            br[gate["i"] + cell] = -INPUT_OFFSET  # i = σ(±2x) exactly
-            Wr[v0, gate["g"] + cell] = -alpha / (kappa * ticks)  # tanh(g) ≈ g: |g| ≤ 1e-3
-    for pending in (_PENDING_P, _PENDING_N):
-        br[gate["o"] + pending] = GATE_SATURATION  # h = tanh(c): what the next forward tick adds
-    br[gate["i"] + _BIAS] = GATE_SATURATION - INPUT_OFFSET  # i = 1
-    Wr[v0, gate["g"] + _BIAS] = -alpha / (kappa_b * ticks)
-    for cell, sign in ((_P_BWD_PLUS, 1), (_P_BWD_MINUS, -1), (_N_BWD_PLUS, 1), (_N_BWD_MINUS, -1)):
-        Wr[u0, gate["o"] + cell] = 2
-        Wr[v0, gate["o"] + cell] = sign * eps
-    bwd_W = np.zeros((H, M))
-    bwd_W[[_P_BWD_PLUS, _P_BWD_MINUS, _N_BWD_PLUS, _N_BWD_MINUS], 0] = (
-        np.array([1, -1, -1, 1]) * 2 * kappa / eps
-    )
-
-    zeros_M = np.zeros(M)
-    forward = SubRNNParams(Wf, bf, fwd_W, zeros_M, np.zeros((H, M)), zeros_M)
-    reverse = SubRNNParams(Wr, br, np.zeros((H, M)), zeros_M, bwd_W, zeros_M)
-    encoder = np.zeros((2, H))
-    encoder[0, list(_POSITIVE)] = 1 / (2 * kappa)
-    encoder[0, list(_NEGATIVE)] = -1 / (2 * kappa)
-    encoder[1, _BIAS] = 1 / kappa_b
-    readout = np.zeros((H, 2))  # from the forward copies: the backward ones lag by one tick
-    readout[[_P_FWD_PLUS, _P_FWD_MINUS], 0] = kappa / 2
-    readout[[_N_FWD_PLUS, _N_FWD_MINUS], 0] = -kappa / 2
-    readout[_BIAS, 1] = kappa_b
-    as32 = lambda tree: jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), tree)  # noqa: E731
-    return as32(CloneParams(VSMLMeta((forward, reverse)), CloneCodec(encoder, readout)))
-
-
-def random_clone_params(vsml: VSML, key: Array, teacher: CloneTeacher = CloneTeacher()) -> CloneParams:
-    """Haiku-default V_M (spec §1.3) and a codec of one weight cell and one bias cell at the teacher's scales."""
-    check_clone_learner(vsml)
-    H = vsml.state_size
-    encoder = jnp.zeros((2, H)).at[0, 0].set(1 / teacher.weight_scale).at[1, 1].set(1 / teacher.bias_scale)
-    readout = jnp.zeros((H, 2)).at[0, 0].set(teacher.weight_scale).at[1, 1].set(teacher.bias_scale)
-    return CloneParams(vsml.init_meta(key), CloneCodec(encoder, readout))
-
-
-def init_clone_params(vsml: VSML, init: str, key: Array, teacher: CloneTeacher) -> CloneParams:
-    if init == "constructed":
-        return constructed_backprop(vsml, teacher)
-    if init == "random":
-        return random_clone_params(vsml, key, teacher)
-    raise ValueError(f"config key init must be one of {', '.join(CLONE_INITS)}, got {init!r}")
 
 
 # ----- per-synapse histories ---------------------------------------------------------------------------------------
@@ -333,50 +169,48 @@ def teacher_trace(histories: SynapseHistories, learning_rate: float, msg_size: i
     return SynapseTrace(fwd_msg, bwd_msg, w, b, w, b, w_next, b_next)
 
 
-def student_trace(vsml: VSML, params: CloneParams, histories: SynapseHistories) -> SynapseTrace:
-    """The same histories run through the VSML layer op itself (`VSML._layer`, all micro ticks), one synapse
-    per layer (A = B = 1, so the means over synapses are the synapse's own messages)."""
-    M = vsml.msg_size
-    forward_set, reverse_set = params.meta.sets
-    num = histories.w0.shape[0]
-    c0 = jnp.stack([histories.w0, histories.b0], axis=-1) @ params.codec.encoder  # [N, H]
+class CloneStudent(Protocol):
+    """The learner cloned into, with its codec: VSML's is `vsml.learners.vsml.codec.VSMLCloneStudent`."""
 
-    def tick(p: SubRNNParams, u: Array, v: Array, h: Array, c: Array, forward: bool) -> tuple[Array, ...]:
-        fwd, bwd, h, c = vsml._layer(
-            p, u[None], v[None], h[None, None], c[None, None],
-            want_fwd=forward, want_bwd=not forward, fwd_channels=None,
-        )  # fmt: skip
-        return (fwd if forward else bwd)[0], h[0, 0], c[0, 0]
+    @property
+    def msg_size(self) -> int: ...  # M: the teacher's messages are laid out in M channels
 
-    def channel0(values: Array) -> Array:
-        return jnp.concatenate([values[:, None], jnp.zeros((num, M - 1), values.dtype)], axis=-1)
+    def constructed_params(self, teacher: CloneTeacher) -> PyTree:
+        """Parameters (V_M and codec) that implement the teacher by construction (`init: constructed`)."""
+        ...
 
-    def step(carry: tuple[Array, Array], inputs: tuple[Array, Array, Array]) -> tuple[tuple, tuple]:
-        h, c = carry
-        x, stale, delta = inputs
-        u = channel0(x).at[:, 1].set(jnp.where(histories.upper, x, 0.0))
-        before = c @ params.codec.readout
-        fwd, h, c = jax.vmap(lambda *a: tick(forward_set, *a, True))(u, channel0(stale), h, c)
-        mid = c @ params.codec.readout
-        bwd, h, c = jax.vmap(lambda *a: tick(reverse_set, *a, False))(u, channel0(delta), h, c)
-        after = c @ params.codec.readout
-        return (h, c), (fwd, bwd, before, mid, after)
+    def random_params(self, key: Array, teacher: CloneTeacher) -> PyTree:
+        """The learner's default initialisation and a codec at the teacher's scales (`init: random`)."""
+        ...
 
-    inputs = (histories.x.T, histories.stale.T, histories.delta.T)
-    _, (fwd, bwd, before, mid, after) = jax.lax.scan(step, (jnp.zeros_like(c0), c0), inputs)
-    fwd, bwd = jnp.swapaxes(fwd, 0, 1), jnp.swapaxes(bwd, 0, 1)
-    before, mid, after = (jnp.swapaxes(r, 0, 1) for r in (before, mid, after))  # [N, T, 2]
-    return SynapseTrace(fwd, bwd, *(r[..., i] for r in (before, mid, after) for i in (0, 1)))
+    def trace(
+        self, params: PyTree, w0: Array, b0: Array, x: Array, stale: Array, delta: Array, upper: Array
+    ) -> tuple[Array, ...]:
+        """The student's `SynapseTrace` fields, in order, for the arrays of `SynapseHistories`."""
+        ...
+
+
+def init_clone_params(student: CloneStudent, init: str, key: Array, teacher: CloneTeacher) -> PyTree:
+    if init == "constructed":
+        return student.constructed_params(teacher)
+    if init == "random":
+        return student.random_params(key, teacher)
+    raise ValueError(f"config key init must be one of {', '.join(CLONE_INITS)}, got {init!r}")
+
+
+def student_trace(student: CloneStudent, params: PyTree, histories: SynapseHistories) -> SynapseTrace:
+    """The histories run through the student (every micro tick of its forward and reverse tick)."""
+    return SynapseTrace(*student.trace(params, *histories))
 
 
 def cloning_losses(
-    vsml: VSML, params: CloneParams, histories: SynapseHistories, learning_rate: float
+    student: CloneStudent, params: PyTree, histories: SynapseHistories, learning_rate: float
 ) -> dict[str, Array]:
     """Mean squared errors of the student against the teacher, each divided by the scale of its target:
     forward message by 1 + |w| + |b|, backward message by (1 + |w|)(|δ| + 0.1), read-out by 1 + |w| (1 + |b|),
     read-out changes (per tick) by α(|δ| + 0.1). The sum is the cloning loss."""
-    teacher = teacher_trace(histories, learning_rate, vsml.msg_size)
-    student = student_trace(vsml, params, histories)
+    teacher = teacher_trace(histories, learning_rate, student.msg_size)
+    learned = student_trace(student, params, histories)
     weight_scale = 1.0 + jnp.abs(teacher.w)
     bias_scale = 1.0 + jnp.abs(teacher.b)
     step_scale = learning_rate * (jnp.abs(histories.delta) + 0.1)
@@ -385,21 +219,21 @@ def cloning_losses(
         return jnp.mean(jnp.square(error / scale))
 
     return {
-        "forward": mse(student.fwd - teacher.fwd, (weight_scale + jnp.abs(teacher.b))[..., None]),
+        "forward": mse(learned.fwd - teacher.fwd, (weight_scale + jnp.abs(teacher.b))[..., None]),
         "backward": mse(
-            student.bwd - teacher.bwd, (weight_scale * (jnp.abs(histories.delta) + 0.1))[..., None]
+            learned.bwd - teacher.bwd, (weight_scale * (jnp.abs(histories.delta) + 0.1))[..., None]
         ),
-        "state": mse(student.w - teacher.w, weight_scale) + mse(student.b - teacher.b, bias_scale),
-        "hold": mse(student.w_mid - student.w, step_scale) + mse(student.b_mid - student.b, step_scale),
-        "update": mse((student.w_next - student.w_mid) - (teacher.w_next - teacher.w), step_scale)
-        + mse((student.b_next - student.b_mid) - (teacher.b_next - teacher.b), step_scale),
+        "state": mse(learned.w - teacher.w, weight_scale) + mse(learned.b - teacher.b, bias_scale),
+        "hold": mse(learned.w_mid - learned.w, step_scale) + mse(learned.b_mid - learned.b, step_scale),
+        "update": mse((learned.w_next - learned.w_mid) - (teacher.w_next - teacher.w), step_scale)
+        + mse((learned.b_next - learned.b_mid) - (teacher.b_next - teacher.b), step_scale),
     }
 
 
 def cloning_loss(
-    vsml: VSML, params: CloneParams, histories: SynapseHistories, learning_rate: float
+    student: CloneStudent, params: PyTree, histories: SynapseHistories, learning_rate: float
 ) -> tuple[Array, dict[str, Array]]:
-    parts = cloning_losses(vsml, params, histories, learning_rate)
+    parts = cloning_losses(student, params, histories, learning_rate)
     return sum(parts.values()), parts
 
 
@@ -477,10 +311,6 @@ class CloneConfig:
         if self.num_micro_ticks < 1:
             raise ValueError(f"config key num_micro_ticks must be >= 1, got {self.num_micro_ticks}")
 
-    @property
-    def learner(self) -> VSML:
-        return clone_learner(self.num_micro_ticks)
-
 
 def make_clone_optimizer(cfg: CloneTrainConfig) -> optax.GradientTransformation:
     return optax.chain(
@@ -490,18 +320,18 @@ def make_clone_optimizer(cfg: CloneTrainConfig) -> optax.GradientTransformation:
 
 
 def clone_step(
-    vsml: VSML,
+    student: CloneStudent,
     config: CloneConfig,
     optimizer: optax.GradientTransformation,
-    params: CloneParams,
+    params: PyTree,
     opt_state: optax.OptState,
     key: Array,
-) -> tuple[CloneParams, optax.OptState, Array, dict[str, Array]]:
+) -> tuple[PyTree, optax.OptState, Array, dict[str, Array]]:
     """One Adam step on a fresh batch of histories; a non-finite loss skips the update."""
     histories = sample_histories(key, config.tuples, config.train.batch_size)
 
-    def loss_fn(p: CloneParams) -> tuple[Array, dict[str, Array]]:
-        return cloning_loss(vsml, p, histories, config.teacher.learning_rate)
+    def loss_fn(p: PyTree) -> tuple[Array, dict[str, Array]]:
+        return cloning_loss(student, p, histories, config.teacher.learning_rate)
 
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, new_state = optimizer.update(grads, opt_state, params)
@@ -520,21 +350,23 @@ def heldout_histories(config: CloneConfig) -> SynapseHistories:
     )
 
 
-def train_clone(config: CloneConfig, progress: bool = True) -> tuple[CloneParams, dict[str, object]]:
-    """Clone by gradients (module docstring). Returns the parameters and a history: the held-out loss parts
-    before and after, and the training loss every `log_every` steps."""
+def train_clone(
+    config: CloneConfig, student: CloneStudent, progress: bool = True
+) -> tuple[PyTree, dict[str, object]]:
+    """Clone by gradients into `student` (module docstring; VSML's runs with `config.num_micro_ticks` micro
+    ticks). Returns the parameters and a history: the held-out loss parts before and after, and the training
+    loss every `log_every` steps."""
     from functools import partial
 
     from tqdm.auto import tqdm
 
-    vsml = config.learner
     key = jax.random.PRNGKey(config.seed)
-    params = init_clone_params(vsml, config.init, jax.random.fold_in(key, 1), config.teacher)
+    params = init_clone_params(student, config.init, jax.random.fold_in(key, 1), config.teacher)
     optimizer = make_clone_optimizer(config.train)
     opt_state = optimizer.init(params)
-    step = jax.jit(partial(clone_step, vsml, config, optimizer))
+    step = jax.jit(partial(clone_step, student, config, optimizer))
     heldout = heldout_histories(config)
-    evaluate = jax.jit(lambda p: cloning_losses(vsml, p, heldout, config.teacher.learning_rate))
+    evaluate = jax.jit(lambda p: cloning_losses(student, p, heldout, config.teacher.learning_rate))
 
     def as_floats(parts: dict[str, Array]) -> dict[str, float]:
         return {name: float(value) for name, value in parts.items()}

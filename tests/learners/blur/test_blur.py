@@ -1,5 +1,5 @@
 """Tests for BLUR (spec blur.md §4, §8, §11): the fast path `vsml.learners.blur.learner` against plain SGD (the backprop
-genome, §8.2–8.3 with the §11 corrections), against the literal packed-layout oracle `blur_reference`, and the
+genome, §8.2–8.3 with the §11 corrections), against the literal packed-layout oracle `blur.reference`, and the
 unit checks of the authors' `blur_test.py` (§8.1, with the §11.9 corrections) on the oracle's pieces."""
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from vsml.learners.vsml import SubRNNParams
 from vsml.learners.vsml.conv import conv_layer, conv_output_size
-from vsml.learners.vsml.learner import SubRNNParams
 from vsml.learners.vsml.reference import conv_layer_op, dense_layer_op
 
 M, H = 8, 16

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import VECTORS_DIR
 from vsml.learners.base import TaskSpec, run_episode_from_state
-from vsml.learners.vsml.learner import VSML, SubRNNParams, VSMLMeta
+from vsml.learners.vsml import VSML, SubRNNParams, VSMLMeta
 from vsml.learners.vsml.reference import vsml_reference_episode
 
 CASES = sorted(p.stem for p in VECTORS_DIR.glob("*.npz")) if VECTORS_DIR.exists() else []

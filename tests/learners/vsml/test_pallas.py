@@ -1,4 +1,4 @@
-"""The fused Pallas kernel of a dense layer's micro ticks against the XLA form (vsml.dense_micro_ticks).
+"""The fused Pallas kernel of a dense layer's micro ticks against the XLA form (cell.dense_micro_ticks).
 
 On CPU the kernel runs in Pallas' interpreter, which executes the same kernel body (loads, masks, products)
 block by block; the Triton lowering is checked separately by lowering for CUDA, which JAX does without a GPU.
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import pytest
 
 from vsml.learners.base import TaskSpec, run_episode_from_state
-from vsml.learners.vsml.learner import VSML
+from vsml.learners.vsml import VSML
 from vsml.learners.vsml.pallas import (
     KernelSettings,
     fused_dense_micro_ticks,

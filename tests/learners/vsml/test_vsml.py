@@ -19,14 +19,9 @@ from vsml.learners.base import (
 )
 from vsml.learners.modules import fast_tanh, layer_norm
 from vsml.learners.sgd import OnlineSGD
-from vsml.learners.vsml.learner import (
-    AUTO_BLOCK_SYNAPSES,
-    VSML,
-    _ticks_with_residuals,
-    count_parameters,
-    dense_micro_ticks,
-    mean_layer_norm_message,
-)
+from vsml.learners.vsml import VSML, count_parameters
+from vsml.learners.vsml.cell import _ticks_with_residuals, dense_micro_ticks, mean_layer_norm_message
+from vsml.learners.vsml.learner import AUTO_BLOCK_SYNAPSES
 from vsml.learners.vsml.reference import vsml_reference_episode
 
 CONFIGS = {

@@ -20,7 +20,7 @@ Faithful to the authors' step (`blur.py`): the order above; the batch *sum* in t
 1 in every state on both sides; ν, μ, ν̃ indexed T[source, target] and μ̃ indexed μ̃[channel, post state] (spec
 §11.1); the symmetry syncs (in/out first, then states) after each Hebbian update and at initialisation; the Oja
 term of the code (−sign(η̃)·|ρ|·W·Σ_b y², added after the syncs); synapse normalisation by columns; no constraint
-on any gene. F and G are stored apart (the authors' packed tensor has blocks nothing reads; `blur_reference.py`
+on any gene. F and G are stored apart (the authors' packed tensor has blocks nothing reads; `reference.py`
 keeps the packed layout and the tests check that the two agree). Synapses and neurons are stored channel-first
 (the k states lead: F_ℓ [k, n+1, m], A_ℓ [k, B, n] inside the step), so every pass and every Hebbian update is k
 plain matrix products that XLA runs on the stored arrays; with the states last it transposed the synapses inside

@@ -34,11 +34,11 @@ import jax
 import jax.numpy as jnp
 
 from vsml.learners.base import Array
-from vsml.learners.vsml.learner import (
+from vsml.learners.vsml.cell import (
     SubRNNParams,
-    _gate_weights_for_tanh,
-    _lead,
     exact_matmul,
+    gate_weights_for_tanh,
+    lead_axes,
     mean_layer_norm_message,
 )
 
@@ -80,12 +80,12 @@ def conv_layer(
     P, Q, C_out = V.shape[:3]
     pad = k // 2
 
-    W, b = _gate_weights_for_tanh(p.lstm_W, p.lstm_b)
+    W, b = gate_weights_for_tanh(p.lstm_W, p.lstm_b)
     W_u, W_v, W_h = W[:M], W[M : 2 * M], W[2 * M :]
     # Zero padding commutes with the (bias-free) projection: pad the projected pixels instead of the messages.
     gate_u = _pad_spatial(exact_matmul(U, W_u[: U.shape[-1]]), pad)  # [H_in+2pad, W_in+2pad, C_in, 4H]
     gate_u = _patches(gate_u, k, stride, P, Q)  # [P, Q, k, k, C_in, 4H]
-    gate_v = exact_matmul(V, W_v[: V.shape[-1]]) + _lead(b, 4)  # [P, Q, C_out, 4H]
+    gate_v = exact_matmul(V, W_v[: V.shape[-1]]) + lead_axes(b, 4)  # [P, Q, C_out, 4H]
     # Positions flattened to N and (offset, ci) to R: 4-D broadcasts fuse into the tanh better on XLA:CPU.
     N, R = P * Q, k * k * C_in
     gate_u = jnp.reshape(gate_u, (N, R, 1, 4 * H))
@@ -114,12 +114,12 @@ def conv_layer(
         if layer_norm:
             fwd = mean_layer_norm_message(h_pos, p.fwd_W, p.fwd_b, p.fwd_ln_scale, p.fwd_ln_offset, (2, 3, 4))
         else:
-            fwd = exact_matmul(jnp.mean(h_pos, axis=(2, 3, 4)), p.fwd_W) + _lead(p.fwd_b, 4)
+            fwd = exact_matmul(jnp.mean(h_pos, axis=(2, 3, 4)), p.fwd_W) + lead_axes(p.fwd_b, 4)
     if want_bwd:  # the dense step: mean over co, per (p, q, j, l, ci)
         if layer_norm:
             per_offset = mean_layer_norm_message(h_pos, p.bwd_W, p.bwd_b, p.bwd_ln_scale, p.bwd_ln_offset, 5)
         else:
-            per_offset = exact_matmul(jnp.mean(h_pos, axis=5), p.bwd_W) + _lead(
+            per_offset = exact_matmul(jnp.mean(h_pos, axis=5), p.bwd_W) + lead_axes(
                 p.bwd_b, 6
             )  # [P, Q, k, k, C_in, M]
         if authors_stride_mask_bug:

@@ -14,7 +14,7 @@ Work split: program (i, b) of the grid takes rows a ∈ [i·r, i·r + r) of syna
 outside the kernel (per unit or per parameter, a few kB): gate_u [4, A, H], gate_v [4, B, H], W_h [4, H, H].
 
 Everywhere else (CPU tests) the same kernel runs through Pallas' interpreter, and `tests/learners/
-test_vsml_pallas.py` checks it against the XLA form, also under vmap, and lowers it for CUDA to Triton IR
+vsml/test_pallas.py` checks it against the XLA form, also under vmap, and lowers it for CUDA to Triton IR
 (which JAX can do without a GPU), so the Triton lowering's constraints are checked on every CI run.
 
 Precision and the floor: with `recurrent_matmul: float32` the products are IEEE float32 on the CUDA cores, not
@@ -48,7 +48,7 @@ except ImportError:  # pragma: no cover - only with such a JAX
 
 from vsml.learners.base import Array
 from vsml.learners.modules import sub_rnn_tanh
-from vsml.learners.vsml.learner import dense_micro_ticks, recurrent_product
+from vsml.learners.vsml.cell import dense_micro_ticks, recurrent_product
 
 BLOCK_ROWS = 64  # rows a per program; a power of two ≥ 16 (Triton's smallest product tile)
 NUM_WARPS = 4
@@ -68,12 +68,12 @@ class KernelSettings(NamedTuple):
 def fused_dense_micro_ticks(
     gate_u: Array, gate_v: Array, W_h: Array, h: Array, c: Array, settings: KernelSettings
 ) -> tuple[Array, Array, Array]:
-    """Every micro tick of a dense layer, one fused kernel: (h, c) as `vsml.dense_micro_ticks` returns them,
+    """Every micro tick of a dense layer, one fused kernel: (h, c) as `cell.dense_micro_ticks` returns them,
     and the new h summed over inputs a, [B, H] (what the forward message needs: the kernel sums its tile's rows
     while they are in registers, so nothing reads h back for it).
 
     gate_u [A, 4H] (input part of the gates per input unit), gate_v [B, 4H] (per output unit, bias included),
-    W_h [H, 4H] (all three with σ folded into tanh, `vsml._gate_weights_for_tanh`), h, c [A, B, H] float32.
+    W_h [H, 4H] (all three with σ folded into tanh, `cell.gate_weights_for_tanh`), h, c [A, B, H] float32.
     """
     if pl_triton is None:
         raise RuntimeError(
@@ -124,7 +124,7 @@ _fused.defvjp(_fused_forward, _fused_backward)
 def xla_dense_micro_ticks(
     settings: KernelSettings, gate_u: Array, gate_v: Array, W_h: Array, h: Array, c: Array
 ) -> tuple[Array, Array, Array]:
-    """What the kernel computes, in XLA ops (`vsml.dense_micro_ticks`, then h summed over inputs a): its oracle
+    """What the kernel computes, in XLA ops (`cell.dense_micro_ticks`, then h summed over inputs a): its oracle
     and its VJP."""
     h, c = dense_micro_ticks(
         gate_u,

@@ -1,17 +1,23 @@
-"""Slow, literal reference formulations, kept only as test oracles for the fast paths.
+"""The literal VSML reference (Kirsch & Schmidhuber, NeurIPS 2021, arXiv 2012.14905): slow formulations kept
+only as test oracles for the fast paths (`learner.py`, `conv.py`, `cell.py`).
 
-VSML: written straight from spec vsml.md §1.3–1.10, one sub-RNN application per synapse (vmapped over a and b),
+Written straight from spec vsml.md §1.3–1.10, one sub-RNN application per synapse (vmapped over a and b),
 messages computed per synapse and then averaged, every write performed (including the dead ones), the input
 re-injected on the reverse tick, sigmoid as `jax.nn.sigmoid`. No factoring, no folding, no skipped work.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import jax
 import jax.numpy as jnp
 
 from vsml.learners.base import Array, TaskSpec
-from vsml.learners.vsml.learner import VSML, LayerPlan, SubRNNParams, VSMLMeta
+from vsml.learners.vsml.cell import LayerPlan, SubRNNParams, VSMLMeta
+
+if TYPE_CHECKING:  # only the settings are read; at run time this module depends on the cell types alone
+    from vsml.learners.vsml.learner import VSML
 
 
 def sub_rnn_apply(
