@@ -25,7 +25,7 @@ from functools import partial
 import jax
 
 from vsml.learners.vsml import VSML
-from vsml.meta.grad import meta_batch_loss
+from vsml.meta.problem import meta_batch_loss
 
 
 def peak_memory_fields() -> dict[str, int]:

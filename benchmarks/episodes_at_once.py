@@ -31,7 +31,7 @@ from vsml.learners.base import (
     resolve_at_once,
 )
 from vsml.learners.vsml import VSML
-from vsml.meta.grad import meta_batch_loss
+from vsml.meta.problem import meta_batch_loss
 
 TOLERANCE = 1e-4  # relative to the largest entry: batching only reorders float32 sums
 # mode: (the budget "auto" uses, the learner of the Fig. 6 config that meta-trains that way)

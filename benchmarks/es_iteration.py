@@ -3,14 +3,16 @@
 configs/fig6_mnist_rand_proj.yaml (VSML, dense 784 → 10; half the population under a fixed random projection;
 `--config` another, e.g. configs/deep.yaml) at P pairs (the paper: 1024; default here 16, for a CPU) and
 episode length T. The iteration
-(`vsml.run.trainer.es_iteration`) is rebuilt from the same functions as four separately jitted pieces:
+(`vsml.meta.protocol.meta_step` of `vsml.meta.es.OpenES`, as the trainer runs it) is rebuilt from the same
+functions as four separately jitted pieces:
 
     noise        ε ~ N(0, I) for P pairs (`es.sample_antithetic_noise`)
-    episodes     each slice's episodes and initial-state keys, projection included (`population.sample_slices`)
+    episodes     each slice's episodes and initial-state keys, projection included (`EpisodeProblem.sample`)
     inner loop   the meta-loss of all 2P members θ ± σε, each learning online over its episode
-    update       ĝ (`es.es_gradient_from_losses`), Adam, and the all-pairs-failed guard
+                 (`es.antithetic_losses`)
+    update       ĝ (`es.es_gradient_from_losses`), Adam, and the all-pairs-failed guard (`es.es_update`)
 
-Each piece and the whole fused `es_iteration` are timed (block_until_ready, best of R calls; the check below is
+Each piece and the whole fused step are timed (block_until_ready, best of R calls; the check below is
 their compile and warm-up call). Prints JSON: the seconds of each piece, their sum against the fused iteration
 as a ratio, and iterations/s. The pieces run on the fused iteration's keys, so their mean loss must match the
 fused one (checked before timing). `--compare` times the fused iteration at other `es.members_at_once` settings
@@ -43,9 +45,17 @@ from timing import at_once_label, best_time, best_times, machine_fields
 
 from vsml.learners import build_learner
 from vsml.learners.base import resolve_at_once
-from vsml.meta.es import make_es_optimizer, sample_antithetic_noise
+from vsml.meta.es import (
+    OpenES,
+    antithetic_losses,
+    es_gradient_from_losses,
+    es_update,
+    make_es_optimizer,
+    sample_antithetic_noise,
+)
 from vsml.meta.objectives import Objective
-from vsml.meta.population import sample_slices, split_counts
+from vsml.meta.problem import EpisodeProblem
+from vsml.meta.protocol import meta_step
 from vsml.run.experiment import (
     ExperimentConfig,
     experiment_sampler,
@@ -53,7 +63,6 @@ from vsml.run.experiment import (
     make_experiment_source,
     population_slices,
 )
-from vsml.run.trainer import es_iteration, es_update_step, population_losses
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "fig6_mnist_rand_proj.yaml"
@@ -150,58 +159,50 @@ def main() -> None:
     config = load_experiment(args.config, overrides)
     config, sources, dataset, fallback_reason = load_sources(config, args.dataset)
     slices = population_slices(config)
-    counts = split_counts(config.es.num_pairs, tuple(sl.share for sl in slices), "es.num_pairs")
     samplers = tuple(experiment_sampler(config, args.length, sl.transform) for sl in slices)
     transform_keys = tuple(jax.random.fold_in(jax.random.PRNGKey(config.seed), i) for i in range(len(slices)))
     learner = build_learner(config.learner)
     objective = Objective(config.task.loss, config.task.query_steps)
+    problem = EpisodeProblem(
+        learner, objective, samplers, tuple(sl.share for sl in slices), sources, transform_keys
+    )
+    es = OpenES(dataclasses.replace(config.es, members_at_once=at_once))
+    counts = es.slice_counts(problem.shares)
     optimizer = make_es_optimizer(config.es)
     sigma, total = config.es.sigma, sum(counts)
     meta = learner.init_meta(jax.random.PRNGKey(config.seed))
-    opt_state = optimizer.init(meta)
+    state = es.init(meta)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 1), 0)  # the trainer's iteration-0 key
-    noise_key, data_key, init_key = jax.random.split(key, 3)  # as es_iteration splits it
+    noise_key, data_key, init_key = jax.random.split(key, 3)  # as es.es_gradient splits it
 
-    # ----- the pieces: es_iteration's body, cut where one piece's output is the next one's input ---------------
+    # ----- the pieces: OpenES.step's body, cut where one piece's output is the next one's input --------------
 
     @jax.jit
     def noise(noise_key):
         return sample_antithetic_noise(noise_key, meta, total)
 
     @jax.jit
-    def episodes(sources, data_key, init_key):
-        return sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
+    def episodes(problem, data_key, init_key):
+        return problem.sample(counts, data_key, init_key)
 
     @jax.jit
-    def inner_loop(meta, eps, batches):
-        return population_losses(learner, objective, counts, sigma, meta, eps, batches, None, at_once)
+    def inner_loop(problem, meta, eps, batches):
+        return antithetic_losses(problem, meta, eps, batches, counts, sigma, None, at_once)
 
     @jax.jit
     def update(meta, opt_state, eps, loss_plus, loss_minus):
-        return es_update_step(optimizer, sigma, meta, opt_state, eps, loss_plus, loss_minus)
+        grad, info = es_gradient_from_losses(eps, loss_plus, loss_minus, sigma)
+        return *es_update(optimizer, meta, opt_state, grad, info), info.mean_loss
 
     def fused(members_at_once=at_once):
-        return es_iteration(
-            learner,
-            objective,
-            counts,
-            sigma,
-            samplers,
-            optimizer,
-            meta,
-            opt_state,
-            sources,
-            key,
-            transform_keys,
-            None,
-            members_at_once,
-        )
+        optimizer = OpenES(dataclasses.replace(config.es, members_at_once=members_at_once))
+        return meta_step(optimizer, state, key, problem)[1]["loss"]
 
     eps = noise(noise_key)
-    batches = episodes(sources, data_key, init_key)
-    loss_plus, loss_minus = inner_loop(meta, eps, batches)
-    parts_loss = float(update(meta, opt_state, eps, loss_plus, loss_minus)[2])
-    fused_loss = float(fused()[2])
+    batches = episodes(problem, data_key, init_key)
+    loss_plus, loss_minus = inner_loop(problem, meta, eps, batches)
+    parts_loss = float(update(meta, state.opt_state, eps, loss_plus, loss_minus)[2])
+    fused_loss = float(fused())
     if not abs(parts_loss - fused_loss) <= LOSS_TOLERANCE * max(1.0, abs(fused_loss)):
         raise SystemExit(
             f"the pieces give mean loss {parts_loss}, the fused iteration {fused_loss}: refusing to time"
@@ -209,10 +210,10 @@ def main() -> None:
 
     seconds = {
         "noise": best_time(lambda: noise(noise_key), args.repeats, warm_up=False),
-        "episodes": best_time(lambda: episodes(sources, data_key, init_key), args.repeats, warm_up=False),
-        "inner_loop": best_time(lambda: inner_loop(meta, eps, batches), args.repeats, warm_up=False),
+        "episodes": best_time(lambda: episodes(problem, data_key, init_key), args.repeats, warm_up=False),
+        "inner_loop": best_time(lambda: inner_loop(problem, meta, eps, batches), args.repeats, warm_up=False),
         "update": best_time(
-            lambda: update(meta, opt_state, eps, loss_plus, loss_minus), args.repeats, warm_up=False
+            lambda: update(meta, state.opt_state, eps, loss_plus, loss_minus), args.repeats, warm_up=False
         ),
     }
     parts = sum(seconds.values())
@@ -228,7 +229,7 @@ def main() -> None:
     # with the main setting, calls interleaved.
     variants = {"fused": fused}
     for setting in compare:
-        loss = float(fused(setting)[2])
+        loss = float(fused(setting))
         if not abs(loss - fused_loss) <= LOSS_TOLERANCE * max(1.0, abs(fused_loss)):
             raise SystemExit(f"members_at_once={setting} gives mean loss {loss}, {at_once}: {fused_loss}")
         variants[at_once_label(setting)] = partial(fused, setting)

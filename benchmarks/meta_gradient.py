@@ -1,7 +1,7 @@
 """One meta-gradient of VSML (backprop through the unrolled inner loop): the hand-written VJP of the dense micro
 ticks against JAX's autodiff of the same forward ops, in the same run.
 
-The gradient meta-optimiser's step (`vsml.meta.grad.meta_batch_loss`, differentiated; per-step remat as
+The gradient meta-optimiser's step (`vsml.meta.problem.meta_batch_loss`, differentiated; per-step remat as
 `grad.remat: true`; episodes one at a time as `grad.episodes_at_once: auto` picks on a CPU for these sizes, or
 `--episodes-at-once`) on
 N episodes of T steps of a dense 784 → 10 VSML (`feed_label`, with and without LayerNorm: the backprop.yaml
@@ -28,7 +28,7 @@ from timing import best_times, machine_fields, random_episodes, tree_difference
 from vsml.learners.vsml import VSML
 from vsml.learners.vsml import cell as vsml_cell
 from vsml.learners.vsml.cell import _ticks_with_residuals
-from vsml.meta.grad import meta_batch_loss
+from vsml.meta.problem import meta_batch_loss
 
 TOLERANCE = 1e-4  # relative to the largest gradient entry
 

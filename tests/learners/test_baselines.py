@@ -19,7 +19,8 @@ import pytest
 
 from vsml.learners import FWP, LEARNERS, FWMemory, HebbianFW, MetaRNN, build_learner
 from vsml.learners.base import Learner, TaskSpec, run_episode, run_episodes, softmax_cross_entropy
-from vsml.meta.grad import GradConfig, make_grad_optimizer, meta_batch_loss
+from vsml.meta.grad import GradConfig, make_grad_optimizer
+from vsml.meta.problem import meta_batch_loss
 
 # Small oracle episodes: 12×12×2 images (a 3×3 stride-2 SAME trunk maps 12 → 6 → 3 → 2, the last one padded
 # unevenly), 5 classes, 12 steps. A bound of 3 (not 100) makes every place the bound is (or is not) applied

@@ -10,6 +10,7 @@ Imported, it gives the single-device results of the pytest process; run as a scr
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import jax
@@ -19,13 +20,12 @@ if __name__ == "__main__":  # run as a script: make `tests` and `vsml` importabl
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.run.test_trainer import TINY, ScaledLearner, VectorMeta
-from vsml.meta.cmaes import CMAESConfig, cmaes_init, ravel_meta
-from vsml.meta.cmaes_iteration import cmaes_iteration
-from vsml.meta.es import make_es_optimizer
-from vsml.meta.grad import meta_batch_loss
+from vsml.meta.cmaes import CMAES, CMAESConfig
+from vsml.meta.es import OpenES
 from vsml.meta.parallel import replicate
+from vsml.meta.problem import meta_batch_loss, population_problem
+from vsml.meta.protocol import meta_step
 from vsml.run.experiment import experiment_from_dict
-from vsml.run.trainer import es_iteration
 from vsml.tasks import load_dataset, make_episode_source
 from vsml.tasks.sampler import EpisodeSampler
 from vsml.tasks.transforms import EpisodeTransform
@@ -44,25 +44,23 @@ def sharded_results() -> dict[str, np.ndarray]:
     source = make_episode_source(load_dataset("digits"), "train")
     results = {}
 
-    optimizer = make_es_optimizer(experiment_from_dict(TINY).es)
+    es = OpenES(replace(experiment_from_dict(TINY).es, num_pairs=3, sigma=0.5))
     samplers = (EpisodeSampler(5), EpisodeSampler(5, EpisodeTransform(resize=(6, 6))))
+    transform_keys = (jax.random.PRNGKey(10), jax.random.PRNGKey(11))
     # Placed as the steps return them (as the trainer does), so the second step does not compile again.
-    meta, opt_state, sources = replicate((start, optimizer.init(start), (source, source)))
+    state, sources = replicate((es.init(start), (source, source)))
+    problem = population_problem(learner, "mean", samplers, sources, (1, 2), transform_keys)
+    assert es.slice_counts(problem.shares) == (1, 2)
     for iteration in range(2):
-        meta, opt_state, *_ = es_iteration(
-            learner, "mean", (1, 2), 0.5, samplers, optimizer, meta, opt_state, sources,
-            jax.random.PRNGKey(iteration), (jax.random.PRNGKey(10), jax.random.PRNGKey(11)),
-        )  # fmt: skip
-    results["es/w"] = np.asarray(meta.w)
+        state, _ = meta_step(es, state, jax.random.PRNGKey(iteration), problem)
+    results["es/w"] = np.asarray(state.meta.w)
 
-    flat, unravel = ravel_meta(start)
-    config = CMAESConfig(population_size=6, sigma=0.3)
-    state = replicate(cmaes_init(config, flat))
+    cmaes = CMAES(CMAESConfig(population_size=6, sigma=0.3, num_episodes=2))
+    state = replicate(cmaes.init(start))
+    problem = population_problem(learner, "mean", (EpisodeSampler(5),), sources[:1])
     for generation in range(2):
-        state, *_ = cmaes_iteration(
-            learner, "mean", config, 2, EpisodeSampler(5), unravel, state, sources[0], jax.random.PRNGKey(generation)
-        )  # fmt: skip
-    results["cmaes/mean"] = np.asarray(state.mean)
+        state, _ = meta_step(cmaes, state, jax.random.PRNGKey(generation), problem)
+    results["cmaes/mean"] = np.asarray(state.opt_state.mean)
 
     episodes = EpisodeSampler(5).sample(source, jax.random.PRNGKey(1), 3, None)
     keys = jax.random.split(jax.random.PRNGKey(2), 3)

@@ -5,9 +5,17 @@ g = AᵀA(θ − θ*), so ĝ = (1/P) Σ_i (gᵀε_i) ε_i. With ε ~ N(0, I_n), 
 Cov[ĝ] = (‖g‖² I + g gᵀ) / P: component j has standard error √((‖g‖² + g_j²) / P) and
 E‖ĝ − g‖² = (n + 1) ‖g‖² / P. The tests assert the estimate is within a few standard errors of g, and that the
 same check rejects a wrong sign or scale, so it cannot pass trivially.
+
+The estimator under test is the one that meta-trains: `es_gradient` and `es_update`, which `OpenES.step` runs
+on any `MetaProblem`. Here the problem is `LossProblem`, a loss of (θ, pair key); the trainer's is a learner on
+episodes (`meta.problem.EpisodeProblem`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -15,16 +23,19 @@ import numpy as np
 import optax
 import pytest
 
+from vsml.learners.base import map_in_batches
 from vsml.meta.es import (
     ESInfo,
+    OpenES,
     OpenESConfig,
+    antithetic_losses,
     es_gradient,
     es_gradient_from_losses,
     es_update,
-    evaluate_antithetic_population,
     make_es_optimizer,
     sample_antithetic_noise,
 )
+from vsml.meta.protocol import meta_step
 
 # A two-leaf meta pytree of different shapes: n = 3*2 + 4 = 10 parameters.
 THETA = {"w": jnp.array([[0.3, -0.2], [0.1, 0.5], [-0.4, 0.2]]), "b": jnp.array([0.2, -0.1, 0.6, -0.3])}
@@ -33,18 +44,58 @@ N = 10
 A = jnp.asarray(np.random.default_rng(0).normal(size=(N, N)) / np.sqrt(N) + np.eye(N), dtype=jnp.float32)
 
 
+
+@partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["loss_fn", "shares"])
+@dataclass(frozen=True)
+class LossProblem:
+    """A `MetaProblem` whose "episode" is a pair key: member θ on key k scores `loss_fn(θ, k)`."""
+
+    loss_fn: Callable[[dict, jax.Array], jax.Array]
+    shares: tuple[int, ...] = (1,)
+    differentiable = True
+
+    def sample(self, counts, data_key, init_key):
+        return [
+            jax.random.split(data_key if s == 0 else jax.random.fold_in(data_key, s), count)
+            for s, count in enumerate(counts)
+        ]
+
+    def member_losses(self, slice_index, members, keys, at_once):
+        return map_in_batches(self.loss_fn, (members, keys), None if at_once == "auto" else at_once)
+
+    def candidate_losses(self, slice_index, members, keys):
+        return jax.vmap(lambda m: jnp.mean(jax.vmap(partial(self.loss_fn, m))(keys)))(members)
+
+    def mean_loss(self, slice_index, meta, keys, at_once, remat):
+        return jnp.mean(jax.vmap(partial(self.loss_fn, meta))(keys))
+
+
 # Jitted once (per loss function): eager op-by-op dispatch, and compiling the random-number kernels again for
 # every test, would dominate the test time.
-estimate_gradient = jax.jit(es_gradient, static_argnums=(0, 3, 5))
+_es_gradient = jax.jit(es_gradient, static_argnames=("counts", "members_at_once"))
 gradient_from_losses = jax.jit(es_gradient_from_losses)
-evaluate_population = jax.jit(evaluate_antithetic_population, static_argnums=(0, 5))
+evaluate_population = jax.jit(antithetic_losses, static_argnames=("counts", "members_at_once"))
 sample_noise = jax.jit(sample_antithetic_noise, static_argnums=2)
+
+
+def estimate_gradient(loss_fn, meta, key, num_pairs, sigma, members_at_once=None, shares=(1,)):
+    """The trainer's ES estimate on `LossProblem(loss_fn)`: `num_pairs` pairs split over the slices' shares."""
+    problem = LossProblem(loss_fn, shares)
+    counts = OpenES(OpenESConfig(num_pairs=num_pairs)).slice_counts(shares) if num_pairs > 0 else (num_pairs,)
+    return _es_gradient(problem, meta, key, counts=counts, sigma=sigma, members_at_once=members_at_once)
 
 
 def population(seed: int, num_pairs: int = 64) -> tuple[dict, jax.Array]:
     """Noise `[P, ...]` and P pair keys, for tests that take the estimator apart."""
     noise_key, pairs_key = jax.random.split(jax.random.key(seed))
     return sample_noise(noise_key, THETA, num_pairs), jax.random.split(pairs_key, num_pairs)
+
+
+def losses_of_population(loss_fn, eps, keys, members_at_once=None):
+    """(L+ [P], L− [P]) of the pairs θ ± σε_i on pair keys `keys`, as `es_gradient` evaluates them."""
+    problem = LossProblem(loss_fn)
+    counts = (keys.shape[0],)
+    return evaluate_population(problem, THETA, eps, [keys], counts=counts, sigma=0.05, members_at_once=members_at_once)
 
 
 def flat(tree) -> jax.Array:
@@ -134,7 +185,7 @@ def test_loss_sees_the_same_key_for_both_signs():
         return jax.random.uniform(key) + 0.0 * quadratic(meta)
 
     eps, keys = population(5)
-    loss_plus, loss_minus = evaluate_population(key_only_loss, THETA, eps, keys, 0.05)
+    loss_plus, loss_minus = losses_of_population(key_only_loss, eps, keys)
     np.testing.assert_array_equal(loss_plus, loss_minus)
     assert len(set(np.asarray(loss_plus).tolist())) == 64  # but every pair has its own key
     grad, _ = gradient_from_losses(eps, loss_plus, loss_minus, 0.05)
@@ -144,7 +195,7 @@ def test_loss_sees_the_same_key_for_both_signs():
 def test_non_finite_pairs_are_dropped_from_the_estimate():
     num_pairs = 64
     eps, keys = population(6)
-    loss_plus, loss_minus = evaluate_population(quadratic, THETA, eps, keys, 0.05)
+    loss_plus, loss_minus = losses_of_population(quadratic, eps, keys)
     bad = np.zeros(num_pairs, bool)
     bad[[1, 7, 8, 30]] = True
     loss_plus = loss_plus.at[1].set(jnp.nan).at[7].set(jnp.inf)
@@ -169,7 +220,7 @@ def test_one_diverging_sign_drops_only_its_pairs():
         return jnp.where(meta["b"][0] > THETA["b"][0] + 0.05, jnp.inf, quadratic(meta))
 
     eps, keys = population(7)
-    loss_plus, loss_minus = evaluate_population(fragile_loss, THETA, eps, keys, 0.05)
+    loss_plus, loss_minus = losses_of_population(fragile_loss, eps, keys)
     grad, info = gradient_from_losses(eps, loss_plus, loss_minus, 0.05)
     # θ ± σε_b0 > θ_b0 + σ  <=>  ±ε_b0 > 1
     np.testing.assert_array_equal(jnp.isinf(loss_plus), eps["b"][:, 0] > 1.0)
@@ -189,17 +240,44 @@ def test_all_non_finite_gives_zero_gradient():
         assert bool(jnp.isnan(info.mean_loss))
 
 
-def test_adam_steps_decrease_the_quadratic():
-    cfg = OpenESConfig(num_pairs=64)
-    optimizer = make_es_optimizer(cfg)
-    update = jax.jit(es_update, static_argnums=3)
-    meta, opt_state = THETA, optimizer.init(THETA)
+def test_open_es_steps_decrease_the_quadratic():
+    """The trainer's step (`meta_step(OpenES(...), ...)`): 60 iterations of ĝ then Adam, compiled once."""
+    optimizer = OpenES(OpenESConfig(num_pairs=64))
+    problem = LossProblem(quadratic)
+    state = optimizer.init(THETA, jax.random.key(9))
+    compiled_before = meta_step._cache_size()
     for key in jax.random.split(jax.random.key(9), 60):
-        grad, info = estimate_gradient(quadratic, meta, key, cfg.num_pairs, cfg.sigma)
-        meta, opt_state = update(meta, opt_state, grad, optimizer)
-    assert update._cache_size() == 1  # no recompilation across iterations
-    assert float(quadratic(meta)) < 0.1 * float(quadratic(THETA))
-    assert isinstance(info, ESInfo)
+        state, info = meta_step(optimizer, state, key, problem)
+    assert meta_step._cache_size() == compiled_before + 1  # no recompilation across iterations
+    assert float(quadratic(optimizer.meta_of(state))) < 0.1 * float(quadratic(THETA))
+    assert set(info) == {"loss", "num_nonfinite"} and int(info["num_nonfinite"]) == 0
+
+
+def test_open_es_step_is_es_gradient_then_es_update():
+    """One ES implementation: `OpenES.step` equals `es_gradient` followed by `es_update` (to float32 rounding:
+    the step is one compiled program, the reference two)."""
+    cfg = OpenESConfig(num_pairs=8)
+    optimizer, problem, key = OpenES(cfg), LossProblem(quadratic), jax.random.key(16)
+    state, info = meta_step(optimizer, optimizer.init(THETA), key, problem)
+    grad, es_info = estimate_gradient(quadratic, THETA, key, 8, cfg.sigma, cfg.members_at_once)
+    adam = make_es_optimizer(cfg)
+    meta, opt_state = es_update(adam, THETA, adam.init(THETA), grad, es_info)
+    np.testing.assert_allclose(flat(state.meta), flat(meta), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(state.opt_state), jax.tree.leaves(opt_state), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+    np.testing.assert_allclose(info["loss"], es_info.mean_loss, rtol=1e-6)
+
+
+def test_update_skipped_when_every_pair_fails():
+    cfg = OpenESConfig()
+    optimizer = make_es_optimizer(cfg)
+    grad = {"w": jnp.full((3, 2), 2.0), "b": jnp.array([1.0, -1.0, 3.0, -0.5])}
+    info = ESInfo(jnp.nan, jnp.int32(4), jnp.full(4, jnp.nan), jnp.full(4, jnp.nan))
+    opt_state = optimizer.init(THETA)
+    meta, new_opt_state = es_update(optimizer, THETA, opt_state, grad, info)
+    np.testing.assert_array_equal(flat(meta), flat(THETA))
+    for a, b in zip(jax.tree.leaves(new_opt_state), jax.tree.leaves(opt_state), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_update_descends_along_the_estimate():
@@ -207,9 +285,19 @@ def test_update_descends_along_the_estimate():
     cfg = OpenESConfig()
     optimizer = make_es_optimizer(cfg)
     grad = {"w": jnp.full((3, 2), 2.0), "b": jnp.array([1.0, -1.0, 3.0, -0.5])}
-    meta, _ = es_update(THETA, optimizer.init(THETA), grad, optimizer)
+    info = ESInfo(jnp.float32(0.0), jnp.int32(0), jnp.zeros(4), jnp.zeros(4))
+    meta, _ = es_update(optimizer, THETA, optimizer.init(THETA), grad, info)
     step = jax.tree.map(lambda new, old: new - old, meta, THETA)
     np.testing.assert_allclose(flat(step), -cfg.learning_rate * jnp.sign(flat(grad)), rtol=1e-5)
+
+
+def test_estimate_over_population_slices_matches_the_gradient():
+    """Pairs split over slices (shares 1:3): every slice's noise is its own part of ε, the mean is over all."""
+    g = true_gradient()
+    num_pairs = 4096
+    grad, info = estimate_gradient(quadratic, THETA, jax.random.key(17), num_pairs, 0.05, shares=(1, 3))
+    assert z_scores(flat(grad), g, num_pairs).max() < 4.5 and int(info.num_nonfinite) == 0
+    assert info.loss_plus.shape == (num_pairs,)
 
 
 def test_deterministic_for_a_fixed_key():
@@ -230,9 +318,8 @@ def test_member_batching_gives_the_same_losses():
     eps = sample_antithetic_noise(jax.random.key(13), THETA, 6)
     keys = jax.random.split(jax.random.key(14), 6)
     loss = lambda m, k: quadratic(m) + jax.random.normal(k)
-    evaluate = jax.jit(evaluate_antithetic_population, static_argnums=(0, 5))
-    full = evaluate(loss, THETA, eps, keys, 0.05)
-    batched = evaluate(loss, THETA, eps, keys, 0.05, 5)  # 12 members: batches of 5, 5 and a remainder
+    full = losses_of_population(loss, eps, keys)
+    batched = losses_of_population(loss, eps, keys, 5)  # 12 members: batches of 5, 5 and a remainder
     np.testing.assert_allclose(jnp.stack(full), jnp.stack(batched), rtol=1e-6)
 
 
@@ -247,7 +334,7 @@ def test_noise_shapes_and_statistics():
 def test_rejects_bad_inputs():
     with pytest.raises(TypeError, match=r"\['n'\].*int32"):
         sample_antithetic_noise(jax.random.key(0), {"n": jnp.zeros(3, jnp.int32)}, 4)
-    with pytest.raises(ValueError, match="num_pairs"):
+    with pytest.raises(ValueError, match="pairs"):
         estimate_gradient(quadratic, THETA, jax.random.key(0), 0, 0.05)
     with pytest.raises(ValueError, match="scalar"):
         estimate_gradient(lambda m, k: jnp.zeros(2), THETA, jax.random.key(0), 4, 0.05)

@@ -11,7 +11,9 @@ import pytest
 
 from tests.run.test_trainer import TINY, LogLearner, ToyMeta
 from vsml.learners.vsml import VSML
-from vsml.meta.grad import GradConfig, grad_iteration, make_grad_optimizer, meta_batch_loss
+from vsml.meta.grad import GradConfig, MetaGradient
+from vsml.meta.problem import meta_batch_loss, population_problem
+from vsml.meta.protocol import meta_step
 from vsml.run.experiment import experiment_from_dict
 from vsml.run.trainer import MetaTrainer, read_metrics
 from vsml.tasks import load_dataset, make_episode_source
@@ -65,39 +67,28 @@ def test_remat_gives_the_same_gradient_and_matches_finite_differences(key):
 
 def test_grad_steps_descend_and_clip(digits_source):
     model = VSML(feed_label=True)
-    cfg = GradConfig(num_episodes=4, learning_rate=1e-2, clip_norm=25.0)
-    optimizer = make_grad_optimizer(cfg)
-    meta = model.init_meta(jax.random.PRNGKey(0))
-    opt_state = optimizer.init(meta)
+    optimizer = MetaGradient(GradConfig(num_episodes=4, learning_rate=1e-2, clip_norm=25.0, remat=True))
+    problem = population_problem(model, "mean", (EpisodeSampler(8),), (digits_source,))
+    state = optimizer.init(model.init_meta(jax.random.PRNGKey(0)))
     key = jax.random.PRNGKey(3)  # the same batch every step: the loss on it must go down
     losses = []
     for _ in range(6):
-        meta, opt_state, loss, grad_norm, skipped = grad_iteration(
-            model, "mean", 4, EpisodeSampler(8), True, optimizer, meta, opt_state, digits_source, key
-        )
-        losses.append(float(loss))
-        assert int(skipped) == 0 and np.isfinite(float(grad_norm))
+        state, info = meta_step(optimizer, state, key, problem)
+        losses.append(float(info["loss"]))
+        assert int(info["num_nonfinite"]) == 0 and np.isfinite(float(info["grad_norm"]))
     assert losses[-1] < losses[0]
 
 
 def test_nonfinite_meta_loss_skips_the_update(digits_source):
     learner = LogLearner()  # w = 0: log(0) = -inf logits, NaN loss
-    optimizer = make_grad_optimizer(GradConfig())
-    meta = ToyMeta(jnp.float32(0.0))
-    new_meta, new_opt, loss, _, skipped = grad_iteration(
-        learner,
-        "mean",
-        2,
-        EpisodeSampler(5),
-        True,
-        optimizer,
-        meta,
-        optimizer.init(meta),
-        digits_source,
-        jax.random.PRNGKey(0),
-    )
-    assert int(skipped) == 1 and not np.isfinite(float(loss))
-    assert float(new_meta.w) == 0.0
+    optimizer = MetaGradient(GradConfig(num_episodes=2))
+    problem = population_problem(learner, "mean", (EpisodeSampler(5),), (digits_source,))
+    start = optimizer.init(ToyMeta(jnp.float32(0.0)))
+    new, info = meta_step(optimizer, start, jax.random.PRNGKey(0), problem)
+    assert int(info["num_nonfinite"]) == 1 and not np.isfinite(float(info["loss"]))
+    assert float(new.meta.w) == 0.0
+    for a, b in zip(jax.tree.leaves(new.opt_state), jax.tree.leaves(start.opt_state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_trainer_with_gradient_meta_optimizer_resumes_exactly(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -14,9 +14,11 @@ import pytest
 
 from vsml.learners import LEARNERS
 from vsml.learners.base import TaskSpec
-from vsml.meta.es import make_es_optimizer
+from vsml.meta.es import OpenES
+from vsml.meta.problem import population_problem
+from vsml.meta.protocol import meta_step
 from vsml.run.experiment import experiment_from_dict
-from vsml.run.trainer import MetaTrainer, RunExistsError, es_iteration, read_metrics
+from vsml.run.trainer import MetaTrainer, RunExistsError, read_metrics
 from vsml.tasks import load_dataset, make_episode_source
 from vsml.tasks.sampler import EpisodeSampler
 
@@ -39,6 +41,17 @@ def tiny_config(**changes):
         section, key = dotted.split("__")
         data[section][key] = value
     return experiment_from_dict(data)
+
+
+def open_es(**settings) -> OpenES:
+    """OpenES with the tiny config's settings, changed as given."""
+    return OpenES(replace(tiny_config().es, **settings))
+
+
+def one_es_step(optimizer, learner, state, key, length, source):
+    """One trainer step (`meta_step`) of `optimizer` on episodes of `length` steps from one source."""
+    problem = population_problem(learner, "mean", (EpisodeSampler(length),), (source,))
+    return meta_step(optimizer, state, key, problem)
 
 
 def leaves(tree):
@@ -135,22 +148,19 @@ class LogLearner:
 def test_nonfinite_losses_are_counted_and_do_not_poison_the_update():
     learner = LogLearner()
     source = make_episode_source(load_dataset("digits"), "train")
-    optimizer = make_es_optimizer(tiny_config().es)
+    optimizer = open_es(num_pairs=8)
 
     def es_step(meta):
-        return es_iteration(
-            learner, "mean", 8, 0.05, EpisodeSampler(5), optimizer, meta, optimizer.init(meta), source,
-            jax.random.PRNGKey(0),
-        )  # fmt: skip
+        return one_es_step(optimizer, learner, optimizer.init(meta), jax.random.PRNGKey(0), 5, source)
 
     # Every pair has one negative member (w = ±σε), so every pair is non-finite: no update at all.
-    new_meta, new_opt, loss, nonfinite = es_step(ToyMeta(jnp.float32(0.0)))
-    assert int(nonfinite) == 8
-    assert float(new_meta.w) == 0.0
-    assert all(np.all(np.asarray(x) == 0) for x in jax.tree_util.tree_leaves(new_opt[0].mu))
+    new, info = es_step(ToyMeta(jnp.float32(0.0)))
+    assert int(info["num_nonfinite"]) == 8
+    assert float(new.meta.w) == 0.0
+    assert all(np.all(np.asarray(x) == 0) for x in jax.tree_util.tree_leaves(new.opt_state[0].mu))
     # Away from zero, all members are finite and the update is finite.
-    new_meta, _, loss, nonfinite = es_step(ToyMeta(jnp.float32(1.0)))
-    assert int(nonfinite) == 0 and np.isfinite(float(new_meta.w)) and float(new_meta.w) != 1.0
+    new, info = es_step(ToyMeta(jnp.float32(1.0)))
+    assert int(info["num_nonfinite"]) == 0 and np.isfinite(float(new.meta.w)) and float(new.meta.w) != 1.0
 
 
 # ----- search relative to the starting V_M (es.relative_floor) ------------------------------------------------
@@ -183,7 +193,6 @@ def test_relative_search_is_plain_es_over_the_rescaled_parameters():
     from vsml.meta.es import relative_noise_scale
 
     source = make_episode_source(load_dataset("digits"), "train")
-    optimizer = make_es_optimizer(tiny_config().es)
     theta0 = VectorMeta(
         jnp.asarray(np.random.default_rng(0).normal(size=10) * np.logspace(-4, 2, 10), jnp.float32)
     )
@@ -191,18 +200,15 @@ def test_relative_search_is_plain_es_over_the_rescaled_parameters():
     zero = VectorMeta(jnp.zeros(10, jnp.float32))
     wrapped = ScaledLearner(tuple(np.asarray(theta0.w).tolist()), tuple(np.asarray(scale.w).tolist()))
 
-    def step(learner, meta, opt_state, noise_scale=None):
-        return es_iteration(
-            learner, "mean", 8, 0.05, EpisodeSampler(5), optimizer, meta, opt_state, source,
-            jax.random.PRNGKey(3), None, noise_scale,
-        )  # fmt: skip
-
-    theta, theta_opt = theta0, optimizer.init(theta0)
-    u, u_opt = zero, optimizer.init(zero)
+    relative, plain = open_es(num_pairs=8, relative_floor=1e-3), open_es(num_pairs=8)
+    theta_state, u_state = relative.init(theta0), plain.init(zero)
+    jax.tree.map(np.testing.assert_array_equal, theta_state.fixed, scale)  # the scale is fixed from θ_0
     for _ in range(3):
-        theta, theta_opt, theta_loss, _ = step(ScaledLearner(), theta, theta_opt, scale)
-        u, u_opt, u_loss, _ = step(wrapped, u, u_opt)
-        np.testing.assert_allclose(float(theta_loss), float(u_loss), rtol=1e-5)
+        key = jax.random.PRNGKey(3)
+        theta_state, theta_info = one_es_step(relative, ScaledLearner(), theta_state, key, 5, source)
+        u_state, u_info = one_es_step(plain, wrapped, u_state, key, 5, source)
+        np.testing.assert_allclose(float(theta_info["loss"]), float(u_info["loss"]), rtol=1e-5)
+    theta, u = theta_state.meta, u_state.meta
     np.testing.assert_allclose(
         np.asarray(theta.w), np.asarray(theta0.w + scale.w * u.w), rtol=1e-5, atol=1e-7
     )
@@ -217,11 +223,11 @@ def test_relative_floor_is_fixed_at_the_start_and_survives_resume(tmp_path):
     data["es"] = {**data.get("es", {}), "relative_floor": 0.01}
     config = experiment_from_dict(data)
     trainer = MetaTrainer(config, tmp_path)
-    start = jax.tree.map(np.asarray, trainer.noise_scale)
+    start = jax.tree.map(np.asarray, trainer.state.fixed)
     trainer.run(iterations=2, progress=False)
     resumed = MetaTrainer(config, tmp_path, resume=True)
     assert resumed.iteration == 2
-    jax.tree.map(np.testing.assert_array_equal, start, jax.tree.map(np.asarray, resumed.noise_scale))
+    jax.tree.map(np.testing.assert_array_equal, start, jax.tree.map(np.asarray, resumed.state.fixed))
     assert all(np.all(np.asarray(s) >= 0.01) for s in jax.tree.leaves(start))
 
 
@@ -280,7 +286,7 @@ def test_heterogeneous_population_slices(tmp_path):
         {"dataset": "random", "share": 2},
     ]
     trainer = MetaTrainer(experiment_from_dict(data), tmp_path)
-    assert trainer.slice_counts == (1, 1, 2)
+    assert trainer.optimizer.slice_counts(trainer.slice_shares) == (1, 1, 2)
     trainer.run(iterations=2, progress=False)
     assert all(np.isfinite(r["loss"]) for r in read_metrics(tmp_path))
     shapes = [
@@ -467,18 +473,16 @@ def test_members_run_a_few_at_a_time_give_the_same_es_step():
     """es.members_at_once only changes how a device batches the population (lax.map), not the result."""
     learner = LEARNERS["vsml"]()
     source = make_episode_source(load_dataset("digits"), "train")
-    optimizer = make_es_optimizer(tiny_config().es)
     meta = learner.init_meta(jax.random.PRNGKey(0))
 
     def es_step(at_once):
-        return es_iteration(
-            learner, "mean", 3, 0.05, EpisodeSampler(4), optimizer, meta, optimizer.init(meta), source,
-            jax.random.PRNGKey(1), None, None, at_once,
-        )  # fmt: skip
+        optimizer = open_es(num_pairs=3, members_at_once=at_once)
+        state, info = one_es_step(optimizer, learner, optimizer.init(meta), jax.random.PRNGKey(1), 4, source)
+        return state.meta, info["loss"]
 
-    together, _, loss, _ = es_step(None)
+    together, loss = es_step(None)
     for at_once in (1, 4):  # 6 members: one at a time, and 4 + a remainder of 2
-        batched, _, batched_loss, _ = es_step(at_once)
+        batched, batched_loss = es_step(at_once)
         np.testing.assert_allclose(float(batched_loss), float(loss), rtol=1e-6)
         for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(together), strict=True):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)

@@ -20,6 +20,11 @@ such a candidate is a parent only if fewer than μ candidates are finite; it nev
 
 Everything is a pure function over arrays; `cmaes_ask` and `cmaes_tell` are jittable with the config static.
 Meta-parameter pytrees are flattened to the `[n]` search vector with `ravel_meta`.
+
+`CMAES` is the `MetaOptimizer` (meta/protocol.py) of meta-training, BLUR's headline one (blur.md §6, §9: pycma
+with population 80, fitness = −accuracy on held-out batches after the unroll, our `query_error` loss). Every
+candidate of a generation sees the same episodes of every population slice (common random numbers) and the
+same initial synapse keys, so the ranking compares genomes, not data draws.
 """
 
 from __future__ import annotations
@@ -27,17 +32,20 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
+from vsml.meta.protocol import MetaProblem, MetaState
+
 Array = jax.Array
 PyTree = Any
 
 __all__ = [
+    "CMAES",
     "CMAESConfig",
     "CMAESConstants",
     "CMAESState",
@@ -48,6 +56,9 @@ __all__ = [
     "ravel_meta",
 ]
 
+# Full covariance costs O(n²) memory and an O(n³) eigendecomposition per generation: beyond this many
+# meta-parameters (VSML's V_M has ~2.4k; BLUR's genome ~25) a generation is dominated by it.
+MAX_FULL_COVARIANCE_DIMENSION = 10_000
 _EIGENVALUE_FLOOR = 1e-20  # clamp for eigenvalues of C that rounding made ≤ 0 (float32-safe: > 1.2e-38)
 
 
@@ -250,3 +261,65 @@ def ravel_meta(meta: PyTree) -> tuple[Array, Callable[[Array], PyTree]]:
     if not jax.tree.leaves(meta):
         raise ValueError("CMA-ES needs at least one meta-parameter array; the meta pytree has no leaves")
     return ravel_pytree(meta)
+
+
+@dataclass(frozen=True)
+class CMAES:
+    """CMA-ES behind the `MetaOptimizer` protocol. The state's `opt_state` is the search distribution
+    (`CMAESState`), its `meta` the search mean as the learner's meta-parameters (what is evaluated and
+    checkpointed)."""
+
+    config: CMAESConfig = CMAESConfig()
+    name: ClassVar[str] = "cmaes"
+    label: ClassVar[str] = "CMA-ES"
+
+    def init(self, meta: PyTree, key: Array | None = None) -> MetaState:
+        flat, _ = ravel_meta(meta)
+        return MetaState(meta, cmaes_init(self.config, flat))
+
+    def step(self, state: MetaState, key: Array, problem: MetaProblem) -> tuple[MetaState, dict[str, Array]]:
+        """One generation: sample candidates, run each on the same episodes, rank, update. Slice s gives
+        `num_episodes` episodes, which every candidate runs; the fitness averages the slices."""
+        counts = self.slice_counts(problem.shares)
+        _, unravel = ravel_meta(state.meta)
+        ask_key, data_key, init_key = jax.random.split(key, 3)
+        candidates = cmaes_ask(self.config, state.opt_state, ask_key)
+        members = jax.vmap(unravel)(candidates)
+        fitness = jnp.zeros(candidates.shape[0], candidates.dtype)
+        for index, batch in enumerate(problem.sample(counts, data_key, init_key)):
+            fitness = fitness + problem.candidate_losses(index, members, batch) / len(counts)
+        search = cmaes_tell(self.config, state.opt_state, candidates, fitness)
+        finite = jnp.isfinite(fitness)
+        mean_fitness = jnp.sum(jnp.where(finite, fitness, 0.0)) / jnp.maximum(jnp.sum(finite), 1)
+        info = {
+            "loss": mean_fitness,
+            "num_nonfinite": jnp.sum(~finite).astype(jnp.int32),
+            "best_loss": jnp.min(jnp.where(finite, fitness, jnp.inf)),  # this generation's best candidate
+        }
+        return MetaState(unravel(search.mean), search, state.fixed), info
+
+    def meta_of(self, state: MetaState) -> PyTree:
+        return state.meta
+
+    def check(self, problem: MetaProblem, meta: PyTree) -> None:
+        n = sum(int(np.prod(jnp.shape(leaf))) for leaf in jax.tree.leaves(meta))  # shapes only
+        if n > MAX_FULL_COVARIANCE_DIMENSION:
+            raise ValueError(
+                f"meta_optimizer cmaes keeps a full {n}×{n} covariance of the learner's {n} meta-parameters "
+                f"(more than {MAX_FULL_COVARIANCE_DIMENSION:,}): its memory and eigendecomposition would dominate "
+                "every generation. Use meta_optimizer es (or grad) for this learner, or a learner with fewer "
+                "meta-parameters"
+            )
+
+    def slice_counts(self, shares: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.config.num_episodes,) * len(shares)  # every candidate runs every slice's episodes
+
+    def episode_length(self, base: int, iteration: int) -> int:
+        return base
+
+    @property
+    def has_curriculum(self) -> bool:
+        return False
+
+    def describe_nonfinite(self, count: int) -> str:
+        return f"{count} candidates had a non-finite fitness (ranked last)"

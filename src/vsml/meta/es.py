@@ -17,14 +17,15 @@ Documented choice (not in the reference code): a pair whose L+ or L− is NaN/in
 mean is over the remaining pairs, so one diverging population member cannot poison θ; if no pair is finite,
 ĝ = 0 and `ESInfo.num_nonfinite == P` tells the trainer.
 
-The functions are pure and jittable; `loss_fn`, `num_pairs`, `member_batch_size` and `optimizer` are static.
+`OpenES` is this module's `MetaOptimizer` (meta/protocol.py): the trainer and the statistical tests
+(tests/meta/test_es.py) run the same `es_gradient` and `es_update`. The functions are pure and jittable; the
+problem's settings, the pair counts and the optimiser are static.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,10 +33,11 @@ import numpy as np
 import optax
 
 from vsml.learners.base import check_count_or_auto
+from vsml.meta.population import split_counts
+from vsml.meta.protocol import MetaProblem, MetaState
 
 Array = jax.Array
 PyTree = Any
-LossFn = Callable[[PyTree, Array], Array]  # (meta, pair_key) -> scalar meta-loss
 
 
 @dataclass(frozen=True)
@@ -171,59 +173,64 @@ def es_gradient_from_losses(
     return grad, info
 
 
-def _stack_signs(theta: Array, eps: Array, sigma: float) -> Array:
-    # [P, ...] noise -> [2P, ...] members: θ + σε_0..P-1, then θ − σε_0..P-1.
-    return jnp.concatenate([theta[None] + sigma * eps, theta[None] - sigma * eps], axis=0)
+def antithetic_members(meta: PyTree, eps: PyTree, sigma: float) -> PyTree:
+    """The `[2P]` population θ + σε_0 … θ + σε_{P−1}, then θ − σε_0 … θ − σε_{P−1} (§3.1)."""
+    return jax.tree.map(lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, eps)
 
 
-def evaluate_antithetic_population(
-    loss_fn: LossFn,
+def antithetic_losses(
+    problem: MetaProblem,
     meta: PyTree,
     eps: PyTree,
-    pair_keys: Array,
+    batches: list[PyTree],
+    counts: tuple[int, ...],
     sigma: float,
-    member_batch_size: int | None = None,
+    noise_scale: PyTree | None = None,
+    members_at_once: int | str | None = None,
 ) -> tuple[Array, Array]:
-    """L(θ + σε_i; k_i) and L(θ − σε_i; k_i) for every pair, as `([P], [P])`.
-
-    All 2P members are stacked and evaluated by one vmapped call of `loss_fn` (on CPU much faster than two
-    calls, one per sign). Both signs of pair i get the same key `pair_keys[i]`: common random numbers (§3.1).
-    `member_batch_size` bounds memory by evaluating that many members at a time (`lax.map`), same result.
-    """
-    members = jax.tree.map(lambda theta, e: _stack_signs(jnp.asarray(theta), e, sigma), meta, eps)
-    member_keys = jnp.concatenate([pair_keys, pair_keys], axis=0)
-    if member_batch_size is None:
-        losses = jax.vmap(loss_fn)(members, member_keys)
-    else:
-        losses = jax.lax.map(lambda mk: loss_fn(*mk), (members, member_keys), batch_size=member_batch_size)
-    if losses.ndim != 1:
-        raise ValueError(f"loss_fn must return a scalar per member, got shape {losses.shape[1:]}")
-    num_pairs = pair_keys.shape[0]
-    return losses[:num_pairs], losses[num_pairs:]
+    """L(θ ± σ·s·ε_i) of every pair, `([P], [P])`, slice by slice: slice s has `counts[s]` pairs on
+    `batches[s]` (its episodes), both signs of a pair on the same episode (common random numbers, §3.1).
+    `noise_scale` s (a tree like θ, `relative_noise_scale`) scales each parameter's noise; `members_at_once`
+    how many members a device runs together (None: all; "auto": see `learners.base.resolve_at_once`)."""
+    # Only the members see the scale; ĝ is taken over the unscaled ε (the search variable u).
+    scaled_eps = eps if noise_scale is None else jax.tree.map(lambda e, s: e * s[None], eps, noise_scale)
+    plus, minus, start = [], [], 0
+    for index, (count, batch) in enumerate(zip(counts, batches, strict=True)):
+        slice_eps = jax.tree.map(lambda e, a=start, n=count: e[a : a + n], scaled_eps)
+        members = antithetic_members(meta, slice_eps, sigma)
+        both_signs = jax.tree.map(lambda a: jnp.concatenate([a, a], axis=0), batch)
+        losses = problem.member_losses(index, members, both_signs, members_at_once)
+        if losses.shape != (2 * count,):
+            raise ValueError(f"member_losses must return one scalar per member, got shape {losses.shape}")
+        plus.append(losses[:count])
+        minus.append(losses[count:])
+        start += count
+    return jnp.concatenate(plus), jnp.concatenate(minus)
 
 
 def es_gradient(
-    loss_fn: LossFn,
+    problem: MetaProblem,
     meta: PyTree,
     key: Array,
-    num_pairs: int,
+    counts: tuple[int, ...],
     sigma: float,
-    member_batch_size: int | None = None,
+    noise_scale: PyTree | None = None,
+    members_at_once: int | str | None = None,
 ) -> tuple[PyTree, ESInfo]:
-    """The antithetic OpenAI-ES estimate of ∇_θ E[L(θ)] for `loss_fn(meta, pair_key) -> scalar` (§3.1).
+    """The antithetic OpenAI-ES estimate ĝ of ∇_θ E[L(θ)] on `problem` (§3.1), with `counts[s]` pairs in slice s.
 
-    `key` is split into a noise key and P pair keys; `loss_fn` must draw its episode data and initial
-    state from the pair key it is given, so that both signs of a pair see the same ones. Returns
+    `key` is split into the noise key (ε), the data key (each pair's episode) and the initial-state key (each
+    pair's learner state), as the trainer always has, so runs resumed or repeated draw the same. Returns
     `(ĝ, ESInfo)`; ĝ has the structure and dtypes of `meta`. Non-finite losses: see `es_gradient_from_losses`.
     """
-    if isinstance(num_pairs, bool) or not isinstance(num_pairs, (int, np.integer)) or num_pairs <= 0:
-        raise ValueError(f"num_pairs must be a positive int, got {num_pairs!r}")
-    num_pairs = int(num_pairs)
-    keys = jax.random.split(key, num_pairs + 1)  # one split: the noise key, then the P pair keys
-    eps = sample_antithetic_noise(keys[0], meta, num_pairs)
-    pair_keys = keys[1:]
-    loss_plus, loss_minus = evaluate_antithetic_population(
-        loss_fn, meta, eps, pair_keys, sigma, member_batch_size
+    for count in counts:
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
+            raise ValueError(f"every slice needs a positive int number of pairs, got {counts!r}")
+    noise_key, data_key, init_key = jax.random.split(key, 3)
+    eps = sample_antithetic_noise(noise_key, meta, sum(counts))
+    batches = problem.sample(counts, data_key, init_key)
+    loss_plus, loss_minus = antithetic_losses(
+        problem, meta, eps, batches, counts, sigma, noise_scale, members_at_once
     )
     return es_gradient_from_losses(eps, loss_plus, loss_minus, sigma)
 
@@ -234,13 +241,74 @@ def make_es_optimizer(cfg: OpenESConfig) -> optax.GradientTransformation:
 
 
 def es_update(
-    meta: PyTree, opt_state: optax.OptState, grad: PyTree, optimizer: optax.GradientTransformation
+    optimizer: optax.GradientTransformation,
+    meta: PyTree,
+    opt_state: optax.OptState,
+    grad: PyTree,
+    info: ESInfo,
+    noise_scale: PyTree | None = None,
 ) -> tuple[PyTree, optax.OptState]:
-    """θ ← θ − Adam(ĝ): ĝ is fed to the optimiser as the gradient of a loss to minimise (§3.1)."""
-    updates, opt_state = optimizer.update(grad, opt_state, meta)
-    return optax.apply_updates(meta, updates), opt_state
+    """θ ← θ − s·Adam(ĝ): ĝ is fed to the optimiser as the gradient of a loss to minimise (§3.1), each
+    parameter's step scaled by `noise_scale` s when it is set. If every pair was non-finite there is no
+    information: θ and Adam's moments stay as they were."""
+    updates, new_opt_state = optimizer.update(grad, opt_state, meta)
+    if noise_scale is not None:
+        updates = jax.tree.map(lambda u, s: u * s, updates, noise_scale)
+    new_meta = optax.apply_updates(meta, updates)
+    any_valid = info.num_nonfinite < info.loss_plus.shape[0]
+    new_meta = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_meta, meta)
+    new_opt_state = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_opt_state, opt_state)
+    return new_meta, new_opt_state
 
 
 def relative_noise_scale(meta: PyTree, floor: float) -> PyTree:
     """|θ_0| + floor per parameter: the scale of noise and step under `OpenESConfig.relative_floor`."""
     return jax.tree.map(lambda t: jnp.abs(jnp.asarray(t)) + jnp.asarray(floor, jnp.result_type(t)), meta)
+
+
+@dataclass(frozen=True)
+class OpenES:
+    """Antithetic OpenAI-ES behind the `MetaOptimizer` protocol: each iteration `es_gradient`, then `es_update`."""
+
+    config: OpenESConfig = OpenESConfig()
+    name: ClassVar[str] = "es"
+    label: ClassVar[str] = "ES"
+
+    def init(self, meta: PyTree, key: Array | None = None) -> MetaState:
+        _check_meta_leaves(meta)
+        floor = self.config.relative_floor
+        # Fixed at the start (warm start or seed), so a resumed run searches the same space.
+        noise_scale = None if floor is None else relative_noise_scale(meta, floor)
+        return MetaState(meta, make_es_optimizer(self.config).init(meta), noise_scale)
+
+    def step(self, state: MetaState, key: Array, problem: MetaProblem) -> tuple[MetaState, dict[str, Array]]:
+        cfg = self.config
+        grad, info = es_gradient(
+            problem, state.meta, key, self.slice_counts(problem.shares), cfg.sigma, state.fixed,
+            cfg.members_at_once,
+        )  # fmt: skip
+        meta, opt_state = es_update(make_es_optimizer(cfg), state.meta, state.opt_state, grad, info, state.fixed)
+        return state._replace(meta=meta, opt_state=opt_state), {
+            "loss": info.mean_loss,
+            "num_nonfinite": info.num_nonfinite,
+        }
+
+    def meta_of(self, state: MetaState) -> PyTree:
+        return state.meta
+
+    def check(self, problem: MetaProblem, meta: PyTree) -> None:
+        _check_meta_leaves(meta)
+        self.slice_counts(problem.shares)
+
+    def slice_counts(self, shares: tuple[int, ...]) -> tuple[int, ...]:
+        return split_counts(self.config.num_pairs, shares, "es.num_pairs")
+
+    def episode_length(self, base: int, iteration: int) -> int:
+        return base
+
+    @property
+    def has_curriculum(self) -> bool:
+        return False
+
+    def describe_nonfinite(self, count: int) -> str:
+        return f"{count} of {self.config.num_pairs} pairs had a non-finite loss and were left out of the update"

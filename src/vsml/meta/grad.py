@@ -9,25 +9,15 @@ gradient is their mean.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import partial
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from vsml.learners.base import (
-    AUTO,
-    CPU_APPLICATIONS_AT_ONCE_BACKPROP,
-    Learner,
-    PyTree,
-    check_count_or_auto,
-    map_in_batches,
-    resolve_at_once,
-)
-from vsml.meta.objectives import Objective, episode_meta_loss
-from vsml.meta.parallel import shard_over_population
-from vsml.meta.population import as_slices, sample_slices
-from vsml.tasks.sampler import EpisodeSampler, Source
+from vsml.learners.base import PyTree, check_count_or_auto
+from vsml.meta.population import split_counts
+from vsml.meta.protocol import MetaProblem, MetaState
 
 
 @dataclass(frozen=True)
@@ -70,79 +60,11 @@ def make_grad_optimizer(cfg: GradConfig) -> optax.GradientTransformation:
     )
 
 
-def meta_batch_loss(
-    learner: Learner,
-    objective: str | Objective,
-    remat: bool | int,
-    meta: PyTree,
-    xs: jax.Array,
-    ys: jax.Array,
-    keys: jax.Array,
-    episodes_at_once: int | str | None = AUTO,
-) -> jax.Array:
-    """Mean meta-loss over a batch of episodes xs [N, T, ...], ys [N, T, C], init keys [N]. The episodes are
-    split over the devices (and processes); the gradient flows back through the split to the shared V_M. A
-    device runs `episodes_at_once` of its episodes together (`learners.base.resolve_at_once`)."""
-
-    def episode_losses(batch: tuple, meta: PyTree) -> jax.Array:
-        def one(x, y, k):
-            return episode_meta_loss(learner, objective, meta, k, x, y, remat=remat)
-
-        at_once = resolve_at_once(
-            learner, episodes_at_once, batch[0], batch[1], CPU_APPLICATIONS_AT_ONCE_BACKPROP
-        )
-        return map_in_batches(one, batch, at_once)
-
-    return jnp.mean(shard_over_population(episode_losses, (xs, ys, keys), meta))
-
-
-@partial(
-    jax.jit,
-    static_argnames=(
-        "learner",
-        "objective",
-        "num_episodes",
-        "sampler",
-        "remat",
-        "optimizer",
-        "episodes_at_once",
-    ),
-)
-def grad_iteration(
-    learner: Learner,
-    objective: str | Objective,
-    num_episodes: int | tuple[int, ...],
-    sampler: EpisodeSampler | tuple[EpisodeSampler, ...],
-    remat: bool | int,
-    optimizer: optax.GradientTransformation,
-    meta: PyTree,
-    opt_state: optax.OptState,
-    source: Source | tuple[Source, ...],
-    key: jax.Array,
-    transform_key: jax.Array | tuple[jax.Array, ...] | None = None,
-    episodes_at_once: int | str | None = AUTO,
-) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array, jax.Array]:
-    """One meta-gradient step. Returns (meta, opt_state, loss, gradient norm before clipping, non-finite flag).
-
-    A non-finite loss or gradient skips the update (V_M and the optimiser state are kept) and is flagged.
-    With tuples (a heterogeneous meta-batch), slice s contributes `num_episodes[s]` episodes and the loss is
-    the mean over all episodes of all slices.
-    """
-    counts, samplers, sources, transform_keys = as_slices(num_episodes, sampler, source, transform_key)
-    data_key, init_key = jax.random.split(key)
-    batches = [
-        (episodes.xs, episodes.ys, keys)
-        for episodes, keys in sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
-    ]
-
-    def total_loss(meta: PyTree) -> jax.Array:
-        per_slice = [
-            count * meta_batch_loss(learner, objective, remat, meta, *batch, episodes_at_once)
-            for count, batch in zip(counts, batches, strict=True)
-        ]
-        return sum(per_slice) / sum(counts)
-
-    loss, grad = jax.value_and_grad(total_loss)(meta)
+def meta_gradient_update(
+    optimizer: optax.GradientTransformation, meta: PyTree, opt_state: optax.OptState, loss: jax.Array, grad: PyTree
+) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
+    """(meta, opt_state, gradient norm before clipping, finite flag). A non-finite loss or gradient skips the
+    update: V_M and the optimiser state are kept."""
     grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grad)))
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     safe_grad = jax.tree.map(lambda g: jnp.where(finite, g, 0.0), grad)
@@ -150,4 +72,64 @@ def grad_iteration(
     new_meta = optax.apply_updates(meta, updates)
     new_meta = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_meta, meta)
     new_opt_state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_opt_state, opt_state)
-    return new_meta, new_opt_state, loss, grad_norm, jnp.logical_not(finite).astype(jnp.int32)
+    return new_meta, new_opt_state, grad_norm, finite
+
+
+@dataclass(frozen=True)
+class MetaGradient:
+    """Backprop through the unrolled inner loop behind the `MetaOptimizer` protocol."""
+
+    config: GradConfig = GradConfig()
+    name: ClassVar[str] = "grad"
+    label: ClassVar[str] = "meta-gradient"
+
+    def init(self, meta: PyTree, key: jax.Array | None = None) -> MetaState:
+        return MetaState(meta, make_grad_optimizer(self.config).init(meta))
+
+    def step(self, state: MetaState, key: jax.Array, problem: MetaProblem) -> tuple[MetaState, dict[str, jax.Array]]:
+        """One meta-gradient step on a meta-batch: slice s contributes `counts[s]` episodes and the loss is the
+        mean over all episodes of all slices."""
+        cfg = self.config
+        counts = self.slice_counts(problem.shares)
+        data_key, init_key = jax.random.split(key)
+        batches = problem.sample(counts, data_key, init_key)
+
+        def total_loss(meta: PyTree) -> jax.Array:
+            per_slice = [
+                count * problem.mean_loss(index, meta, batch, cfg.episodes_at_once, cfg.remat)
+                for index, (count, batch) in enumerate(zip(counts, batches, strict=True))
+            ]
+            return sum(per_slice) / sum(counts)
+
+        loss, grad = jax.value_and_grad(total_loss)(state.meta)
+        meta, opt_state, grad_norm, finite = meta_gradient_update(
+            make_grad_optimizer(cfg), state.meta, state.opt_state, loss, grad
+        )
+        info = {"loss": loss, "num_nonfinite": jnp.logical_not(finite).astype(jnp.int32), "grad_norm": grad_norm}
+        return state._replace(meta=meta, opt_state=opt_state), info
+
+    def meta_of(self, state: MetaState) -> PyTree:
+        return state.meta
+
+    def check(self, problem: MetaProblem, meta: PyTree) -> None:
+        if not problem.differentiable:
+            raise ValueError(
+                "the meta-loss has no gradient (it is piecewise constant), so meta_optimizer grad would never "
+                "change the meta-parameters: use a differentiable loss (e.g. query_ce or query_l2) or "
+                "meta_optimizer es / cmaes"
+            )
+        self.slice_counts(problem.shares)
+
+    def slice_counts(self, shares: tuple[int, ...]) -> tuple[int, ...]:
+        return split_counts(self.config.num_episodes, shares, "grad.num_episodes")
+
+    def episode_length(self, base: int, iteration: int) -> int:
+        """BLUR's unroll curriculum (blur.md §6): T grows by `curriculum_increment` every `curriculum_every`."""
+        return base + self.config.curriculum_increment * (iteration // self.config.curriculum_every)
+
+    @property
+    def has_curriculum(self) -> bool:
+        return self.config.curriculum_increment > 0
+
+    def describe_nonfinite(self, count: int) -> str:
+        return "non-finite meta-loss or gradient; update skipped"

@@ -6,19 +6,6 @@ from __future__ import annotations
 import jax
 
 
-def as_slices(counts, samplers, sources, transform_keys) -> tuple[tuple, tuple, tuple, tuple]:
-    """Normalise one-slice arguments (an int, a sampler, a source) to the tuples of a sliced population."""
-    if isinstance(counts, int):
-        counts, samplers, sources = (counts,), (samplers,), (sources,)
-        transform_keys = (transform_keys,)
-    if transform_keys is None:
-        transform_keys = (None,) * len(counts)
-    keys = tuple(jax.random.PRNGKey(0) if k is None else k for k in transform_keys)
-    if not len(counts) == len(samplers) == len(sources) == len(keys):
-        raise ValueError("population slices: counts, samplers, sources and transform keys differ in number")
-    return tuple(counts), tuple(samplers), tuple(sources), keys
-
-
 def slice_keys(key: jax.Array, index: int, count: int) -> jax.Array:
     """`count` keys for slice `index` (slice 0 uses `key` itself, so a one-slice run is unchanged)."""
     return jax.random.split(key if index == 0 else jax.random.fold_in(key, index), count)

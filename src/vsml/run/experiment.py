@@ -11,6 +11,7 @@ from vsml.meta.cmaes import CMAESConfig
 from vsml.meta.es import OpenESConfig
 from vsml.meta.grad import GradConfig
 from vsml.meta.objectives import NON_DIFFERENTIABLE_LOSSES, Objective
+from vsml.meta.registry import META_OPTIMIZERS
 from vsml.tasks.datasets import Dataset, load_dataset
 from vsml.tasks.episodes import make_episode_source
 from vsml.tasks.omniglot import load_omniglot, make_few_shot_source
@@ -19,7 +20,6 @@ from vsml.tasks.transforms import NORMALISATIONS, EpisodeTransform, apply_normal
 
 FEW_SHOT_DATASETS = ("omniglot",)
 
-META_OPTIMIZERS = ("es", "grad", "cmaes")
 
 
 @dataclass(frozen=True)

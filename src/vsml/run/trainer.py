@@ -1,9 +1,10 @@
-"""The outer loop: meta-train a learner's meta-parameters by antithetic ES (spec §3.1) or by backprop through
-the unrolled inner loop (§3.2), with periodic held-out evaluation, a JSONL metrics log, atomic checkpoints
-and exact resumption.
+"""The outer loop: meta-train a learner's meta-parameters with any `MetaOptimizer` (antithetic ES, spec §3.1;
+backprop through the unrolled inner loop, §3.2; CMA-ES, blur.md §6), with periodic held-out evaluation, a JSONL
+metrics log, atomic checkpoints and exact resumption. The trainer never asks which optimiser it holds.
 
 Iteration i draws everything from `fold_in(PRNGKey(seed + 1), i)`, so a run resumed from a checkpoint at i
-continues exactly as an uninterrupted one would: the checkpoint holds V_M, the optimiser state and i.
+continues exactly as an uninterrupted one would: the checkpoint holds V_M, the optimiser state and i
+(`meta.protocol.checkpoint_trees`, the same layout for every optimiser).
 
 The population (ES pairs, CMA-ES candidates, the episodes of a gradient meta-batch) is split over every device
 of every process (`meta/parallel.py`); each process runs this same loop and holds the same V_M. Process 0 alone
@@ -17,14 +18,11 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
-import optax
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
@@ -32,19 +30,12 @@ from vsml.atomic import write_text_atomically
 from vsml.config import config_to_dict, dump_config, read_yaml_mapping
 from vsml.evaluation.online import evaluate_online
 from vsml.learners import build_learner
-from vsml.learners.base import AUTO, Learner, PyTree, map_in_batches, resolve_at_once
-from vsml.meta.cmaes import cmaes_init, ravel_meta
-from vsml.meta.cmaes_iteration import cmaes_iteration
-from vsml.meta.es import (
-    es_gradient_from_losses,
-    make_es_optimizer,
-    relative_noise_scale,
-    sample_antithetic_noise,
-)
-from vsml.meta.grad import grad_iteration, make_grad_optimizer
-from vsml.meta.objectives import Objective, as_objective, check_learner_supports, episode_meta_loss
-from vsml.meta.parallel import is_main_process, replicate, same_on_every_process, shard_over_population
-from vsml.meta.population import as_slices, sample_slices, split_counts
+from vsml.learners.base import PyTree
+from vsml.meta.objectives import Objective, check_learner_supports
+from vsml.meta.parallel import is_main_process, replicate, same_on_every_process
+from vsml.meta.problem import EpisodeProblem
+from vsml.meta.protocol import MetaOptimizer, MetaState, checkpoint_trees, meta_step, restore_state
+from vsml.meta.registry import build_meta_optimizer
 from vsml.run.checkpoint import (
     CheckpointError,
     checkpoint_metadata,
@@ -61,7 +52,7 @@ from vsml.run.experiment import (
     make_experiment_source,
     population_slices,
 )
-from vsml.tasks.sampler import EpisodeSampler, Source
+from vsml.tasks.sampler import EpisodeSampler
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.jsonl"
@@ -74,121 +65,14 @@ class RunExistsError(FileExistsError):
 @dataclass(frozen=True)
 class IterationResult:
     mean_loss: float
-    num_nonfinite: int  # ES: pairs left out; grad: 1 if the step was skipped
+    num_nonfinite: int  # ES: pairs left out; CMA-ES: candidates ranked last; grad: 1 if the step was skipped
     seconds: float
-    grad_norm: float | None = None  # grad only, before clipping
-    best_loss: float | None = None  # cmaes only: the generation's best candidate
+    extra: dict[str, float] = field(default_factory=dict)  # the optimiser's other scalars (grad_norm, best_loss)
 
 
-def _member_losses(
-    learner: Learner, objective: Objective, at_once: int | str | None, batch: tuple
-) -> jax.Array:
-    """Meta-loss of each population member on its own episode: [2P] (vmapped, sharded over devices; with
-    `at_once`, a device runs that many members at a time; "auto": `resolve_at_once`). `batch` = (members, xs,
-    ys, initial-state keys), each with the leading member axis."""
-    members, xs, ys, init_keys = batch
-    return map_in_batches(
-        partial(episode_meta_loss, learner, objective),
-        (members, init_keys, xs, ys),
-        resolve_at_once(learner, at_once, xs, ys),
-    )
-
-
-@partial(
-    jax.jit,
-    static_argnames=("learner", "objective", "num_pairs", "sigma", "sampler", "optimizer", "members_at_once"),
-)
-def es_iteration(
-    learner: Learner,
-    objective: str | Objective,
-    num_pairs: int | tuple[int, ...],
-    sigma: float,
-    sampler: EpisodeSampler | tuple[EpisodeSampler, ...],
-    optimizer: optax.GradientTransformation,
-    meta: PyTree,
-    opt_state: optax.OptState,
-    source: Source | tuple[Source, ...],
-    key: jax.Array,
-    transform_key: jax.Array | tuple[jax.Array, ...] | None = None,
-    noise_scale: PyTree | None = None,
-    members_at_once: int | str | None = AUTO,
-) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
-    """One antithetic ES step. Each pair has its own episode and initial-state key, shared by its two signs
-    (common random numbers, §3.1). Returns (meta, opt_state, mean loss, number of non-finite pairs).
-    `noise_scale` (a tree like meta, `es.relative_floor`) scales each parameter's noise and Adam step.
-
-    A heterogeneous population (the paper's `mpi_split`, §3.3) passes tuples: slice s has `num_pairs[s]`
-    pairs drawing from `source[s]` through `sampler[s]` (its own dataset, transform and shapes). Each slice is
-    evaluated by its own vmapped call, compiled once for its shapes; ĝ averages over all pairs of all slices.
-    """
-    counts, samplers, sources, transform_keys = as_slices(num_pairs, sampler, source, transform_key)
-    noise_key, data_key, init_key = jax.random.split(key, 3)
-    eps = sample_antithetic_noise(noise_key, meta, sum(counts))
-    batches = sample_slices(counts, samplers, sources, transform_keys, data_key, init_key)
-    loss_plus, loss_minus = population_losses(
-        learner, objective, counts, sigma, meta, eps, batches, noise_scale, members_at_once
-    )
-    return es_update_step(optimizer, sigma, meta, opt_state, eps, loss_plus, loss_minus, noise_scale)
-
-
-def population_losses(
-    learner: Learner,
-    objective: str | Objective,
-    counts: tuple[int, ...],
-    sigma: float,
-    meta: PyTree,
-    eps: PyTree,
-    batches: tuple,
-    noise_scale: PyTree | None = None,
-    members_at_once: int | str | None = AUTO,
-) -> tuple[jax.Array, jax.Array]:
-    """The inner loop of an ES step: L(θ ± σ·s·ε_i) of every pair `([P], [P])`, slice by slice (`counts[s]`
-    pairs on `batches[s]` = (episodes, initial-state keys)), both signs of a pair on the same episode.
-    `members_at_once` (es.members_at_once): how many members a device runs together (None: all; "auto": one
-    or a few at a time on a CPU for large VSML networks, see `resolve_at_once`)."""
-    # Only the members see the scale; ĝ is taken over the unscaled ε (the search variable u).
-    scaled_eps = eps if noise_scale is None else jax.tree.map(lambda e, s: e * s[None], eps, noise_scale)
-
-    def twice(a):
-        return jnp.concatenate([a, a], axis=0)
-
-    plus, minus, start = [], [], 0
-    for count, (episodes, init_keys) in zip(counts, batches, strict=True):
-        slice_eps = jax.tree.map(lambda e, a=start, n=count: e[a : a + n], scaled_eps)
-        members = jax.tree.map(
-            lambda t, e: jnp.concatenate([t[None] + sigma * e, t[None] - sigma * e]), meta, slice_eps
-        )
-        losses = shard_over_population(
-            partial(_member_losses, learner, as_objective(objective), members_at_once),
-            (members, twice(episodes.xs), twice(episodes.ys), twice(init_keys)),
-        )
-        plus.append(losses[:count])
-        minus.append(losses[count:])
-        start += count
-    return jnp.concatenate(plus), jnp.concatenate(minus)
-
-
-def es_update_step(
-    optimizer: optax.GradientTransformation,
-    sigma: float,
-    meta: PyTree,
-    opt_state: optax.OptState,
-    eps: PyTree,
-    loss_plus: jax.Array,
-    loss_minus: jax.Array,
-    noise_scale: PyTree | None = None,
-) -> tuple[PyTree, optax.OptState, jax.Array, jax.Array]:
-    """ĝ from the pairs' losses, then θ ← θ − s·Adam(ĝ); (meta, opt_state, mean loss, non-finite pairs)."""
-    grad, info = es_gradient_from_losses(eps, loss_plus, loss_minus, sigma)
-    updates, new_opt_state = optimizer.update(grad, opt_state, meta)
-    if noise_scale is not None:
-        updates = jax.tree.map(lambda u, s: u * s, updates, noise_scale)
-    new_meta = optax.apply_updates(meta, updates)
-    # If every pair failed there is no information: keep V_M and Adam's moments as they were.
-    any_valid = info.num_nonfinite < loss_plus.shape[0]
-    new_meta = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_meta, meta)
-    new_opt_state = jax.tree.map(lambda n, o: jnp.where(any_valid, n, o), new_opt_state, opt_state)
-    return new_meta, new_opt_state, info.mean_loss, info.num_nonfinite
+def meta_optimizer_of(config: ExperimentConfig) -> MetaOptimizer:
+    """The experiment's meta-optimiser: `meta_optimizer: <name>` with the settings of its `<name>:` section."""
+    return build_meta_optimizer(config.meta_optimizer, getattr(config, config.meta_optimizer))
 
 
 class MetaTrainer:
@@ -200,18 +84,9 @@ class MetaTrainer:
         self.learner = build_learner(config.learner)
         self.objective = Objective(config.task.loss, config.task.query_steps)
         check_learner_supports(self.learner, self.objective)
+        self.optimizer = meta_optimizer_of(config)
         slices = population_slices(config)
-        self.uses_es = config.meta_optimizer == "es"
-        self.uses_cmaes = config.meta_optimizer == "cmaes"
-        if self.uses_cmaes:  # every candidate runs every slice's episodes: no split
-            self.slice_counts = (config.cmaes.num_episodes,) * len(slices)
-        else:
-            members, what = (
-                (config.es.num_pairs, "es.num_pairs")
-                if self.uses_es
-                else (config.grad.num_episodes, "grad.num_episodes")
-            )
-            self.slice_counts = split_counts(members, tuple(sl.share for sl in slices), what)
+        self.slice_shares = tuple(sl.share for sl in slices)
         self.slice_transforms = tuple(sl.transform for sl in slices)
         self.train_sources = tuple(
             make_experiment_source(config, sl.dataset, "train", transform=sl.transform) for sl in slices
@@ -225,41 +100,38 @@ class MetaTrainer:
             name: make_experiment_source(config, name, "test") for name in config.eval.datasets
         }
         self.eval_sampler = experiment_sampler(config, config.eval.episode_length)
-        self.meta = self.learner.init_meta(jax.random.PRNGKey(config.seed))
+        meta = self.learner.init_meta(jax.random.PRNGKey(config.seed))
         if config.train.init_from is not None:
             try:
-                _, trees, _ = load_checkpoint(config.train.init_from, {"meta": self.meta}, partial=True)
+                _, trees, _ = load_checkpoint(config.train.init_from, {"meta": meta}, partial=True)
             except FileNotFoundError as error:
                 raise FileNotFoundError(
                     f"train.init_from: {error}. It names the run (or checkpoint) whose meta-parameters start "
                     "this one: make that run first (e.g. `vsml clone` or `vsml meta-train` into it), point "
                     "--set train.init_from=PATH at an existing one, or --set train.init_from=null"
                 ) from None
-            self.meta = trees["meta"]
-        # Fixed at the start (warm start or seed), before any resume replaces meta, so a resumed run searches
-        # the same space.
-        self.noise_scale = (
-            relative_noise_scale(self.meta, config.es.relative_floor)
-            if self.uses_es and config.es.relative_floor is not None
-            else None
-        )
-        if self.uses_cmaes:  # the search distribution's state plays the optimiser state's role
-            flat, self.unravel = ravel_meta(self.meta)
-            self.optimizer = None
-            self.opt_state = cmaes_init(config.cmaes, flat)
-        else:
-            self.optimizer = (
-                make_es_optimizer(config.es) if self.uses_es else make_grad_optimizer(config.grad)
-            )
-            self.opt_state = self.optimizer.init(self.meta)
+            meta = trees["meta"]
+        self.optimizer.check(self.problem(0), meta)
+        # Initialised from the starting V_M (warm start or seed) before any resume replaces it, so a resumed
+        # run searches the same space (ES's relative noise scale).
+        self.state: MetaState = self.optimizer.init(meta, jax.random.PRNGKey(config.seed))
         self.iteration = 0
         self.total_nonfinite = 0
         self._prepare_run_dir(resume)
         # The checkpoint holds plain arrays, no per-process layout: any number of processes and devices can
         # resume it. Every process must have read the same one.
         same_on_every_process(self.iteration, "the iteration to start from")
-        self.meta, self.opt_state, self.noise_scale = replicate((self.meta, self.opt_state, self.noise_scale))
+        self.state = replicate(self.state)
         self.train_sources = replicate(self.train_sources)
+
+    @property
+    def meta(self) -> PyTree:
+        """The current meta-parameters (what is evaluated and checkpointed)."""
+        return self.optimizer.meta_of(self.state)
+
+    @property
+    def opt_state(self) -> PyTree:
+        return self.state.opt_state
 
     # ----- run folder ------------------------------------------------------------------------------------------
 
@@ -296,7 +168,7 @@ class MetaTrainer:
             )
 
     def _restore(self, checkpoint: Path) -> None:
-        templates = {"meta": self.meta, "opt_state": self.opt_state}
+        templates = checkpoint_trees(self.optimizer, self.state)
         try:
             step, trees, metadata = load_checkpoint(checkpoint, templates)
         except CheckpointError as error:
@@ -308,7 +180,7 @@ class MetaTrainer:
                 f"{checkpoint.name} and {checkpoint.with_suffix('.npz').name} out of {self.run_dir} and "
                 "--resume again"
             ) from error
-        self.meta, self.opt_state = trees["meta"], trees["opt_state"]
+        self.state = restore_state(self.state, trees)
         self.iteration = step
         self.total_nonfinite = int(metadata.get("total_nonfinite", 0))
         if is_main_process():
@@ -326,7 +198,7 @@ class MetaTrainer:
         return save_checkpoint(
             self.run_dir,
             self.iteration,
-            {"meta": self.meta, "opt_state": self.opt_state},
+            checkpoint_trees(self.optimizer, self.state),
             metadata,
             keep_last=self.config.train.keep_checkpoints,
         )
@@ -345,13 +217,9 @@ class MetaTrainer:
         return jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), iteration)
 
     def episode_length(self, iteration: int) -> int:
-        """T at `iteration`: fixed, or BLUR's unroll curriculum with gradients (blur.md §6: 10, then +5 every N)."""
-        cfg = self.config
-        if cfg.meta_optimizer != "grad":
-            return cfg.task.episode_length
-        return cfg.task.episode_length + cfg.grad.curriculum_increment * (
-            iteration // cfg.grad.curriculum_every
-        )
+        """T at `iteration`: the configured length, or the optimiser's curriculum from it (BLUR with gradients,
+        blur.md §6: 10, then +5 every N)."""
+        return self.optimizer.episode_length(self.config.task.episode_length, iteration)
 
     def samplers(self, iteration: int) -> tuple[EpisodeSampler, ...]:
         """One sampler per population slice for the episode length at `iteration` (each length compiles once)."""
@@ -362,33 +230,27 @@ class MetaTrainer:
             )
         return self._samplers[length]
 
+    def problem(self, iteration: int) -> EpisodeProblem:
+        """What iteration `iteration` meta-trains on: the population's slices at that iteration's length."""
+        return EpisodeProblem(
+            self.learner,
+            self.objective,
+            self.samplers(iteration),
+            self.slice_shares,
+            self.train_sources,
+            self.transform_keys,
+        )
+
     def step(self) -> IterationResult:
-        cfg = self.config
         start = time.perf_counter()
-        key = self.iteration_key(self.iteration)
-        samplers = self.samplers(self.iteration)
-        grad_norm = best = None
-        if self.uses_es:
-            self.meta, self.opt_state, loss, nonfinite = es_iteration(
-                self.learner, self.objective, self.slice_counts, cfg.es.sigma, samplers,
-                self.optimizer, self.meta, self.opt_state, self.train_sources, key, self.transform_keys,
-                self.noise_scale, cfg.es.members_at_once,
-            )  # fmt: skip
-        elif self.uses_cmaes:
-            self.opt_state, loss, best, nonfinite = cmaes_iteration(
-                self.learner, self.objective, cfg.cmaes, self.slice_counts, samplers, self.unravel, self.opt_state,
-                self.train_sources, key, self.transform_keys,
-            )  # fmt: skip
-            self.meta = self.unravel(self.opt_state.mean)  # evaluated and checkpointed: the search's centre
-            best = float(best)
-        else:
-            self.meta, self.opt_state, loss, grad_norm, nonfinite = grad_iteration(
-                self.learner, self.objective, self.slice_counts, samplers, cfg.grad.remat,
-                self.optimizer, self.meta, self.opt_state, self.train_sources, key, self.transform_keys,
-                cfg.grad.episodes_at_once,
-            )  # fmt: skip
-            grad_norm = float(grad_norm)
-        result = IterationResult(float(loss), int(nonfinite), time.perf_counter() - start, grad_norm, best)
+        self.state, info = meta_step(
+            self.optimizer, self.state, self.iteration_key(self.iteration), self.problem(self.iteration)
+        )
+        info = jax.device_get(info)
+        extra = {k: float(v) for k, v in info.items() if k not in ("loss", "num_nonfinite")}
+        result = IterationResult(
+            float(info["loss"]), int(info["num_nonfinite"]), time.perf_counter() - start, extra
+        )
         self.iteration += 1
         self.total_nonfinite += result.num_nonfinite
         return result
@@ -418,14 +280,7 @@ class MetaTrainer:
         return metrics
 
     def _nonfinite_message(self, count: int) -> str:
-        if self.uses_es:
-            return (
-                f"iteration {self.iteration}: {count} of {self.config.es.num_pairs} pairs had a non-finite loss "
-                "and were left out of the update"
-            )
-        if self.uses_cmaes:
-            return f"iteration {self.iteration}: {count} candidates had a non-finite fitness (ranked last)"
-        return f"iteration {self.iteration}: non-finite meta-loss or gradient; update skipped"
+        return f"iteration {self.iteration}: {self.optimizer.describe_nonfinite(count)}"
 
     def run(self, iterations: int | None = None, progress: bool = True) -> dict[str, Any]:
         """Meta-train until `train.iterations` (or `iterations` more steps, to simulate an interruption)."""
@@ -452,11 +307,8 @@ class MetaTrainer:
                     "num_nonfinite": result.num_nonfinite,
                     "seconds": round(result.seconds, 4),
                 }
-                if result.grad_norm is not None:
-                    record["grad_norm"] = result.grad_norm
-                if result.best_loss is not None:
-                    record["best_loss"] = result.best_loss
-                if cfg.meta_optimizer == "grad" and cfg.grad.curriculum_increment:
+                record.update(result.extra)
+                if self.optimizer.has_curriculum:
                     record["episode_length"] = self.episode_length(self.iteration - 1)
                 if result.num_nonfinite and is_main_process():
                     tqdm.write(self._nonfinite_message(result.num_nonfinite))
@@ -568,4 +420,4 @@ def meta_train(
     return trainer.meta
 
 
-__all__ = ["MetaTrainer", "RunExistsError", "es_iteration", "meta_train", "read_metrics"]
+__all__ = ["MetaTrainer", "RunExistsError", "meta_optimizer_of", "meta_train", "read_metrics"]
