@@ -56,7 +56,7 @@ from vsml.run.experiment import (
 from vsml.run.trainer import es_iteration, es_update_step, population_losses
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "fig6_mnist_rand_proj.yaml"
+CONFIG = ROOT / "src" / "vsml" / "configs" / "fig6_mnist_rand_proj.yaml"
 FALLBACK_DATASET = "digits"
 LOSS_TOLERANCE = 1e-3  # relative: the pieces and the fused program differ only in how XLA fuses them
 
