@@ -5,11 +5,13 @@
     R/ckpt_<step>.npz|json checkpoints (`vsml.run.checkpoint`), R/latest.json
     R/.lock                the advisory lock of the process that writes the folder
 
-One folder, one writer: `lock_run_folder` takes an exclusive `fcntl.flock` on R/.lock (process 0 of a
-multi-process run takes it). The operating system drops it when its holder exits, however it exits (kill -9
-included), so a dead run never leaves the folder locked; a second writer is refused with a message naming the
-folder and the holder's pid. Under the lock a run clears the temporary files that interrupted atomic writes of
-its own files left behind (`clear_stale_temporaries`).
+One folder, one writing process: `lock_run_folder` takes an exclusive `fcntl.flock` on R/.lock (process 0 of
+a multi-process run takes it). The operating system drops it when its holder exits, however it exits (kill -9
+included), so a dead run never leaves the folder locked; another process is refused with a message naming the
+folder and the holder's pid. Within one process the newest trainer of a folder takes the lock over from an
+older one (a resumed trainer replacing an interrupted one, as the tests and `vsml reproduce` do). Under the
+lock a run clears the temporary files that interrupted atomic writes of its own files left behind
+(`clear_stale_temporaries`).
 
 A resumed run must be the same experiment as the one the folder holds: the experiment recorded in the newest
 checkpoint is the authority (config.yaml is a copy a person may have edited); only `RESUMABLE_CHANGES` and the
@@ -25,6 +27,8 @@ import math
 import os
 import re
 import socket
+import threading
+import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
@@ -61,8 +65,9 @@ class RunFolderBusyError(OSError):
 
 
 class RunFolderLock:
-    """An exclusive advisory lock on a run folder, held until `release()` (or the end of a `with` block, or the
-    process). The lock file stays in the folder: deleting it would let two processes lock two different files."""
+    """An exclusive advisory lock on a run folder, held until `release()` (or the end of a `with` block, the
+    object's garbage collection, or the process). The lock file stays in the folder: deleting it would let two
+    processes lock two different files."""
 
     def __init__(self, run_dir: Path, file: IO[str]) -> None:
         self.run_dir = run_dir
@@ -93,6 +98,11 @@ class RunFolderLock:
             self.release()
 
 
+# This process's locks by folder (weak: a lock nobody holds any more is collected, which unlocks it).
+_HELD: weakref.WeakValueDictionary[Path, RunFolderLock] = weakref.WeakValueDictionary()
+_HELD_GUARD = threading.Lock()
+
+
 def _holder(lock_path: Path) -> str:
     """Who holds the lock, as its holder wrote it ("pid 123 on host h"), for the refusal message."""
     try:
@@ -101,18 +111,31 @@ def _holder(lock_path: Path) -> str:
         words = []
     if not words or not words[0].isdigit():
         return "a process whose pid is not recorded yet"
-    pid, host = int(words[0]), (words[1] if len(words) > 1 else "?")
-    this = " (this process)" if pid == os.getpid() and host == socket.gethostname() else ""
-    return f"pid {pid}{this} on host {host}"
+    return f"pid {words[0]} on host {words[1] if len(words) > 1 else '?'}"
 
 
 def lock_run_folder(run_dir: str | os.PathLike) -> RunFolderLock:
     """Create `run_dir` if needed and lock it for this process (`RunFolderLock`; usable in a `with` block).
 
-    Raises `RunFolderBusyError` naming the folder and the holder's pid if another process (or another live
-    trainer of this one) holds it. The lock is released when its holder exits, also when it is killed."""
+    Raises `RunFolderBusyError` naming the folder and the holder's pid if another process holds it; a lock of
+    this process on the folder is handed over to the new holder. The lock is released when its holder exits,
+    also when it is killed."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    key = run_dir.resolve()
+    with _HELD_GUARD:
+        previous = _HELD.get(key)
+        if previous is not None and previous._file is not None:
+            lock = RunFolderLock(run_dir, previous._file)
+            previous._file = None  # handed over: releasing the old object no longer unlocks the folder
+            _HELD[key] = lock
+            return lock
+        lock = _lock_new(run_dir)
+        _HELD[key] = lock
+        return lock
+
+
+def _lock_new(run_dir: Path) -> RunFolderLock:
     lock_path = run_dir / LOCK_FILE
     file = open(lock_path, "a+", encoding="utf-8")  # noqa: SIM115 (held open for as long as the lock is)
     try:
