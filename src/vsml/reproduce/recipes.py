@@ -257,7 +257,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "fig8_baselines": Experiment(
         "VSML paper Fig. 8 (Sec. 4.4): does a meta-learner generalise beyond its meta-training set? The Fig. 6 "
         "VSML run and the meta-learned baselines (Meta-RNN, Hebbian FW, FWMemory, FWP; by gradients through "
-        "the unroll, configs/baselines/), all meta-trained on MNIST, and tuned online SGD/Adam, on MNIST, "
+        "the unroll, vsml/configs/baselines/), all meta-trained on MNIST, and tuned online SGD/Adam, on MNIST, "
         "Fashion-MNIST, Random, Sum Sign and digits, then on MNIST/Fashion-MNIST under a new random "
         "projection (reports/fig8_cpu_small/ holds the cpu-small result).",
         (DEMO_FOR_WARM_START, FIG6, *BASELINES),
