@@ -156,3 +156,11 @@ def test_huge_integers_are_config_errors_before_anything_is_written(override, tm
     key = override.split("=")[0]
     assert f"config key '{key}'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_corrupt_newest_manifest_is_named_and_the_one_before_offered(tmp_path):
+    config = experiment_from_dict(tiny(train={"iterations": 2, "checkpoint_every": 1}))
+    MetaTrainer(config, tmp_path).run(progress=False)
+    (tmp_path / "ckpt_00000002.json").write_text('{"format": "vsml-chec')  # cut off by a crash or an editor
+    with pytest.raises(ValueError, match=r"corrupt checkpoint manifest .*ckpt_00000002\.json.*iteration 1.*move"):
+        MetaTrainer(config, tmp_path, resume=True)

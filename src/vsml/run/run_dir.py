@@ -35,7 +35,7 @@ from typing import IO, Any
 
 from vsml.atomic import stale_temporary_files, write_text_atomically
 from vsml.config import config_to_dict, read_yaml_mapping
-from vsml.run.checkpoint import checkpoint_metadata, latest_checkpoint
+from vsml.run.checkpoint import CheckpointError, checkpoint_metadata, checkpoint_paths, committed_steps
 from vsml.run.experiment import ExperimentConfig, experiment_from_dict
 
 CONFIG_FILE = "config.yaml"
@@ -186,13 +186,20 @@ def _comparable(data: dict[str, Any], ignore: tuple[str, ...]) -> dict[str, Any]
 
 def recorded_experiment(run_dir: str | os.PathLike) -> tuple[str, dict[str, Any]] | None:
     """`(where, experiment)`: the experiment recorded in the newest checkpoint of `run_dir` (the authority on
-    what the run is), else its config.yaml, else None. `where` describes the source for messages."""
+    what the run is), else its config.yaml, else None. `where` describes the source for messages.
+
+    A newest manifest that cannot be read is passed over for the one before (restoring it fails anyway, with
+    its own message saying how to resume from the one before)."""
     run_dir = Path(run_dir)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None:
-        experiment = checkpoint_metadata(checkpoint).get("experiment")
+    for step in reversed(committed_steps(run_dir)):
+        checkpoint = checkpoint_paths(run_dir, step)[1]
+        try:
+            experiment = checkpoint_metadata(checkpoint).get("experiment")
+        except CheckpointError:
+            continue
         if isinstance(experiment, dict):
-            return f"the experiment recorded in its checkpoints (newest: {checkpoint.name})", experiment
+            return f"the experiment recorded in its checkpoints ({checkpoint.name})", experiment
+        break  # a checkpoint without a record (not written by the trainer): config.yaml is all there is
     saved_path = run_dir / CONFIG_FILE
     if saved_path.exists():
         return str(saved_path), read_yaml_mapping(saved_path)
