@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from vsml.atomic import stale_temporary_files, write_text_atomically
 from vsml.config import config_to_dict, read_yaml_mapping
+from vsml.meta.parallel import is_main_process, same_on_every_process
 from vsml.run.checkpoint import CheckpointError, checkpoint_metadata, checkpoint_paths, committed_steps
 from vsml.run.experiment import ExperimentConfig, experiment_from_dict
 
@@ -155,6 +156,24 @@ def _lock_new(run_dir: Path) -> RunFolderLock:
     file.write(f"{os.getpid()} {socket.gethostname()}\n")
     file.flush()
     return RunFolderLock(run_dir, file)
+
+
+def claim_run_folder(run_dir: str | os.PathLike) -> RunFolderLock | None:
+    """The run folder's lock on process 0 (None on the others); when process 0 cannot take it, its error there
+    and a `RunFolderBusyError` on the others, so that no process waits for the others in vain."""
+    lock, busy = None, None
+    if is_main_process():
+        try:
+            lock = lock_run_folder(run_dir)
+        except OSError as error:  # busy, or the folder cannot be made: the others must not wait either
+            busy = error
+    try:
+        same_on_every_process(int(busy is None), "whether process 0 could lock the run folder")
+    except ValueError:
+        busy = busy or RunFolderBusyError(f"process 0 could not lock the run folder {run_dir}; see its message")
+    if busy is not None:
+        raise busy
+    return lock
 
 
 def clear_stale_temporaries(run_dir: str | os.PathLike, lock: RunFolderLock) -> list[Path]:
@@ -290,6 +309,7 @@ __all__ = [
     "RunFolderBusyError",
     "RunFolderLock",
     "check_same_experiment",
+    "claim_run_folder",
     "clear_stale_temporaries",
     "differences_from_saved_config",
     "differing_keys",

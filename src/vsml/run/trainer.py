@@ -60,11 +60,9 @@ from vsml.run.experiment import (
 from vsml.run.run_dir import (
     CONFIG_FILE,
     METRICS_FILE,
-    RunFolderBusyError,
-    RunFolderLock,
     check_same_experiment,
+    claim_run_folder,
     clear_stale_temporaries,
-    lock_run_folder,
     read_metrics,
     truncate_metrics,
 )
@@ -268,46 +266,31 @@ class MetaTrainer:
     # ----- run folder ------------------------------------------------------------------------------------------
 
     def _prepare_run_dir(self, resume: bool) -> None:
-        # One writer per folder: process 0 locks it (run/run_dir.py) before reading it, for the trainer's life.
-        self.run_lock: RunFolderLock | None = None
-        busy = None
-        if is_main_process():
-            try:
-                self.run_lock = lock_run_folder(self.run_dir)
-            except OSError as error:
-                busy = error
+        # One writer per folder: process 0 locks it before reading it, for the trainer's life (run/run_dir.py).
+        self.run_lock = claim_run_folder(self.run_dir)
         try:
-            # All processes raise together (a process that alone failed would leave the others waiting).
-            same_on_every_process(int(busy is None), "whether process 0 could lock the run folder")
-        except ValueError:
-            busy = busy or RunFolderBusyError(f"process 0 could not lock the run folder {self.run_dir}")
-        if busy is not None:
-            raise busy
-        try:
-            self._open_run_dir(resume)
+            checkpoint = latest_checkpoint(self.run_dir)
+            # All processes raise together (a process that alone saw a run would leave the others waiting).
+            same_on_every_process(int(checkpoint is not None), "whether --out holds a checkpoint")
+            if checkpoint is not None and not resume:
+                raise RunExistsError(
+                    f"{self.run_dir} already holds a run (checkpoint {checkpoint.name}); pass --resume to "
+                    "continue it, or choose another --out directory"
+                )
+            if self.run_lock is not None:  # under the lock: no live writer's temporary file is taken
+                clear_stale_temporaries(self.run_dir, self.run_lock)
+            if checkpoint is not None:
+                self._check_same_experiment()
+                self._restore(checkpoint)
+            elif is_main_process():
+                # A run interrupted before its first checkpoint starts afresh: its log must not read twice.
+                (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+            if is_main_process():
+                dump_config(self.config, self.run_dir / CONFIG_FILE)
         except BaseException:
             if self.run_lock is not None:
                 self.run_lock.release()
             raise
-
-    def _open_run_dir(self, resume: bool) -> None:
-        checkpoint = latest_checkpoint(self.run_dir)
-        same_on_every_process(int(checkpoint is not None), "whether --out holds a checkpoint")
-        if checkpoint is not None and not resume:
-            raise RunExistsError(
-                f"{self.run_dir} already holds a run (checkpoint {checkpoint.name}); pass --resume to continue "
-                "it, or choose another --out directory"
-            )
-        if self.run_lock is not None:  # under the lock: no live writer's temporary file is taken
-            clear_stale_temporaries(self.run_dir, self.run_lock)
-        if checkpoint is not None:
-            self._check_same_experiment()
-            self._restore(checkpoint)
-        elif is_main_process():
-            # A run interrupted before its first checkpoint starts afresh: its log must not read twice.
-            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
-        if is_main_process():
-            dump_config(self.config, self.run_dir / CONFIG_FILE)
 
     def _check_same_experiment(self) -> None:
         """A resumed run must be the experiment its newest checkpoint records (config.yaml may have been
