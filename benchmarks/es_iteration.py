@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 from timing import at_once_label, best_time, best_times, machine_fields
 
+from vsml.config import resolve_config_path
 from vsml.learners import build_learner
 from vsml.learners.base import resolve_at_once
 from vsml.meta.es import make_es_optimizer, sample_antithetic_noise
@@ -142,8 +143,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     at_once = args.members_at_once
-    if not args.config.is_file():
-        parser.error(f"--config {args.config}: no such file")
+    try:
+        resolve_config_path(args.config)  # a YAML file or a shipped config's name (configs/deep.yaml works too)
+    except FileNotFoundError as error:
+        parser.error(f"--config {args.config}: {error}")
     compare = [c for c in dict.fromkeys(args.compare) if c != at_once]  # the main setting is timed anyway
 
     overrides = [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}", *args.set]
