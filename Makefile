@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	rm -rf $(DEMO_DIR)
-	$(BIN)/vsml meta-train configs/demo_digits.yaml --out $(DEMO_DIR)
+	$(BIN)/vsml meta-train demo_digits --out $(DEMO_DIR)
 	$(BIN)/vsml evaluate $(DEMO_DIR)
 
 test: $(STAMP)

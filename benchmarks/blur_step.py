@@ -34,7 +34,7 @@ from vsml.learners.blur import reference as ref
 from vsml.learners.blur.learner import BLUR, BLURGenome, BLURState, backprop_blur, random_genome
 from vsml.run.experiment import load_experiment
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "blur" / "mnist_cmaes.yaml"
+CONFIG = Path(__file__).resolve().parents[1] / "src" / "vsml" / "configs" / "blur" / "mnist_cmaes.yaml"
 LEARNING_RATE = 0.01
 CHECK_SIZES = (6, 8, 3)  # inputs, hidden, classes of the correctness checks
 CHECK_BATCH = 5

@@ -144,8 +144,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.set and args.config is None:
         parser.error("--set changes a --config; the built-in config takes only --pairs and --length")
-    if args.config is not None and not args.config.is_file():
-        parser.error(f"--config {args.config}: no such file")
+    from vsml.config import resolve_config_path  # no JAX: the device count is not fixed yet
+
+    try:  # a YAML file or a shipped config's name (configs/deep.yaml works too)
+        if args.config is not None:
+            resolve_config_path(args.config)
+    except FileNotFoundError as error:
+        parser.error(f"--config {args.config}: {error}")
     if args.measure:
         measure(args)
         return

@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 from timing import at_once_label, best_time, best_times, machine_fields
 
+from vsml.config import resolve_config_path
 from vsml.learners import build_learner
 from vsml.learners.base import resolve_at_once
 from vsml.meta.es import (
@@ -65,7 +66,7 @@ from vsml.run.experiment import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "fig6_mnist_rand_proj.yaml"
+CONFIG = ROOT / "src" / "vsml" / "configs" / "fig6_mnist_rand_proj.yaml"
 FALLBACK_DATASET = "digits"
 LOSS_TOLERANCE = 1e-3  # relative: the pieces and the fused program differ only in how XLA fuses them
 
@@ -151,8 +152,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     at_once = args.members_at_once
-    if not args.config.is_file():
-        parser.error(f"--config {args.config}: no such file")
+    try:
+        resolve_config_path(args.config)  # a YAML file or a shipped config's name (configs/deep.yaml works too)
+    except FileNotFoundError as error:
+        parser.error(f"--config {args.config}: {error}")
     compare = [c for c in dict.fromkeys(args.compare) if c != at_once]  # the main setting is timed anyway
 
     overrides = [f"es.num_pairs={args.pairs}", f"task.episode_length={args.length}", *args.set]

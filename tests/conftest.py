@@ -23,15 +23,20 @@ def pytest_configure(config: pytest.Config) -> None:
     not begun) and inherited by the CLI and benchmark subprocesses. Not for the slow reproduction runs (`-m slow`),
     whose thresholds were measured at XLA's default, nor when $XLA_FLAGS names a level; users' runs keep the
     default."""
+    if DATASETS_DIR.is_dir():  # the data folder for the library and CLI subprocesses (DATASETS_DIR below)
+        os.environ.setdefault("VSML_DATA", str(DATASETS_DIR))
     flags, marks = os.environ.get("XLA_FLAGS", ""), config.getoption("markexpr", "")
     if "xla_backend_optimization_level" in flags or ("slow" in marks and "not slow" not in marks):
         return
     os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
 
 
-SHARED_DIR = Path(__file__).resolve().parents[2] / "shared"
-VECTORS_DIR = SHARED_DIR / "spec" / "vectors"
-DATASETS_DIR = SHARED_DIR / "datasets"
+# The golden vectors of the authors' code live in the repository (a copy of ../shared/spec/vectors).
+VECTORS_DIR = Path(__file__).resolve().parent / "data" / "vectors"
+# Real datasets: $VSML_DATA, else the workspace's ../shared/datasets next to the checkout. The suite exports it
+# (pytest_configure) so that the library and the CLI subprocesses find the data without guessing where the
+# source tree is.
+DATASETS_DIR = Path(os.environ.get("VSML_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets")
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,15 @@
-"""Write-then-rename file output: a crash never leaves a half-written file under the final name."""
+"""Write-then-rename file output: a crash never leaves a half-written file under the final name.
+
+The temporary file is `.<name>.<8 random characters>.tmp` beside the target (`tempfile.mkstemp`). A process
+killed mid-write leaves it behind; `stale_temporary_files` finds such leftovers of chosen targets, for a
+caller that knows no other process is writing there (a run folder under its lock, `vsml.run.run_dir`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable
@@ -40,12 +46,50 @@ def _file_mode(path: Path) -> int:
         return _NEW_FILE_MODE
 
 
+_TEMP_SUFFIX = ".tmp"
+# mkstemp's names: prefix + 8 characters of [a-z0-9_] + suffix (CPython's tempfile._RandomNameSequence).
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}" + re.escape(_TEMP_SUFFIX) + "$")
+
+
+def _temporary_target(name: str) -> str | None:
+    """The file name a temporary file of `write_atomically` was to become, or None if `name` is not one."""
+    match = _TEMP_NAME.match(name)
+    return match.group("target") if match else None
+
+
+def stale_temporary_files(directory: str | os.PathLike, targets: Callable[[str], bool]) -> list[Path]:
+    """The temporary files in `directory` (not below) that `write_atomically` left when its process was killed
+    mid-write, for target names where `targets(name)` is true; sorted. Only safe to delete while no other
+    process writes those targets (the caller's lock)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in directory.iterdir():
+        target = _temporary_target(entry.name)
+        if target is not None and targets(target) and entry.is_file() and not entry.is_symlink():
+            found.append(entry)
+    return sorted(found)
+
+
+def _naming_the_file(error: OSError, path: Path) -> OSError:
+    """`error` with `path` as its filename when it has none (a full disk raises `[Errno 28] No space left on
+    device` from write/fsync, naming no file): same type and errno, so callers can still tell them apart."""
+    if error.filename is not None or error.errno is None:
+        return error
+    try:
+        return type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
+    except TypeError:  # a subclass with a constructor of its own: keep it as it is
+        return error
+
+
 def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> Path:
     """Call `write(file)` on a temporary file in `path`'s directory (same filesystem, so `os.replace` is an
-    atomic rename), fsync it, then move it into place. The temporary file is removed on any failure."""
+    atomic rename), fsync it, then move it into place. The temporary file is removed on any failure; an
+    `OSError` that names no file (a full disk) is re-raised naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -54,9 +98,13 @@ def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object
         with contextlib.suppress(OSError):  # filesystems without POSIX modes (vfat, some CIFS/FUSE mounts)
             os.chmod(tmp_name, _file_mode(path))
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             os.unlink(tmp_name)
+        if isinstance(error, OSError):
+            named = _naming_the_file(error, path)
+            if named is not error:
+                raise named from error
         raise
     _fsync_directory(path.parent)
     return path

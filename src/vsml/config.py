@@ -9,7 +9,14 @@ them and the nested mappings YAML gives, generically, from the field annotations
 - `tuple[int, ...]`, `tuple[int, str]`, `list[X]`, `X | None`, `Optional[X]`, `Literal[...]` and `Path` are
   understood; a field typed `dict` / `dict[str, Any]` / `Any` is taken as is;
 - an unknown key is an error naming its full dotted path and the valid keys; a bad value is an error naming
-  the key, the expected type and the value.
+  the key, the expected type and the value;
+- every integer, also inside a free-form `dict` field (e.g. `learner`), must fit in a signed 32-bit int
+  (`check_int32`): JAX holds integers as int32 (x64 off, its default), so a larger count or length overflows
+  where it reaches JAX (a raw `OverflowError` after the run folder was written) and a larger seed aliases
+  another one (`PRNGKey` keeps its low 32 bits). Checked while the config is read, before anything is written.
+
+Shipped configs (`src/vsml/configs/`, package data) are found by name through `importlib.resources`:
+`resolve_config_path("demo_digits")` (`shipped_config_names()` lists them), so they work outside a checkout.
 
 YAML files are read as `yaml.safe_load` reads them, except that a key given twice in one mapping is an error
 (PyYAML would keep the last silently). PyYAML follows YAML 1.1, where `1e-3` (no dot) is a *string*; a float
@@ -22,6 +29,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import importlib.resources
 import os
 import re
 import types
@@ -41,6 +49,40 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 class ConfigError(ValueError):
     """A config that does not fit its dataclass: unknown key, wrong type, missing or malformed value."""
+
+
+# The integers JAX holds by default (int32, x64 off): counts, lengths and seeds of a config must fit.
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def check_int32(value: int, what: str) -> int:
+    """`value` if it fits in a signed 32-bit int, else a `ConfigError` (a ValueError) naming `what` (a config
+    key such as 'es.num_pairs', or an argument such as 'evaluate_online(length=...)').
+
+    JAX computes with int32 (x64 off): a larger count or length raises a bare `OverflowError` deep inside a
+    jitted function, and a larger seed silently aliases another. Call it where user integers enter, before
+    anything is written or compiled."""
+    if INT32_MIN <= value <= INT32_MAX:
+        return value
+    raise ConfigError(
+        f"{what}: {_short_repr(value, 30)} is outside the 32-bit integers JAX computes with ({INT32_MIN} to "
+        f"{INT32_MAX}); use a smaller value"
+    )
+
+
+def _check_nested_ints(value: Any, key: str) -> None:
+    """The int32 check of `check_int32` on every integer inside a free-form mapping or list (its consumer
+    validates the rest)."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        check_int32(value, f"config key '{key}'")
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            _check_nested_ints(v, _join(key, k))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_nested_ints(item, f"{key}[{i}]")
 
 
 # -------------------------------------------------------------------------------------------- dict -> config
@@ -123,6 +165,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
             raise _bad_value(key, tp, value)
         if len(args) == 2 and args[1] is not Any:
             return {k: _convert(args[1], v, _join(key, k)) for k, v in value.items()}
+        _check_nested_ints(value, key)
         return dict(value)  # taken as is: its consumer (e.g. a learner registry) validates it
     if tp is bool:
         if isinstance(value, bool):
@@ -130,7 +173,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         raise _bad_value(key, tp, value)
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
-            return value
+            return check_int32(value, f"config key '{key}'")
         raise _bad_value(key, tp, value)
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -325,11 +368,56 @@ def read_yaml_mapping(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+# ------------------------------------------------------------------------------------------- shipped configs
+
+_SHIPPED_PREFIX = "configs/"  # how the configs were named in a checkout before they became package data
+
+
+def shipped_configs_dir() -> Path:
+    """The folder of the configs that ship with the package (`vsml/configs/`, found by importlib.resources)."""
+    return Path(str(importlib.resources.files("vsml") / "configs"))
+
+
+def shipped_config_names() -> list[str]:
+    """The shipped configs by the name `resolve_config_path` knows them: their path under `vsml/configs/`
+    without `.yaml` (`demo_digits`, `fig8/all`, `cloning/backprop`), sorted."""
+    root = shipped_configs_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | os.PathLike) -> Path:
+    """The YAML file a command was given: an existing file as it is, else a shipped config by name
+    (`demo_digits`, `demo_digits.yaml`, `fig8/all`; the old checkout path `configs/demo_digits.yaml` too).
+
+    A file in the current directory wins over a shipped config of the same name. Raises `FileNotFoundError`
+    naming the shipped configs when it is neither."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    name = path.as_posix()
+    if not path.is_absolute():
+        name = name.removeprefix(_SHIPPED_PREFIX).removesuffix(".yaml")
+        shipped = shipped_configs_dir() / f"{name}.yaml"
+        if name and ".." not in Path(name).parts and shipped.is_file():
+            return shipped
+    names = shipped_config_names()
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise FileNotFoundError(
+        f"config file not found: {path}; not a shipped config either{hint}. Pass a YAML file or the name of a "
+        f"shipped config: {', '.join(names) or 'none found in this installation'}"
+    )
+
+
 def load_config(cls: type[T], path: str | os.PathLike, overrides: Iterable[str] = ()) -> T:
-    """Read the YAML file `path`, apply `a.b.c=value` overrides and build the dataclass `cls`.
+    """Read the YAML file `path` (or the shipped config of that name: `resolve_config_path`), apply
+    `a.b.c=value` overrides and build the dataclass `cls`.
 
     Raises `FileNotFoundError` for a missing file and `ConfigError` (a `ValueError`) for everything else.
     """
+    path = resolve_config_path(path)
     data = apply_overrides(read_yaml_mapping(path), overrides)
     try:
         return config_from_dict(cls, data)

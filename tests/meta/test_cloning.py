@@ -4,7 +4,6 @@ time and run free, cloning by gradients lowers the loss, and the command writes 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 
 from vsml.cli.main import main
-from vsml.config import load_config
+from vsml.config import load_config, shipped_configs_dir
 from vsml.evaluation.clone import (
     clone_online,
     encode_network,
@@ -27,7 +26,7 @@ from vsml.meta import cloning
 from vsml.meta.cloning import CloneConfig, CloneTeacher, CloneTrainConfig, TupleDistribution
 from vsml.run.checkpoint import latest_checkpoint, load_checkpoint
 
-CLONE_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs" / "cloning").glob("*.yaml"))
+CLONE_CONFIGS = sorted((shipped_configs_dir() / "cloning").glob("*.yaml"))
 
 
 def test_teacher_is_backprop_of_the_mean_aggregated_network(key):

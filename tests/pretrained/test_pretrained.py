@@ -14,7 +14,7 @@ import pytest
 from vsml import list_pretrained, load_pretrained
 from vsml.cli.main import main
 from vsml.config import config_to_dict
-from vsml.pretrained.load import PRETRAINED_DIR, PretrainedError, describe_pretrained
+from vsml.pretrained.load import PRETRAINED_DIR, PretrainedError, describe_pretrained, leaf_key
 from vsml.run.checkpoint import save_checkpoint
 from vsml.run.experiment import ExperimentConfig, TaskConfig, TrainConfig
 
@@ -61,6 +61,58 @@ def test_shipped_la_reproduces_its_reference_evaluation(name):
     # predictions out of episodes × length), not a different learner.
     assert again[key] == pytest.approx(stored[key], abs=0.02)
     assert again[key] > 0.3  # chance is 0.1: the LA learns digits it never saw in meta-training
+
+
+# The shipped LAs as they were before the redesign of issue 23: the files, and what loading makes of them.
+SHIPPED_NPZ_SHA256 = {
+    "blur_mnist": "ef0d85406f5d60011843aa7f1021e4bb7527116f0420df579d64cae249d83d84",
+    "vsml_mnist": "455590f2ba356315045708c8f976a74ef4baf810c2466e392f4c985909712369",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_NPZ_SHA256))
+def test_shipped_la_loads_unchanged(name):
+    import hashlib
+
+    npz_path = PRETRAINED_DIR / f"{name}.npz"
+    assert hashlib.sha256(npz_path.read_bytes()).hexdigest() == SHIPPED_NPZ_SHA256[name]
+    la = load_pretrained(name)
+    with np.load(npz_path, allow_pickle=False) as stored:
+        loaded = dict(zip(stored.files, [None] * len(stored.files), strict=True))
+        for path, leaf in jax.tree_util.tree_flatten_with_path(la.meta)[0]:
+            key = leaf_key(path)
+            np.testing.assert_array_equal(np.asarray(leaf), stored[key])
+            loaded[key] = leaf
+    assert all(leaf is not None for leaf in loaded.values())  # every stored array became a leaf
+
+
+def test_a_pickled_npz_is_an_error_naming_the_file(tmp_path):
+    metadata = _copy_la(tmp_path)
+    with np.load(tmp_path / "la.npz") as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    first = sorted(arrays)[0]
+    arrays[first] = np.array([{"not": "numbers"}], dtype=object)  # np.savez pickles object arrays
+    np.savez(tmp_path / "la.npz", **arrays)
+    metadata["meta_parameters"]["npz_sha256"] = None  # as if re-exported: only the content is wrong
+    (tmp_path / "la.json").write_text(json.dumps(metadata))
+    with pytest.raises(PretrainedError, match=rf"{tmp_path / 'la.npz'}: array .* without pickle.*without pickles"):
+        load_pretrained("la", tmp_path)
+    import pickle
+
+    (tmp_path / "la.npz").write_bytes(pickle.dumps(arrays))  # not even a zip: a plain pickle
+    with pytest.raises(PretrainedError, match=rf"{tmp_path / 'la.npz'} is not a readable \.npz.*without pickles"):
+        load_pretrained("la", tmp_path)
+
+
+def test_export_needs_an_explicit_destination(tmp_path):
+    from vsml.pretrained.export import export_destination, export_pretrained
+
+    with pytest.raises(ValueError, match="needs a destination: --out DIR.*--into-package"):
+        export_pretrained(tmp_path / "nowhere", "tiny")  # before the run is even read
+    with pytest.raises(ValueError, match="not both"):
+        export_pretrained(tmp_path / "nowhere", "tiny", out_dir=tmp_path, into_package=True)
+    assert export_destination(tmp_path, False) == tmp_path
+    assert export_destination(None, True) == PRETRAINED_DIR
 
 
 def test_unknown_name_lists_the_available_ones():
@@ -263,7 +315,7 @@ def test_export_refuses_to_overwrite_and_names_a_bad_commands_line(tmp_path):
     run = tmp_path / "second"
     shipped = (PRETRAINED_DIR / "vsml_mnist.json").read_bytes()
     with pytest.raises(FileExistsError, match="'vsml_mnist' already exists.*--force"):
-        export_pretrained(run, "vsml_mnist")  # the default folder: the shipped LAs
+        export_pretrained(run, "vsml_mnist", into_package=True)  # the package's folder: the shipped LAs
     assert (PRETRAINED_DIR / "vsml_mnist.json").read_bytes() == shipped
 
     bad = tmp_path / "bad.jsonl"

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from vsml.config import shipped_configs_dir
 from vsml.evaluation.meta_test import load_trained_run, meta_test
 from vsml.run.experiment import load_experiment
 from vsml.run.trainer import MetaTrainer
 
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+CONFIGS = shipped_configs_dir()
 
 
 @pytest.mark.slow

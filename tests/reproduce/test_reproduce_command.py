@@ -72,7 +72,7 @@ def test_a_run_name_means_the_same_run_in_every_experiment():
 
 def test_fig6_at_cpu_small_scale_is_warm_started_from_the_demo():
     commands = rp.plan("fig6", "cpu-small", runs_dir="r")
-    assert commands[0].startswith("vsml meta-train configs/demo_digits.yaml --out r/cpu-small/demo")
+    assert commands[0].startswith("vsml meta-train demo_digits --out r/cpu-small/demo")
     assert "train.init_from=r/cpu-small/demo" in commands[1]
     assert "init_from" not in " ".join(rp.plan("fig6", "paper"))
     assert "plateau" in rp.EXPERIMENTS["fig6"].description

@@ -288,3 +288,45 @@ def test_written_files_get_the_mode_a_plain_open_would_give(tmp_path: Path):
     (tmp_path / "latest.json").chmod(0o640)
     save_checkpoint(tmp_path, 2, {"meta": {"w": np.zeros(2)}})
     assert (tmp_path / "latest.json").stat().st_mode & 0o777 == 0o640
+
+
+# ----- messages that name the file ---------------------------------------------------------------------------
+
+
+def test_a_corrupt_manifest_is_named_by_checkpoint_metadata(tmp_path: Path):
+    json_path = save_checkpoint(tmp_path, 3, {"meta": jnp.zeros(2)}, {"experiment": {"seed": 1}})
+    assert ckpt.checkpoint_metadata(tmp_path) == {"experiment": {"seed": 1}}
+    json_path.write_text('{"format": "vsml-checkpoint", "vers')  # cut off
+    for where in (tmp_path, json_path, json_path.with_suffix(".npz")):
+        with pytest.raises(CheckpointError, match=f"corrupt checkpoint manifest {json_path}"):
+            ckpt.checkpoint_metadata(where)
+    json_path.write_bytes(b"\xff\xfe not text")
+    with pytest.raises(CheckpointError, match=str(json_path)):
+        ckpt.checkpoint_metadata(json_path)
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import errno
+
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")  # as write/fsync raise it: no file named
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OSError, match=r"\[Errno 28\] No space left on device: .*ckpt_00000001\.npz") as info:
+        save_checkpoint(tmp_path, 1, {"meta": jnp.zeros(2)})
+    assert info.value.errno == errno.ENOSPC and info.value.filename.endswith("ckpt_00000001.npz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_stale_temporaries_are_recognised_by_their_target(tmp_path: Path):
+    import tempfile
+
+    from vsml.atomic import stale_temporary_files
+
+    real = Path(tempfile.mkstemp(dir=tmp_path, prefix=".ckpt_00000002.npz.", suffix=".tmp")[1])
+    other = Path(tempfile.mkstemp(dir=tmp_path, prefix=".evaluation.json.", suffix=".tmp")[1])
+    for name in ("ckpt_00000002.npz", "notes.tmp", ".ckpt_00000002.npz.tmp", ".config.yaml.ab.tmp"):
+        (tmp_path / name).write_text("")
+    assert stale_temporary_files(tmp_path, lambda name: name.startswith("ckpt_")) == [real]
+    assert stale_temporary_files(tmp_path, lambda name: True) == sorted([real, other])
+    assert stale_temporary_files(tmp_path / "missing", lambda name: True) == []

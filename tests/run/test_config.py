@@ -253,3 +253,57 @@ def test_a_key_given_twice_is_an_error_not_the_last_one_winning(tmp_path: Path):
     # A merge key's values may be overridden by the mapping's own keys (YAML's merge, not a repeat).
     path.write_text("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\n")
     assert read_yaml_mapping(path)["other"] == {"x": 1, "y": 3}
+
+
+# ----- integers beyond what JAX computes with ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("es.num_pairs=99999999999999999999", "es.num_pairs"),
+        ("seed=100000000000000000000", "seed"),
+        ("task.episode_length=10000000000000", "task.episode_length"),
+        ("eval.seed=-2147483649", "eval.seed"),
+        ("learner.hidden_sizes=[8, 10000000000000]", r"learner.hidden_sizes\[1\]"),  # a free-form mapping
+    ],
+)
+def test_integers_beyond_int32_are_config_errors_naming_the_key(override, key):
+    from vsml.run.experiment import load_experiment
+
+    with pytest.raises(ConfigError, match=rf"'{key}'.*outside the 32-bit integers"):
+        load_experiment("demo_digits", [override])
+
+
+def test_int32_bounds_are_inclusive():
+    from vsml.config import INT32_MAX, INT32_MIN, check_int32
+
+    assert config_from_dict(Experiment, {"seed": INT32_MAX}).seed == INT32_MAX
+    assert config_from_dict(Experiment, {"seed": INT32_MIN}).seed == INT32_MIN
+    with pytest.raises(ConfigError, match="'seed'"):
+        config_from_dict(Experiment, {"seed": INT32_MAX + 1})
+    assert check_int32(10**6, "length") == 10**6
+    with pytest.raises(ValueError, match=r"evaluate_online\(length=...\): 1000000000000 is outside"):
+        check_int32(10**12, "evaluate_online(length=...)")
+
+
+# ----- shipped configs ---------------------------------------------------------------------------------------
+
+
+def test_shipped_configs_are_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    from vsml.config import resolve_config_path, shipped_config_names, shipped_configs_dir
+    from vsml.run.experiment import load_experiment
+
+    monkeypatch.chdir(tmp_path)
+    names = shipped_config_names()
+    assert {"demo_digits", "fig8/all", "cloning/backprop"} <= set(names)
+    demo = shipped_configs_dir() / "demo_digits.yaml"
+    for spelling in ("demo_digits", "demo_digits.yaml", "configs/demo_digits.yaml"):
+        assert resolve_config_path(spelling) == demo
+    assert load_experiment("fig8/all").name == load_experiment("configs/fig8/all.yaml").name
+    (tmp_path / "demo_digits").write_text("name: mine\n")  # a file of that name here wins
+    assert load_experiment("demo_digits").name == "mine"
+    with pytest.raises(FileNotFoundError, match="did you mean 'demo_digits'.*fig8/all"):
+        resolve_config_path("demo_digit")
+    with pytest.raises(FileNotFoundError, match="not a shipped config"):
+        resolve_config_path("../demo_digits")

@@ -1,4 +1,5 @@
-"""Every experiment config in configs/ is valid, and so are the reduced-scale overrides its header documents."""
+"""Every shipped experiment config (src/vsml/configs/) is valid, and so are the reduced-scale overrides its header
+documents."""
 
 from __future__ import annotations
 
@@ -8,15 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from vsml.config import shipped_configs_dir
 from vsml.learners import build_learner
 from vsml.meta.population import split_counts
 from vsml.run.experiment import FEW_SHOT_DATASETS, load_experiment, population_slices
 from vsml.tasks import DATASET_NAMES
 
 # configs/cloning/ holds `vsml clone` configs (tests/meta/test_cloning.py), not experiments.
-CONFIGS = sorted(
-    p for p in (Path(__file__).resolve().parents[2] / "configs").rglob("*.yaml") if "cloning" not in p.parts
-)
+CONFIGS = sorted(p for p in shipped_configs_dir().rglob("*.yaml") if "cloning" not in p.parts)
 
 
 def documented_overrides(path: Path) -> list[str]:

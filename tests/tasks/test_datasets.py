@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from tests.conftest import DATASETS_DIR as SHARED_DATA
 from vsml.tasks import datasets
 from vsml.tasks.datasets import (
     DATASET_NAMES,
@@ -21,7 +21,6 @@ from vsml.tasks.datasets import (
 from vsml.tasks.idx import DataError, write_idx
 from vsml.tasks.toy2d import TOY2D_TASKS
 
-SHARED_DATA = Path(os.environ.get("VSML_DATA") or Path(__file__).resolve().parents[3] / "shared" / "datasets")
 MNIST_MU, MNIST_S = 0.13066, 0.30811  # spec §3.3
 
 
@@ -143,7 +142,6 @@ def test_resolve_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for path in (explicit, env, cwd, shared):
         path.mkdir(parents=True)
     monkeypatch.chdir(cwd)
-    monkeypatch.setattr(datasets, "_REPO_ROOT", tmp_path / "elsewhere")
     monkeypatch.setenv("VSML_DATA", str(env))
     assert resolve_data_dir(explicit) == explicit.resolve()
     assert resolve_data_dir(str(explicit)) == explicit.resolve()
@@ -152,38 +150,19 @@ def test_resolve_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_data_dir() == shared.resolve()  # ../shared/datasets from the working directory
 
 
-def test_resolve_falls_back_to_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = tmp_path / "checkout" / "main"
-    (repo).mkdir(parents=True)
-    (repo / "pyproject.toml").write_text("")
-    (tmp_path / "checkout" / "shared" / "datasets").mkdir(parents=True)
-    monkeypatch.chdir(tmp_path)  # nothing at ../shared/datasets from here
-    monkeypatch.delenv("VSML_DATA", raising=False)
-    monkeypatch.setattr(datasets, "_REPO_ROOT", repo)
-    assert resolve_data_dir() == (tmp_path / "checkout" / "shared" / "datasets").resolve()
-
-
-def test_missing_data_dir_names_every_path_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = tmp_path / "a" / "repo"
-    repo.mkdir(parents=True)
-    (repo / "pyproject.toml").write_text("")
-    monkeypatch.chdir(repo)
-    monkeypatch.delenv("VSML_DATA", raising=False)
-    monkeypatch.setattr(datasets, "_REPO_ROOT", repo)
-    with pytest.raises(FileNotFoundError) as info:
-        resolve_data_dir()
-    message = str(info.value)
-    assert str(repo / ".." / "shared" / "datasets") in message  # the cwd candidate
-    assert str(repo.parent / "shared" / "datasets") not in message  # the checkout's: the same folder, once
-    assert "--data-dir" in message and "VSML_DATA" in message
+def test_the_source_tree_is_not_a_data_location(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the package lives plays no part (an installed package behaves as a checkout does): from a folder
+    without ../shared/datasets the data folder is not found, even though this checkout has one beside it."""
     elsewhere = tmp_path / "b" / "elsewhere"
     elsewhere.mkdir(parents=True)
     monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("VSML_DATA", raising=False)
+    assert not hasattr(datasets, "_REPO_ROOT")
     with pytest.raises(FileNotFoundError) as info:
         resolve_data_dir()
     message = str(info.value)
-    assert str(elsewhere / ".." / "shared" / "datasets") in message  # the cwd candidate
-    assert str(repo.parent / "shared" / "datasets") in message  # the checkout candidate
+    assert str(elsewhere / ".." / "shared" / "datasets") in message  # the one candidate: from the cwd
+    assert "current directory" in message and "--data-dir" in message and "VSML_DATA" in message
     with pytest.raises(FileNotFoundError, match="data folder not found"):
         load_dataset("mnist")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import importlib.resources
 import io
 import json
 import subprocess
@@ -28,12 +29,11 @@ from vsml.evaluation.meta_test import TrainedRun, load_trained_run, meta_trained
 from vsml.pretrained.load import FORMAT_NAME, FORMAT_VERSION, PRETRAINED_DIR, Pretrained, leaf_key
 from vsml.run.experiment import ExperimentConfig, population_slices
 
-__all__ = ["export_pretrained", "reference_evaluation"]
+__all__ = ["export_destination", "export_pretrained", "reference_evaluation"]
 
 # The reference evaluation stored at export time and recomputed by tests/pretrained/test_pretrained.py: small,
 # fixed, and on data that ships with scikit-learn, so the check needs no dataset folder.
 REFERENCE = {"dataset": "digits", "episodes": 4, "length": 100, "seed": 0}  # length: at most
-_REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def reference_evaluation(la: Pretrained, episodes: int, length: int, seed: int) -> dict[str, Any]:
@@ -46,18 +46,25 @@ def reference_evaluation(la: Pretrained, episodes: int, length: int, seed: int) 
 
 
 def _git_provenance() -> dict[str, Any]:
+    """The commit of the source that runs, where it runs from a git checkout (an editable install); None and
+    no changes for an installed package. Asked in the package's own folder: its location is not guessed."""
+    package = Path(str(importlib.resources.files("vsml")))
+
     def git(*args: str) -> str | None:
         try:
-            out = subprocess.run(["git", *args], cwd=_REPO_ROOT, capture_output=True, text=True, timeout=30)
+            out = subprocess.run(["git", *args], cwd=package, capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.SubprocessError):
             return None
         return out.stdout.rstrip("\n") if out.returncode == 0 else None
 
-    commit = git("rev-parse", "HEAD")
-    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "configs")
+    # Only a repository that tracks this package's files (not, e.g., one that holds a venv in an ignored folder).
+    tracked = bool(git("ls-files", "--", "__init__.py"))
+    commit = git("rev-parse", "HEAD") if tracked else None
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".") if commit else None
     return {
         "git_commit": commit,
-        # Files of src/ and configs/ that differed from that commit when exporting (a shared working tree).
+        # Files of the package (code and shipped configs) that differed from that commit when exporting (a
+        # shared working tree); paths relative to the repository root.
         "uncommitted_changes": [line[3:] for line in (changed or "").splitlines()],
     }
 
@@ -186,25 +193,43 @@ def _read_commands(path: str | Path | None) -> list[dict[str, Any]]:
     return commands
 
 
+def export_destination(out_dir: str | Path | None, into_package: bool) -> Path:
+    """The folder an export writes to: `out_dir`, or the package's pretrained folder with `into_package`."""
+    if out_dir is not None and into_package:
+        raise ValueError(
+            f"export to --out {out_dir} or --into-package (the installed package's pretrained folder), not both"
+        )
+    if out_dir is None and not into_package:
+        raise ValueError(
+            "export-pretrained needs a destination: --out DIR (out_dir=...), or --into-package "
+            f"(into_package=True) to write into the installed package's pretrained folder ({PRETRAINED_DIR}), "
+            "where load_pretrained(NAME) finds it"
+        )
+    return PRETRAINED_DIR if into_package else Path(out_dir)  # type: ignore[arg-type]
+
+
 def export_pretrained(
     run_path: str | Path,
     name: str,
     *,
     out_dir: str | Path | None = None,
+    into_package: bool = False,
     evaluation: str | Path | None = None,
     commands: str | Path | None = None,
     description: str = "",
     overwrite: bool = False,
 ) -> tuple[Path, Path]:
-    """Write `out_dir/NAME.npz` and `NAME.json` (default out_dir: the package's pretrained folder) from the
-    run at `run_path` and its `evaluation.json` (or `evaluation`); returns their paths.
+    """Write `out_dir/NAME.npz` and `NAME.json` from the run at `run_path` and its `evaluation.json` (or
+    `evaluation`); returns their paths.
 
-    An existing NAME in out_dir (e.g. a shipped LA such as `vsml_mnist`) is a FileExistsError unless
-    `overwrite` (`--force`) is given: the default folder holds the LAs that ship with the package.
+    The destination is explicit: `out_dir` (`--out DIR`), or `into_package=True` (`--into-package`) for the
+    installed package's pretrained folder, where `load_pretrained(NAME)` finds it; neither (or both) is a
+    ValueError. An existing NAME there (e.g. a shipped LA such as `vsml_mnist`) is a FileExistsError unless
+    `overwrite` (`--force`) is given.
     """
     if not name or not name.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"--name must be letters, digits, '_' or '-', got {name!r}")
-    out_dir = PRETRAINED_DIR if out_dir is None else Path(out_dir)
+    out_dir = export_destination(out_dir, into_package)
     existing = [str(p) for p in (out_dir / f"{name}.npz", out_dir / f"{name}.json") if p.exists()]
     if existing and not overwrite:  # checked first: before the run is loaded and evaluated
         raise FileExistsError(

@@ -18,7 +18,9 @@ and the file against its SHA-256; nothing is unpickled.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
+import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +47,8 @@ __all__ = [
     "load_pretrained",
 ]
 
-PRETRAINED_DIR = Path(__file__).resolve().parent
+# The shipped LAs: package data, found as the package finds its resources (STYLE.md §17).
+PRETRAINED_DIR = Path(str(importlib.resources.files("vsml.pretrained")))
 FORMAT_NAME = "vsml-pretrained"
 FORMAT_VERSION = 1
 
@@ -194,10 +197,24 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+_NPZ_ONLY = (
+    "a pretrained LA's meta-parameters must be an .npz of plain numeric arrays without pickles "
+    "(as `vsml export-pretrained` writes them)"
+)
+
+
+def _open_npz(npz_path: Path) -> np.lib.npyio.NpzFile:
+    """`np.load` without pickles, its failures (a pickle, not a zip, a truncated file) named by the file."""
+    try:
+        return np.load(npz_path, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise PretrainedError(f"{npz_path} is not a readable .npz ({e}); {_NPZ_ONLY}") from e
+
+
 def _restore_meta(template: PyTree, npz_path: Path) -> PyTree:
     """The arrays of `npz_path` poured into `template`'s structure, each checked by key and shape."""
     path_leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
-    with np.load(npz_path, allow_pickle=False) as npz:
+    with _open_npz(npz_path) as npz:
         stored = set(npz.files)
         expected = [leaf_key(path) for path, _ in path_leaves]
         if stored != set(expected):
@@ -207,7 +224,14 @@ def _restore_meta(template: PyTree, npz_path: Path) -> PyTree:
             )
         leaves = []
         for key, (_, leaf) in zip(expected, path_leaves, strict=True):
-            array = npz[key]
+            try:
+                array = npz[key]
+            except ValueError as e:  # an object array: it would need unpickling
+                raise PretrainedError(
+                    f"{npz_path}: array {key} cannot be read without pickle ({e}); {_NPZ_ONLY}"
+                ) from e
+            except (OSError, zipfile.BadZipFile) as e:
+                raise PretrainedError(f"{npz_path}: array {key} cannot be read ({e}); {_NPZ_ONLY}") from e
             if array.shape != tuple(np.shape(leaf)):
                 raise PretrainedError(
                     f"{npz_path}: {key} has shape {array.shape}, the learner expects {tuple(np.shape(leaf))}"

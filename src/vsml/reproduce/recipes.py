@@ -1,7 +1,8 @@
 """`vsml reproduce NAME`: run a named experiment of the papers end to end and write its report.
 
-An `Experiment` is a recipe of `vsml` commands: meta-training steps (`vsml meta-train`, a config of `configs/`
-with per-scale `--set` overrides and an optional warm start from an earlier step), then report steps
+An `Experiment` is a recipe of `vsml` commands: meta-training steps (`vsml meta-train`, a config shipped in
+`vsml/configs/` and named as `vsml.config.resolve_config_path` knows it, so that the recipes work outside a
+checkout, with per-scale `--set` overrides and an optional warm start from an earlier step), then report steps
 (`vsml evaluate`, `vsml compare`, `vsml introspect`). Two scales:
 
 - `cpu-small`: the reduced scale each config's header documents for 2 CPU cores (the numbers in README.md's
@@ -30,8 +31,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from vsml.config import resolve_config_path
+
 SCALES = ("cpu-small", "paper")
-CONFIGS_DIR = Path(__file__).resolve().parents[3] / "configs"
 REPORTS_SUBDIR = "_reports"  # under <runs_dir>/<scale>/: the report steps' full outputs
 HAND_DESIGNED_TOKENS = ("sgd", "adam", "sgd-160", "adam-160")  # `vsml compare` names (compare.HAND_DESIGNED)
 
@@ -41,10 +43,10 @@ HAND_DESIGNED_TOKENS = ("sgd", "adam", "sgd-160", "adam-160")  # `vsml compare` 
 
 @dataclass(frozen=True)
 class TrainStep:
-    """`vsml meta-train configs/<config> --out <runs_dir>/<scale>/<run> --resume --set ...`."""
+    """`vsml meta-train <config> --out <runs_dir>/<scale>/<run> --resume --set ...`."""
 
     run: str  # run directory name, shared by every experiment that uses this step
-    config: str  # relative to configs/ (an absolute path also works)
+    config: str  # a shipped config's file under vsml/configs/ (e.g. "fig8/all.yaml"; an absolute path also works)
     overrides: Mapping[str, tuple[str, ...]]  # per scale; a scale not listed: the step does not run at it
     # scale -> an earlier run of the experiment whose meta-parameters start this one (`train.init_from`)
     warm_start: Mapping[str, str] = field(default_factory=dict)
@@ -52,7 +54,7 @@ class TrainStep:
 
 @dataclass(frozen=True)
 class CloneRun:
-    """`vsml clone configs/<config> --out <runs_dir>/<scale>/<run> --set ...`: learning-algorithm cloning and
+    """`vsml clone <config> --out <runs_dir>/<scale>/<run> --set ...`: learning-algorithm cloning and
     its free-running evaluation. Its run directory can warm-start a later `TrainStep` (the cloned V_M)."""
 
     run: str
@@ -255,7 +257,7 @@ EXPERIMENTS: dict[str, Experiment] = {
     "fig8_baselines": Experiment(
         "VSML paper Fig. 8 (Sec. 4.4): does a meta-learner generalise beyond its meta-training set? The Fig. 6 "
         "VSML run and the meta-learned baselines (Meta-RNN, Hebbian FW, FWMemory, FWP; by gradients through "
-        "the unroll, configs/baselines/), all meta-trained on MNIST, and tuned online SGD/Adam, on MNIST, "
+        "the unroll, vsml/configs/baselines/), all meta-trained on MNIST, and tuned online SGD/Adam, on MNIST, "
         "Fashion-MNIST, Random, Sum Sign and digits, then on MNIST/Fashion-MNIST under a new random "
         "projection (reports/fig8_cpu_small/ holds the cpu-small result).",
         (DEMO_FOR_WARM_START, FIG6, *BASELINES),
@@ -388,12 +390,14 @@ def validate(name: str) -> None:
 
 
 def config_path(step: TrainStep | CloneRun) -> Path:
-    return CONFIGS_DIR / step.config
+    """The step's YAML file: a shipped config (package data), or an absolute path."""
+    return resolve_config_path(step.config)
 
 
 def _shown_config(step: TrainStep | CloneRun) -> str:
+    """The config as the shown command names it: a shipped config by its name, which works in any folder."""
     path = Path(step.config)
-    return str(path) if path.is_absolute() else f"configs/{path}"
+    return str(path) if path.is_absolute() else path.with_suffix("").as_posix()
 
 
 def _yaml_string(text: str) -> str:
@@ -525,7 +529,7 @@ def _latest_step(run_dir: Path) -> int:
 
 def _check_finished_run(run_dir: Path, config: Any) -> None:
     """A finished run is reused only if it is this step's experiment (up to the iterations and the data folder)."""
-    from vsml.run.trainer import RESUMABLE_CHANGES, differences_from_saved_config
+    from vsml.run.run_dir import RESUMABLE_CHANGES, differences_from_saved_config
 
     differing = differences_from_saved_config(run_dir, config, ignore=(*RESUMABLE_CHANGES, "task.data_dir"))
     if differing:
@@ -539,7 +543,8 @@ def _train(
     step: TrainStep, scale: str, scale_dir: Path, data_dir: str | None, progress: bool, resume: bool
 ) -> str:
     from vsml.run.experiment import load_experiment
-    from vsml.run.trainer import MetaTrainer, read_metrics
+    from vsml.run.run_dir import read_metrics
+    from vsml.run.trainer import MetaTrainer
 
     run_dir = scale_dir / step.run
     config = load_experiment(config_path(step), train_overrides(step, scale, scale_dir, data_dir))
@@ -568,7 +573,7 @@ def _clone(
     from vsml.evaluation.clone import clone_markdown, run_clone
     from vsml.meta.cloning import CloneConfig
     from vsml.run.checkpoint import latest_checkpoint
-    from vsml.run.trainer import differing_keys
+    from vsml.run.run_dir import differing_keys
 
     run_dir = scale_dir / step.run
     config = load_config(CloneConfig, config_path(step), step.overrides[scale])

@@ -1,4 +1,4 @@
-"""The experiment config: what a YAML file in `configs/` describes, as frozen dataclasses."""
+"""The experiment config: what a YAML file of `vsml/configs/` (or any other) describes, as frozen dataclasses."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ resumes with any number of processes and devices.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,8 +25,7 @@ import jax
 from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
-from vsml.atomic import write_text_atomically
-from vsml.config import config_to_dict, dump_config, read_yaml_mapping
+from vsml.config import config_to_dict, dump_config
 from vsml.evaluation.online import evaluate_online
 from vsml.learners import build_learner
 from vsml.learners.base import PyTree
@@ -38,7 +36,6 @@ from vsml.meta.protocol import MetaOptimizer, MetaState, checkpoint_trees, meta_
 from vsml.meta.registry import build_meta_optimizer
 from vsml.run.checkpoint import (
     CheckpointError,
-    checkpoint_metadata,
     checkpoint_paths,
     committed_steps,
     latest_checkpoint,
@@ -47,15 +44,20 @@ from vsml.run.checkpoint import (
 )
 from vsml.run.experiment import (
     ExperimentConfig,
-    experiment_from_dict,
     experiment_sampler,
     make_experiment_source,
     population_slices,
 )
+from vsml.run.run_dir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    check_same_experiment,
+    claim_run_folder,
+    clear_stale_temporaries,
+    read_metrics,
+    truncate_metrics,
+)
 from vsml.tasks.sampler import EpisodeSampler
-
-CONFIG_FILE = "config.yaml"
-METRICS_FILE = "metrics.jsonl"
 
 
 class RunExistsError(FileExistsError):
@@ -136,36 +138,36 @@ class MetaTrainer:
     # ----- run folder ------------------------------------------------------------------------------------------
 
     def _prepare_run_dir(self, resume: bool) -> None:
-        checkpoint = latest_checkpoint(self.run_dir) if self.run_dir.exists() else None
-        # All processes raise together below (a process that alone saw a run would leave the others waiting).
-        same_on_every_process(int(checkpoint is not None), "whether --out holds a checkpoint")
-        if checkpoint is not None and not resume:
-            raise RunExistsError(
-                f"{self.run_dir} already holds a run (checkpoint {checkpoint.name}); pass --resume to continue "
-                "it, or choose another --out directory"
-            )
-        if is_main_process():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        if checkpoint is not None:
-            self._check_same_experiment()
-            self._restore(checkpoint)
-        elif is_main_process():
-            # A run interrupted before its first checkpoint starts afresh: its log must not read twice.
-            (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
-        if is_main_process():
-            dump_config(self.config, self.run_dir / CONFIG_FILE)
+        # One writer per folder: process 0 locks it before reading it, for the trainer's life (run/run_dir.py).
+        self.run_lock = claim_run_folder(self.run_dir)
+        try:
+            checkpoint = latest_checkpoint(self.run_dir)
+            # All processes raise together (a process that alone saw a run would leave the others waiting).
+            same_on_every_process(int(checkpoint is not None), "whether --out holds a checkpoint")
+            if checkpoint is not None and not resume:
+                raise RunExistsError(
+                    f"{self.run_dir} already holds a run (checkpoint {checkpoint.name}); pass --resume to "
+                    "continue it, or choose another --out directory"
+                )
+            if self.run_lock is not None:  # under the lock: no live writer's temporary file is taken
+                clear_stale_temporaries(self.run_dir, self.run_lock)
+            if checkpoint is not None:
+                self._check_same_experiment()
+                self._restore(checkpoint)
+            elif is_main_process():
+                # A run interrupted before its first checkpoint starts afresh: its log must not read twice.
+                (self.run_dir / METRICS_FILE).unlink(missing_ok=True)
+            if is_main_process():
+                dump_config(self.config, self.run_dir / CONFIG_FILE)
+        except BaseException:
+            if self.run_lock is not None:
+                self.run_lock.release()
+            raise
 
     def _check_same_experiment(self) -> None:
-        """A resumed run must be the same experiment; only RESUMABLE_CHANGES (how far, what is kept) may differ."""
-        saved_path = self.run_dir / CONFIG_FILE
-        differing = differences_from_saved_config(self.run_dir, self.config)
-        if differing:
-            own = saved_path if saved_path.exists() else "as recorded in its checkpoints"
-            raise ValueError(
-                f"cannot resume {self.run_dir}: its config differs in {', '.join(differing)}. Resume with the "
-                f"run's own config ({own}), changing only {' or '.join(RESUMABLE_CHANGES)}, or start a new "
-                "--out directory"
-            )
+        """A resumed run must be the experiment its newest checkpoint records (config.yaml may have been
+        edited); only RESUMABLE_CHANGES (how far, what is kept) and speed-only settings may differ."""
+        check_same_experiment(self.run_dir, self.config)
 
     def _restore(self, checkpoint: Path) -> None:
         templates = checkpoint_trees(self.optimizer, self.state)
@@ -184,7 +186,7 @@ class MetaTrainer:
         self.iteration = step
         self.total_nonfinite = int(metadata.get("total_nonfinite", 0))
         if is_main_process():
-            _truncate_metrics(self.run_dir / METRICS_FILE, step)
+            truncate_metrics(self.run_dir / METRICS_FILE, step)
 
     def save(self) -> Path | None:
         """Write a checkpoint of the current iteration (process 0 only; the others return None)."""
@@ -334,81 +336,12 @@ def _short_eval(record: dict[str, Any]) -> dict[str, str]:
     }
 
 
-# Config keys a resumed run may change: how far it goes and how many checkpoints it keeps.
-RESUMABLE_CHANGES = ("train.iterations", "train.keep_checkpoints")
-
-# Config keys that change how fast a run goes, not what it computes (tested equal).
-SPEED_ONLY_KEYS = (
-    "es.members_at_once",
-    "grad.episodes_at_once",
-    "learner.dense_block_synapses",
-    "learner.dense_kernel",
-)
-
-
-def differences_from_saved_config(
-    run_dir: str | Path, config: ExperimentConfig, ignore: tuple[str, ...] = RESUMABLE_CHANGES
-) -> list[str]:
-    """Dotted keys where `config` differs from the config.yaml saved in `run_dir` (or, without it, the one its
-    newest checkpoint records; none if there is neither),
-    leaving out the `ignore` keys (`section.key`) and the settings that change only the speed
-    (`SPEED_ONLY_KEYS`: a run may resume with another choice, or with a default changed since)."""
-    saved_path = Path(run_dir) / CONFIG_FILE
-    if saved_path.exists():
-        saved = read_yaml_mapping(saved_path)
-    elif latest_checkpoint(run_dir) is not None:
-        # config.yaml deleted or never written: every checkpoint also records its experiment.
-        saved = checkpoint_metadata(run_dir).get("experiment")
-        if not isinstance(saved, dict):
-            return []
-    else:
-        return []
-    saved = config_to_dict(experiment_from_dict(saved))
-    current = config_to_dict(config)
-    for data in (saved, current):
-        for dotted in (*ignore, *SPEED_ONLY_KEYS):
-            section, key = dotted.split(".")
-            data[section].pop(key, None)
-    return differing_keys(saved, current)
-
-
-def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """Dotted keys where two nested config mappings differ (floats compared with `math.isclose`), sorted."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = sorted(set(a) | set(b))
-        return [d for k in keys for d in differing_keys(a.get(k), b.get(k), f"{prefix}{k}.")]
-    if isinstance(a, float) and isinstance(b, float) and math.isclose(a, b):
-        return []
-    return [] if a == b else [prefix.rstrip(".")]
-
-
 def _loads(checkpoint: Path, templates: dict[str, PyTree]) -> bool:
     try:
         load_checkpoint(checkpoint, templates)
     except (CheckpointError, OSError):
         return False
     return True
-
-
-def _truncate_metrics(path: Path, iteration: int) -> None:
-    """Drop log records written after the checkpoint we resume from, so the log reads like one clean run."""
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            if json.loads(line).get("iteration", 0) <= iteration:
-                kept.append(line)
-        except json.JSONDecodeError:
-            continue  # a line cut off by the interruption
-    write_text_atomically(path, "".join(line + "\n" for line in kept))
-
-
-def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / METRICS_FILE
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def meta_train(

@@ -64,9 +64,10 @@ _RANDOM_SIZE = 20  # spec §3.3: 20 Gaussian images, cycled (a memorisation task
 _DIGITS_SPLIT_SEED = 0  # fixed, so the held-out meta-test half never changes with the run's seed
 _IMAGE_28 = (28, 28, 1)
 
-# The repository root when running from a source checkout (src/vsml/tasks/datasets.py -> 3 levels up);
-# module-level so tests can point it elsewhere.
-_REPO_ROOT = Path(__file__).resolve().parents[3]
+# Where the data folder is looked for without --data-dir or $VSML_DATA, relative to the current directory (the
+# workspace's layout: a checkout next to shared/). Never relative to the source tree: an installed package
+# must behave as a checkout does (STYLE.md §17).
+DEFAULT_DATA_DIR = Path("..") / "shared" / "datasets"
 _DATA_FIX = "point --data-dir (data_dir=...) or $VSML_DATA at the folder holding mnist/ and fashion-mnist/"
 
 
@@ -109,24 +110,19 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """The folder holding the real datasets (DESIGN.md, Data).
 
     Order: the explicit ``data_dir``; else ``$VSML_DATA``; else ``../shared/datasets`` from the current
-    directory; else ``<repo root>/../shared/datasets`` of a source checkout. An explicit argument or a set
-    ``$VSML_DATA`` must exist: a typo should fail loudly rather than silently read another folder.
+    directory (`DEFAULT_DATA_DIR`; e.g. the root of a checkout that sits next to ``shared/``). Where the
+    package is installed plays no part. An explicit argument or a set ``$VSML_DATA`` must exist: a typo should
+    fail loudly rather than silently read another folder.
     """
     if data_dir is not None:
-        candidates, source = [Path(data_dir).expanduser()], "data_dir argument"
+        path, source = Path(data_dir).expanduser(), "data_dir argument"
     elif os.environ.get("VSML_DATA"):
-        candidates, source = [Path(os.environ["VSML_DATA"]).expanduser()], "$VSML_DATA"
+        path, source = Path(os.environ["VSML_DATA"]).expanduser(), "$VSML_DATA"
     else:
-        candidates, source = [Path.cwd() / ".." / "shared" / "datasets"], "default locations"
-        if (_REPO_ROOT / "pyproject.toml").is_file():  # only a source checkout has a meaningful repo root
-            checkout = _REPO_ROOT.parent / "shared" / "datasets"
-            if checkout.resolve() != candidates[0].resolve():  # run from the checkout: the same folder
-                candidates.append(checkout)
-    for path in candidates:
-        if path.is_dir():
-            return path.resolve()
-    tried = ", ".join(str(p) for p in candidates)
-    raise FileNotFoundError(f"data folder not found ({source}); tried: {tried}. Fix: {_DATA_FIX}.")
+        path, source = Path.cwd() / DEFAULT_DATA_DIR, "the default, relative to the current directory"
+    if path.is_dir():
+        return path.resolve()
+    raise FileNotFoundError(f"data folder not found ({source}); tried: {path}. Fix: {_DATA_FIX}.")
 
 
 @functools.lru_cache(maxsize=16)
