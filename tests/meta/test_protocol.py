@@ -13,6 +13,7 @@ from vsml.learners import BLUR, FWP, LEARNERS, VSML, FWMemory, HebbianFW, MetaRN
 from vsml.meta.cmaes import CMAES, MAX_FULL_COVARIANCE_DIMENSION, CMAESConfig
 from vsml.meta.es import OpenES, OpenESConfig
 from vsml.meta.grad import GradConfig, MetaGradient
+from vsml.meta.objectives import Objective
 from vsml.meta.problem import population_problem
 from vsml.meta.protocol import MetaState, meta_step
 from vsml.meta.registry import META_OPTIMIZERS, build_meta_optimizer
@@ -54,7 +55,8 @@ def tiny_problem(learner, loss: str = "mean", query_steps: int = 0):
     y = (x[:, 0] > 0).astype(np.int32)
     dataset = Dataset("tiny", x, y, x, y, CLASSES, (FEATURES,))
     source = make_episode_source(dataset, "train")
-    return population_problem(learner, loss, (EpisodeSampler(LENGTH + query_steps),), (source,))
+    objective = Objective(loss, query_steps)
+    return population_problem(learner, objective, (EpisodeSampler(LENGTH + query_steps),), (source,))
 
 
 def signature(tree):
