@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from vsml.atomic import write_text_atomically
 from vsml.config import config_to_dict, dump_config, read_yaml_mapping
-from vsml.evaluation.online import evaluate_online
+from vsml.evaluation.online import evaluate_on_source
 from vsml.learners import build_learner
 from vsml.learners.base import AUTO, Learner, PyTree, map_in_batches, resolve_at_once
 from vsml.meta.cmaes import cmaes_init, ravel_meta
@@ -400,7 +400,7 @@ class MetaTrainer:
         metrics = {}
         meta = jax.device_get(self.meta)  # plain arrays: a local computation, also under several processes
         for name, source in self.eval_sources.items():
-            result = evaluate_online(
+            result = evaluate_on_source(
                 self.learner,
                 meta,
                 source,
