@@ -197,13 +197,13 @@ def test_interrupt_says_what_was_kept(config_file, tmp_path, monkeypatch, capsys
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("vsml.cli.main._meta_train", interrupted)
+    monkeypatch.setattr("vsml.cli.meta_train.run", interrupted)
     out = tmp_path / "run"
     assert run("meta-train", str(config_file), "--out", str(out)) == INTERRUPTED
     assert "no checkpoint was written" in capsys.readouterr().err
     monkeypatch.undo()
     assert run("meta-train", str(config_file), "--out", str(out), "--quiet") == 0
-    monkeypatch.setattr("vsml.cli.main._meta_train", interrupted)
+    monkeypatch.setattr("vsml.cli.meta_train.run", interrupted)
     assert run("meta-train", str(config_file), "--out", str(out), "--resume") == INTERRUPTED
     assert "ckpt_00000002.json) is intact" in capsys.readouterr().err
 

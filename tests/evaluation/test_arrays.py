@@ -11,7 +11,7 @@ import pytest
 
 import vsml
 from tests.conftest import offset_problem
-from vsml.evaluation.online import evaluate_online as evaluate_source
+from vsml.evaluation.online import evaluate_on_source
 from vsml.tasks.datasets import load_dataset
 from vsml.tasks.episodes import make_episode_source
 
@@ -26,7 +26,7 @@ def digits():
 def test_arrays_give_the_source_path_s_episodes_and_numbers(digits):
     learner = vsml.VSML(feed_label=True)
     meta = learner.init_meta(jax.random.PRNGKey(3))
-    from_source = evaluate_source(
+    from_source = evaluate_on_source(
         learner, meta, make_episode_source(digits, "test"), num_episodes=3, length=20
     )
     from_arrays = vsml.evaluate_online(
@@ -34,11 +34,9 @@ def test_arrays_give_the_source_path_s_episodes_and_numbers(digits):
     )
     np.testing.assert_array_equal(from_arrays.accuracy, from_source.accuracy)
     np.testing.assert_allclose(from_arrays.loss, from_source.loss, rtol=1e-6)
-    # The old form still works through the top-level name.
-    again = vsml.evaluate_online(
-        learner, meta, make_episode_source(digits, "test"), num_episodes=3, length=20
-    )
-    np.testing.assert_array_equal(again.accuracy, from_source.accuracy)
+    # The public name takes arrays only; a source is sent to its own function by name.
+    with pytest.raises(TypeError, match="evaluate_on_source"):
+        vsml.evaluate_online(learner, meta, make_episode_source(digits, "test"), num_episodes=3, length=20)
 
 
 def test_compare_with_sgd_in_three_lines():

@@ -8,14 +8,12 @@ import pytest
 
 from vsml.cli.main import main
 from vsml.evaluation.grid import (
-    SEEN_MARK,
     contender_from_token,
     contenders_from_arguments,
     generalisation_grid,
-    grid_table,
     meta_training_datasets,
-    write_grid,
 )
+from vsml.report.grid import SEEN_MARK, grid_table, write_grid
 from vsml.run.experiment import experiment_from_dict
 from vsml.run.trainer import MetaTrainer
 

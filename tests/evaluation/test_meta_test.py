@@ -7,15 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vsml.evaluation.meta_test import (
-    combine_runs,
-    load_trained_run,
-    meta_test,
-    report_tables,
-    same_unroll_sgd,
-)
+from vsml.evaluation.baselines import same_unroll_sgd
+from vsml.evaluation.meta_test import combine_runs, load_trained_run, meta_test
 from vsml.learners.base import TaskSpec
 from vsml.learners.blur.learner import BLUR, backprop_genome
+from vsml.report.meta_test import report_tables
 from vsml.run.experiment import experiment_from_dict
 from vsml.run.trainer import MetaTrainer
 
@@ -82,7 +78,7 @@ VSML_RUN = {
 
 
 def test_intervals_csv_and_several_runs_combined(tmp_path):
-    from vsml.evaluation.meta_test import combine_runs, curves_csv, write_report
+    from vsml.report.meta_test import curves_csv, write_report
 
     reports = []
     for seed in (1, 2):

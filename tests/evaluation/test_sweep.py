@@ -7,8 +7,9 @@ import json
 import pytest
 
 from vsml.cli.main import main
-from vsml.evaluation.meta_test import ADAM_LEARNING_RATES
-from vsml.evaluation.sweep import grid_edge, sweep_learning_rates, sweep_table, write_sweep
+from vsml.evaluation.baselines import ADAM_LEARNING_RATES, grid_edge
+from vsml.evaluation.sweep import sweep_learning_rates
+from vsml.report.sweep import sweep_table, write_sweep
 
 pytest.importorskip("sklearn")  # digits is bundled with scikit-learn
 

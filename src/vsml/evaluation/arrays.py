@@ -7,8 +7,9 @@
 
 Each episode draws `length` examples of (X, y) without replacement (a fresh permutation when `length` exceeds
 the number of rows), gives them to a fresh learner one at a time (predict, then learn from the label) and scores
-the prediction made before each label: the same online protocol, sampler and code path (`vsml.evaluation.online`) as
-`vsml evaluate` on the built-in datasets, on arrays built from X and y.
+the prediction made before each label: the same online protocol, sampler and code path
+(`vsml.evaluation.online.evaluate_on_source`) as `vsml evaluate` on the built-in datasets, on arrays built from X
+and y.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from vsml.evaluation.online import DEFAULT_EVAL_SEED, OnlineEvaluation
-from vsml.evaluation.online import evaluate_online as evaluate_source
+from vsml.evaluation.defaults import EVAL_SEED
+from vsml.evaluation.online import OnlineEvaluation, evaluate_on_source
 from vsml.learners.base import PyTree
 from vsml.pretrained.load import as_pretrained
 from vsml.tasks.episodes import EpisodeSource
@@ -114,7 +115,7 @@ def evaluate_arrays(
     meta: PyTree | None = None,
     episodes: int = 16,
     length: int = 100,
-    seed: int = DEFAULT_EVAL_SEED,
+    seed: int = EVAL_SEED,
     standardise: bool = True,
     examples_per_step: int | None = None,
     query_steps: int | None = None,
@@ -148,7 +149,7 @@ def evaluate_arrays(
     if length < 1 or queries < 0:
         raise ValueError(f"length must be >= 1 and query_steps >= 0, got {length} and {queries}")
     sampler = EpisodeSampler(length + queries, batch_size=batch)
-    result = evaluate_source(
+    result = evaluate_on_source(
         la.learner, la.meta, source, num_episodes=episodes, length=length, seed=seed, sampler=sampler,
         query_steps=queries,
     )  # fmt: skip
@@ -176,11 +177,14 @@ def evaluate_online(
 ) -> OnlineEvaluation:
     """`evaluate_arrays(learner_or_pretrained, X, y, episodes=…, length=…, seed=…)` on the user's arrays.
 
-    Also keeps the older form `evaluate_online(learner, meta, source, num_episodes=…, …)` of `vsml.evaluation.online`,
-    chosen when the third argument is an episode source (a `vsml.tasks` dataset split).
+    An episode source (a `vsml.tasks` dataset split) is evaluated by
+    `vsml.evaluation.online.evaluate_on_source(learner, meta, source, …)` instead.
     """
     if isinstance(y, (EpisodeSource, FewShotSource)):
-        return evaluate_source(learner_or_pretrained, X, y, *args, **kwargs)
+        raise TypeError(
+            "evaluate_online(learner_or_pretrained, X, y) takes arrays; for an episode source use "
+            "vsml.evaluation.online.evaluate_on_source(learner, meta, source, num_episodes=…, length=…)"
+        )
     if args:
         raise TypeError("evaluate_online(learner_or_pretrained, X, y) takes its other settings by keyword")
     return evaluate_arrays(learner_or_pretrained, X, y, **kwargs)

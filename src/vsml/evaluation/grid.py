@@ -13,31 +13,21 @@ run saw during meta-training (its population, and the runs it was warm-started f
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from vsml.atomic import write_atomically, write_text_atomically
 from vsml.config import apply_overrides
-from vsml.evaluation.meta_test import (
-    ADAM_LEARNING_RATES,
-    SGD_LEARNING_RATES,
-    learner_labels,
-    load_trained_run,
-    sgd_meta,
-    tune_learning_rate,
-)
-from vsml.evaluation.online import OnlineEvaluation, evaluate_online
-from vsml.evaluation.sweep import learner_label
+from vsml.evaluation.baselines import HAND_DESIGNED, sgd_meta, tune_learning_rate
+from vsml.evaluation.defaults import EVAL_SEED
+from vsml.evaluation.labels import learner_labels
+from vsml.evaluation.meta_test import load_trained_run
+from vsml.evaluation.online import OnlineEvaluation, evaluate_on_source
 from vsml.learners import learner_name
 from vsml.learners.base import Learner, PyTree
-from vsml.learners.sgd import online_adam, online_sgd
-from vsml.report.plots import PNG_DPI, plot_learning_curves
-from vsml.report.tables import markdown_table
 from vsml.run.checkpoint import resolve_checkpoint_json
 from vsml.run.experiment import (
     ExperimentConfig,
@@ -48,16 +38,6 @@ from vsml.run.experiment import (
 )
 from vsml.tasks.transforms import DoesNotFitError
 
-HAND_DESIGNED: dict[str, tuple[str, Callable[[], Learner], tuple[float, ...]]] = {
-    "sgd": (learner_label("sgd", ()), lambda: online_sgd(), SGD_LEARNING_RATES),
-    "adam": (learner_label("adam", ()), lambda: online_adam(), ADAM_LEARNING_RATES),
-    "sgd-160": (learner_label("sgd", (160,)), lambda: online_sgd(hidden_sizes=(160,)), SGD_LEARNING_RATES),
-    "adam-160": (
-        learner_label("adam", (160,)),
-        lambda: online_adam(hidden_sizes=(160,)),
-        ADAM_LEARNING_RATES,
-    ),
-}
 # Paper Sec. 4.3 meta-test settings (spec §3.4, the authors' eval_invariances.yaml): 5 classes, all 10, inputs
 # resized to 48×48 and 21×21 (sizes never meta-trained on), a new random projection, shuffled pixels.
 INVARIANCE_SETTINGS: dict[str, tuple[str, ...]] = {
@@ -68,7 +48,6 @@ INVARIANCE_SETTINGS: dict[str, tuple[str, ...]] = {
     "projected": ("transform.project=true",),
     "shuffled": ("transform.shuffle=true",),
 }
-SEEN_MARK = "†"  # a dataset the contender was meta-trained on (or warm-started from)
 
 
 @dataclass(frozen=True)
@@ -101,8 +80,9 @@ def contender_from_token(token: str, overrides: Sequence[str] = ()) -> Contender
             f"{token!r} is neither a run directory nor a hand-designed learner; use a path made by "
             f"`vsml meta-train` or one of {', '.join(HAND_DESIGNED)}"
         )
-    label, make, rates = HAND_DESIGNED[token]
-    return Contender(label, make(), experiment_from_dict(apply_overrides({}, overrides)), rates=rates)
+    baseline = HAND_DESIGNED[token]
+    config = experiment_from_dict(apply_overrides({}, overrides))
+    return Contender(baseline.label, baseline.learner(), config, rates=baseline.rates)
 
 
 def contenders_from_arguments(tokens: Sequence[str], overrides: Sequence[str] = ()) -> list[Contender]:
@@ -134,7 +114,7 @@ def generalisation_grid(
     datasets: Sequence[str],
     num_episodes: int = 16,
     length: int = 500,
-    seed: int = 22,
+    seed: int = EVAL_SEED,
     data_dir: str | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
@@ -176,6 +156,7 @@ def _evaluate_cell(
     cell: dict[str, Any] = {}
     if contender.meta is None:
         train = make_experiment_source(cfg, dataset, "train", data_dir)
+        # Tuned on the training split with the next key (not `TUNE_SEED`): other episodes than the reported ones.
         rate, scores = tune_learning_rate(
             contender.learner, contender.rates, train, min(num_episodes, 16), sampler, seed=seed + 1
         )
@@ -184,7 +165,7 @@ def _evaluate_cell(
         meta = sgd_meta(rate)
     else:
         meta = contender.meta
-    result: OnlineEvaluation = evaluate_online(
+    result: OnlineEvaluation = evaluate_on_source(
         contender.learner, meta, test, num_episodes=num_episodes, seed=seed, sampler=sampler
     )
     half = result.accuracy.shape[1] // 2
@@ -197,75 +178,6 @@ def _evaluate_cell(
         chance=1.0 / sampler.occurring_classes(test),
     )
     return cell
-
-
-def grid_table(report: dict[str, Any], metric: str = "mean_accuracy") -> str:
-    """Markdown: one row per contender, one column per dataset, `mean ± 95%`; seen datasets marked †, datasets a
-    contender cannot take (e.g. larger than its padded input) "n/a"."""
-    datasets = list(report["chance"])
-    rows = []
-    for row in report["rows"]:
-        line: dict[str, object] = {"learner": row["label"]}
-        for dataset in datasets:
-            cell = row["cells"][dataset]
-            if "unavailable" in cell:
-                line[dataset] = "n/a"
-                continue
-            text = f"{cell[metric]:.3f}"
-            if metric == "mean_accuracy":
-                text += f" ± {cell['interval_95']:.3f}"
-            if "learning_rate" in cell:
-                text += f" (lr {cell['learning_rate']:g})"
-            line[dataset] = text + (f" {SEEN_MARK}" if dataset in row["seen"] else "")
-        rows.append(line)
-    rows.append({"learner": "chance", **{d: f"{report['chance'][d]:.3f}" for d in datasets}})
-    what = {"mean_accuracy": "mean online accuracy", "final_accuracy": "last-step accuracy"}.get(
-        metric, metric
-    )
-    return (
-        f"{what} over {report['episodes']} held-out episodes of {report['length']} steps "
-        f"(± 95% interval over episodes; {SEEN_MARK} = seen in meta-training)\n\n" + markdown_table(rows)
-    )
-
-
-def plot_grid(
-    report: dict[str, Any], path: str | Path, metric: str = "mean_accuracy", title: str = ""
-) -> Path:
-    """A heatmap of the grid (rows contenders, columns datasets); seen cells are outlined and marked †."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.patches import Rectangle
-
-    datasets = list(report["chance"])
-    labels = [row["label"] for row in report["rows"]]
-    values = np.array(
-        [[row["cells"][d].get(metric, np.nan) for d in datasets] for row in report["rows"]], dtype=float
-    )
-    fig = Figure(figsize=(1.4 * len(datasets) + 3.8, 0.5 * len(labels) + 2.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    for i, row in enumerate(report["rows"]):
-        for j, dataset in enumerate(datasets):
-            seen = dataset in row["seen"]
-            if np.isnan(values[i, j]):
-                ax.text(j, i, "n/a", ha="center", va="center", color="gray")
-                continue
-            text = f"{values[i, j]:.2f}" + (SEEN_MARK if seen else "")
-            ax.text(j, i, text, ha="center", va="center", color="white" if values[i, j] < 0.6 else "black")
-            if seen:
-                ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
-    # "dataset · setting" columns (invariances) get one line each, so neighbouring labels do not overlap.
-    ticks = [f"{d.replace(' · ', chr(10))}\n(chance {report['chance'][d]:.2f})" for d in datasets]
-    ax.set_xticks(range(len(datasets)), ticks, fontsize="small")
-    ax.set_yticks(range(len(labels)), labels)
-    default_title = (
-        f"Mean online accuracy, {report['episodes']} held-out episodes × {report['length']} steps\n"
-        f"{SEEN_MARK} and red box: seen in meta-training"
-    )
-    ax.set_title(title or default_title, fontsize="medium")
-    fig.colorbar(image, ax=ax, label="mean online accuracy")
-    return write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=PNG_DPI))
 
 
 def invariance_grid(
@@ -296,39 +208,3 @@ def invariance_grid(
     if merged is None:
         raise ValueError("invariance_grid needs at least one setting")
     return merged
-
-
-def write_grid(
-    report: dict[str, Any], out_dir: str | Path, caption: str = "", smooth: int = 10
-) -> list[Path]:
-    """grid.json, grid.md (table + caption), grid.png and one learning-curve PNG per column (Fig. 6 style),
-    written atomically."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    text = grid_table(report) + "\n"
-    if caption:
-        text += f"\n{caption}\n"
-    written = [
-        write_text_atomically(out_dir / "grid.json", json.dumps(report, indent=1)),
-        write_text_atomically(out_dir / "grid.md", text),
-        plot_grid(report, out_dir / "grid.png"),
-    ]
-    for column, chance in report["chance"].items():
-        curves = {
-            row["label"] + (f" {SEEN_MARK}" if column in row["seen"] else ""): np.asarray(
-                row["cells"][column]["curve"]
-            )
-            for row in report["rows"]
-            if "curve" in row["cells"][column]
-        }
-        name = "".join(c if c.isalnum() or c in "-_" else "_" for c in column.replace(" · ", "__"))
-        written.append(
-            plot_learning_curves(
-                curves,
-                out_dir / f"curves_{name}.png",
-                title=f"{column}: {report['episodes']} held-out episodes (moving average over {smooth} steps)",
-                chance=chance,
-                smooth=smooth,
-            )
-        )
-    return written

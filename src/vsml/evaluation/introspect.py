@@ -1,6 +1,4 @@
-"""Introspection: what a learner predicts over a short episode, and whether its update is a gradient.
-
-Two analyses from the papers.
+"""Introspection: what a learner predicts over a short episode (and, for BLUR, whether its update is a gradient).
 
 1. VSML (Kirsch & Schmidhuber, NeurIPS 2021, arXiv 2012.14905), Sec. 5 (spec vsml.md §6.6): the class
    probabilities of every online prediction over a short episode of a few classes. The paper's claim: after
@@ -9,12 +7,9 @@ Two analyses from the papers.
    `prediction_trace` records one episode; `recognition_by_k` summarises the probability of the true class as
    a function of k, the number of earlier labelled examples of that class (k = 0: never seen before).
    `introspect_run` compares a trained run with online SGD (learning rate tuned on the training split) on the
-   same episodes; `plot_probabilities` draws it.
-2. BLUR (Sandler et al., ICML 2021, arXiv 2104.04657), §3.5, Fig. 2, App. A (spec blur.md §9): an update rule
-   that is gradient descent on some loss has a symmetric Jacobian ∂Δw_k/∂w_m (it is −λ times a Hessian). The
-   paper finds |∂Δw_k/∂w_m − ∂Δw_m/∂w_k| far above numerical noise for meta-learned genomes.
-   `gradient_asymmetry` measures it for one layer and compares it with BLUR's backprop genome, which is exactly
-   SGD (spec blur.md §8.2, §11).
+   same episodes; `vsml.report.introspect.plot_probabilities` draws it.
+2. BLUR (Sandler et al., ICML 2021, arXiv 2104.04657), §3.5: for a BLUR run `introspect_run` adds the asymmetry
+   of its update Jacobian (`vsml.evaluation.asymmetry`): a gradient-descent update has a symmetric one.
 
 Documented choices (the paper's Sec. 5 text and figure details are not available, spec §6.6):
 - Episodes: `ways` classes drawn at random from the (test) split, ⌈T / ways⌉ distinct examples of each, in
@@ -29,53 +24,30 @@ Documented choices (the paper's Sec. 5 text and figure details are not available
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vsml.atomic import write_atomically, write_text_atomically
-from vsml.evaluation.meta_test import (
-    SGD_LEARNING_RATES,
-    TrainedRun,
-    learner_labels,
-    meta_trained_label,
-    same_unroll_sgd,
-    sgd_meta,
-    tune_learning_rate,
-)
-from vsml.evaluation.sweep import grid_edge
-from vsml.learners.base import (
-    Learner,
-    PyTree,
-    run_episode,
-    run_episode_from_state,
-    run_episodes,
-    spec_of_episode,
-)
-from vsml.learners.blur.learner import BLUR, BLURGenome, BLURState, backprop_genome
-from vsml.learners.sgd import online_sgd
-from vsml.report.plots import PNG_DPI
-from vsml.report.tables import markdown_table
+from vsml.evaluation.asymmetry import ASYMMETRY_MAX_SYNAPSES, gradient_asymmetry_by_layer
+from vsml.evaluation.baselines import HAND_DESIGNED, grid_edge, sgd_meta, tune_learning_rate
+from vsml.evaluation.defaults import EVAL_SEED, TUNE_SEED
+from vsml.evaluation.labels import learner_labels, optimizer_label
+from vsml.evaluation.meta_test import TrainedRun, meta_trained_label
+from vsml.learners.base import Learner, PyTree, run_episode, run_episodes
+from vsml.learners.blur.learner import BLUR
 from vsml.run.experiment import experiment_sampler, make_experiment_source
 from vsml.tasks.episodes import Episodes, EpisodeSource
 from vsml.tasks.transforms import EpisodeTransform, transform_episodes
 
 Array = jax.Array
-DEFAULT_SEED = 22  # the evaluation seed of spec §2: the same held-out episodes every time
-TUNE_SEED = 1  # the key `vsml evaluate` tunes baselines with: other episodes than the ones reported
 # BLUR's Jacobian is taken after this many steps, at synapses that have learned a little.
 ASYMMETRY_WARMUP_STEPS = 4
-ASYMMETRY_MAX_SYNAPSES = 256  # Jacobian block of at most this many synapses per layer (one JVP each)
-JVP_BATCH = 32  # JVPs evaluated together when building a Jacobian
-REFERENCE_RATE = 0.1  # λ of the plain-SGD reference per example (BLUR sums its update over the batch)
 
 
 # ----- 1. the probability trace and its summary by k (VSML Sec. 5) ----------------------------------------------
@@ -199,7 +171,7 @@ def check_source(source: object, length: int, ways: int) -> None:
 @dataclass(frozen=True)
 class IntrospectionSampler:
     """Introspection episodes behind the `EpisodeSampler` interface (`sample`, `num_classes`), so the SGD
-    learning-rate sweep (`meta_test.tune_learning_rate`) tunes on the same kind of episodes."""
+    learning-rate sweep (`baselines.tune_learning_rate`) tunes on the same kind of episodes."""
 
     length: int
     ways: int = 5
@@ -270,7 +242,7 @@ def introspect_run(
     length: int = 30,
     ways: int = 5,
     episodes: int = 32,
-    seed: int = DEFAULT_SEED,
+    seed: int = EVAL_SEED,
     data_dir: str | None = None,
     sgd: bool = True,
     tune_episodes: int = 16,
@@ -281,7 +253,7 @@ def introspect_run(
     """VSML Sec. 5 for a trained run (`meta_test.TrainedRun`): its learner and online SGD on the same `episodes`
     held-out episodes (test split, key `seed`) of `length` steps over `ways` classes; returns a JSON-able report.
 
-    SGD is the linear online-SGD baseline (VSML spec §5) with the rate of `meta_test.SGD_LEARNING_RATES` that
+    SGD is the linear online-SGD baseline (VSML spec §5) with the rate of its grid (`baselines.HAND_DESIGNED`) that
     has the best mean online accuracy on `tune_episodes` such episodes of the training split (key `TUNE_SEED`).
     For a BLUR run, `asymmetry` adds `gradient_asymmetry` of every layer ("gradient_asymmetry"), on at most
     `asymmetry_synapses` synapses per layer. `log` receives progress messages.
@@ -339,16 +311,17 @@ def introspect_run(
         train = make_experiment_source(cfg, dataset, "train", data_dir)
         check_source(train, length, ways)
         log(f"tuning the online-SGD learning rate on {tune_episodes} training-split episodes")
-        baseline = online_sgd(SGD_LEARNING_RATES[0])
+        sgd_baseline = HAND_DESIGNED["sgd"]
+        baseline = sgd_baseline.learner()
         rate, scores = tune_learning_rate(
-            baseline, SGD_LEARNING_RATES, train, tune_episodes, sampler, TUNE_SEED
+            baseline, sgd_baseline.rates, train, tune_episodes, sampler, TUNE_SEED
         )
         report["sgd"] = _learner_entry(
-            f"online SGD (lr {rate:g})", probabilities(baseline, sgd_meta(rate)), labels, max_k
+            f"{optimizer_label('sgd')} (lr {rate:g})", probabilities(baseline, sgd_meta(rate)), labels, max_k
         )
         report["sgd"]["learning_rate"] = rate
         # The sweep's best rate on a boundary of the grid may not be the best rate there is.
-        report["sgd"]["learning_rate_at_grid_edge"] = grid_edge(rate, SGD_LEARNING_RATES) is not None
+        report["sgd"]["learning_rate_at_grid_edge"] = grid_edge(rate, sgd_baseline.rates) is not None
         report["sgd"]["train_split_accuracy"] = {str(r): s for r, s in scores.items()}
     if asymmetry and isinstance(run.learner, BLUR):
         log("measuring the asymmetry of BLUR's update Jacobian")
@@ -375,351 +348,3 @@ def _run_asymmetry(
         "warmup_steps": steps - 1,
         "batch_size": cfg.task.batch_size,
     }
-
-
-# ----- report: table and figure ---------------------------------------------------------------------------------
-
-
-def _contenders(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    return [entry for entry in (report["learner"], report.get("sgd")) if entry is not None]
-
-
-def introspection_table(report: Mapping[str, Any]) -> str:
-    """Markdown: the true-class probability and accuracy by k (earlier labelled examples of the class)."""
-    contenders = _contenders(report)
-    rows = []
-    by_k = contenders[0]["by_k"] if contenders else {"k": [], "count": []}
-    for i, k in enumerate(by_k["k"]):
-        row: dict[str, object] = {"k (earlier examples)": k, "steps": by_k["count"][i]}
-        for entry in contenders:
-            short = entry["label"].split(",")[0].split(" (")[0]
-            row[f"{short} p(true)"] = entry["by_k"]["true_class_probability"][i]
-            row[f"{short} accuracy"] = entry["by_k"]["accuracy"][i]
-        rows.append(row)
-    notes = ["; ".join(entry["label"] for entry in contenders)] if contenders else []
-    if report.get("learner_not_measured"):
-        notes.append(f"{report['learner_not_measured']}.")
-    if report.get("online_single_examples"):
-        notes.append(
-            "The learner was meta-trained with an inner batch and runs here with one example per step."
-        )
-    if (report.get("sgd") or {}).get("learning_rate_at_grid_edge"):
-        notes.append("SGD's tuned learning rate is at the edge of the swept grid.")
-    caption = (
-        f"### Introspection on {report['dataset']}: {report['episodes']} episodes of {report['length']} steps, "
-        f"{report['ways']} classes per episode (chance {report['chance']:.3f}: 1 of {round(1 / report['chance'])} "
-        "outputs)\n\n" + "\n".join(notes) + "\n\n"
-    )
-    return caption + (markdown_table(rows) if rows else "")
-
-
-def plot_probabilities(report: Mapping[str, Any], path: str | Path) -> Path:
-    """Write a PNG (VSML Sec. 5): per contender a heatmap of the class probabilities over the steps of the first
-    episode (rows: the episode's classes in order of first appearance, plus all other classes summed; columns:
-    steps; markers on the true class), and a panel of the mean true-class probability against k. Atomic."""
-    # Figure + Agg canvas, not pyplot: no global backend or figure registry (as report.plot_learning_curves).
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
-
-    contenders = _contenders(report)
-    fig = Figure(figsize=(6.0 * len(contenders) + 5.0, 5.0), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(
-        1, len(contenders) + 1, gridspec_kw={"width_ratios": [1.25] * len(contenders) + [1.0]}
-    )
-    image = None
-    for ax, entry in zip(axes, contenders, strict=False):
-        image = _probability_heatmap(ax, entry)
-    fig.colorbar(image, ax=list(axes[: len(contenders)]), label="predicted probability", shrink=0.85)
-    markers = [
-        Line2D([], [], marker="*", color="red", markeredgecolor="white", linestyle="", markersize=11),
-        Line2D([], [], marker="o", color="red", markeredgecolor="white", linestyle="", markersize=6),
-    ]
-    axes[0].legend(
-        markers,
-        ["true class, its first example (k = 0)", "true class, seen before (k ≥ 1)"],
-        loc="upper center",
-        bbox_to_anchor=(0.5, -0.13),
-        ncol=2,
-        fontsize="small",
-        frameon=False,
-    )
-    _plot_by_k(axes[-1], contenders, report["chance"])
-    fig.suptitle(
-        f"Introspection (VSML Sec. 5) on {report['dataset']}: {report['length']}-step episodes of "
-        f"{report['ways']} classes, {report['episodes']} held-out episodes (seed {report['seed']})\n"
-        "each column is the prediction made before that step's label; heatmaps: the first episode, "
-        "right: mean over all episodes"
-    )
-    return write_atomically(path, lambda file: fig.savefig(file, format="png", dpi=PNG_DPI))
-
-
-def _probability_heatmap(ax: Any, entry: Mapping[str, Any]) -> Any:
-    probabilities = np.asarray(entry["example"]["probabilities"])  # [T, C]
-    labels = np.asarray(entry["example"]["labels"])
-    classes = list(dict.fromkeys(labels.tolist()))  # in order of first appearance
-    rows = probabilities[:, classes].T
-    names = [f"class {c}" for c in classes]
-    if probabilities.shape[1] > len(classes):
-        rows = np.vstack([rows, 1.0 - rows.sum(axis=0, keepdims=True)])
-        names.append(f"other {probabilities.shape[1] - len(classes)} classes (sum)")
-    steps = np.arange(1, probabilities.shape[0] + 1)
-    image = ax.imshow(
-        rows,
-        aspect="auto",
-        cmap="viridis",
-        vmin=0.0,
-        vmax=1.0,
-        interpolation="nearest",
-        extent=(0.5, steps[-1] + 0.5, len(names) - 0.5, -0.5),
-    )
-    row_of_label = np.array([classes.index(c) for c in labels.tolist()])
-    first = earlier_examples(labels) == 0
-    style = {"color": "red", "edgecolors": "white", "linewidths": 0.8}
-    ax.scatter(steps[first], row_of_label[first], marker="*", s=120, **style)
-    ax.scatter(steps[~first], row_of_label[~first], marker="o", s=30, **style)
-    ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("online step (prediction made before the label)")
-    ax.set_title(entry["label"], fontsize="medium")
-    return image
-
-
-def _plot_by_k(ax: Any, contenders: list[dict[str, Any]], chance: float) -> None:
-    for entry in contenders:
-        by_k = entry["by_k"]
-        k = np.array(by_k["k"])
-        probability = np.array([np.nan if v is None else v for v in by_k["true_class_probability"]])
-        accuracy = np.array([np.nan if v is None else v for v in by_k["accuracy"]])
-        short = entry["label"].split(",")[0].split(" (")[0]
-        (line,) = ax.plot(k, probability, marker="o", linewidth=1.8, label=f"{short}: p(true class)")
-        ax.plot(
-            k,
-            accuracy,
-            marker="s",
-            linestyle="--",
-            color=line.get_color(),
-            alpha=0.6,
-            label=f"{short}: accuracy",
-        )
-    ax.axhline(chance, color="gray", linestyle=":", linewidth=1.0, label=f"chance (1/{round(1 / chance)})")
-    ax.set_xticks(k)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("k = earlier labelled examples of the true class")
-    ax.set_ylabel("mean over steps and episodes")
-    ax.set_title("Recognition after k labelled examples", fontsize="medium")
-    ax.grid(True, alpha=0.3)
-    ax.legend(loc="best", fontsize="small")
-
-
-def asymmetry_lines(report: Mapping[str, Any]) -> list[str]:
-    """One line per BLUR layer of a report (BLUR Sec. 3.5): is the learned update a gradient (symmetric J)?"""
-
-    def ratio(value: float | None) -> str:
-        return "J = 0" if value is None else f"{value:.3g}"
-
-    lines = []
-    for layer in report.get("gradient_asymmetry", {}).get("layers", []):
-        learned, sgd = layer["relative_max_asymmetry"], layer["sgd_reference"]["relative_max_asymmetry"]
-        lines.append(
-            f"BLUR layer {layer['layer']} ({layer['measured_synapses']} of {layer['synapses']} synapses): "
-            f"max |J - J^T| / max |J| = {ratio(learned)}; plain SGD (J a Hessian): {ratio(sgd)}"
-        )
-    return lines
-
-
-def write_introspection(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
-    """introspection.json and (with at least one contender measured) introspection.png in `out_dir`, both
-    written atomically."""
-    out_dir = Path(out_dir)
-    paths = [write_text_atomically(out_dir / "introspection.json", json.dumps(report, indent=1))]
-    if _contenders(report):
-        paths.append(plot_probabilities(report, out_dir / "introspection.png"))
-    return paths
-
-
-# ----- 3. BLUR: is the update a gradient? (BLUR §3.5, Fig. 2, App. A) -------------------------------------------
-
-
-@partial(jax.jit, static_argnames=("learner", "layer"))
-def update_jacobian(
-    learner: BLUR,
-    genome: BLURGenome,
-    state: BLURState,
-    x: Array,
-    y: Array,
-    layer: int = 0,
-    indices: Array | None = None,
-) -> Array:
-    """J[a, b] = ∂Δw_a/∂w_b of one BLUR step on (x, y) from `state`, w = channel 0 of the forward synapses F_ℓ of
-    `layer` (`state.forward[layer][0]`), flattened ([n+1, m] row-major; the bias row last); only the synapses
-    `indices` if given ([s, s]).
-
-    Δw = F'_ℓ[…, 0] − F_ℓ[…, 0]. The perturbation is tied as the learner ties its synapses (its symmetry syncs):
-    with `symmetric_states` all channels follow w, with `symmetric_in_out` G_ℓ = F_ℓ[:n]ᵀ follows too; so for
-    the backprop configuration w is the weight W̄_ℓ = [W_ℓ; b_ℓ] of the MLP and J = −λ·∂²L/∂w² (spec §8.2).
-    """
-    forward = state.forward[layer]  # [k, n+1, m]
-    shape = forward.shape[1:]
-    w = forward[0].reshape(-1)
-
-    def update(w: Array) -> Array:
-        # The learner's own sync (spec blur.md §2.2) makes the tied channels and G follow the perturbation.
-        f, g = learner._sync(forward.at[0].set(w.reshape(shape)), state.backward[layer])
-        perturbed = BLURState(
-            tuple(f if i == layer else s for i, s in enumerate(state.forward)),
-            tuple(g if i == layer else s for i, s in enumerate(state.backward)),
-        )
-        _, new_state = learner.step(genome, perturbed, x, y)
-        return new_state.forward[layer][0].reshape(-1) - w
-
-    chosen = jnp.arange(w.shape[0]) if indices is None else indices
-
-    def column(i: Array) -> Array:  # J[chosen, i]: one forward-mode pass per synapse
-        tangent = jax.nn.one_hot(i, w.shape[0], dtype=w.dtype)
-        return jax.jvp(update, (w,), (tangent,))[1][chosen]
-
-    # In batches of JVPs: vmapping all of them at once would hold one copy of every synapse per JVP.
-    return jax.lax.map(column, chosen, batch_size=JVP_BATCH).T
-
-
-def asymmetry_of(jacobian: Array) -> dict[str, float | None]:
-    """How far a square J is from symmetric: max and mean |J − Jᵀ| (mean over all entries), both also divided
-    by max |J|, and the antisymmetric fraction ‖(J − Jᵀ)/2‖_F / ‖J‖_F (0: symmetric, 1: antisymmetric);
-    also max |J| and the largest off-diagonal |J|. The relative values are None when J = 0."""
-    j = np.asarray(jacobian, np.float64)
-    difference = np.abs(j - j.T)
-    scale = float(np.abs(j).max(initial=0.0))
-    norm = float(np.linalg.norm(j))
-    return {
-        "max_abs_asymmetry": float(difference.max(initial=0.0)),
-        "mean_abs_asymmetry": float(difference.mean()),
-        "max_abs_jacobian": scale,
-        # 0 means J is diagonal (e.g. only the keep gate f̃ acts, dead units): symmetric, but trivially so.
-        "max_abs_offdiagonal": float(np.abs(j - np.diag(np.diag(j))).max(initial=0.0)),
-        "relative_max_asymmetry": float(difference.max(initial=0.0)) / scale if scale > 0 else None,
-        "relative_mean_asymmetry": float(difference.mean()) / scale if scale > 0 else None,
-        "antisymmetric_fraction": float(np.linalg.norm(j - j.T)) / (2.0 * norm) if norm > 0 else None,
-    }
-
-
-@partial(jax.jit, static_argnames=("learner", "layers"))
-def _jacobians_after_warmup(
-    learner: BLUR,
-    genome: BLURGenome,
-    key: Array,
-    xs: Array,
-    ys: Array,
-    layers: tuple[int, ...],
-    indices: tuple[Array | None, ...],
-) -> tuple[Array, ...]:
-    # One compilation for all layers: on a CPU, compiling dominates the cost of these small Jacobians.
-    state = learner.init_state(genome, key, spec_of_episode(xs, ys))
-    # The genome in the synapses' precision: under float64 (jax.enable_x64) nothing is rounded to float32.
-    genome = jax.tree.map(lambda g: jnp.asarray(g, state.forward[0].dtype), genome)
-    if xs.shape[0] > 1:
-        _, state = run_episode_from_state(learner, genome, state, xs[:-1], ys[:-1])
-    return tuple(
-        update_jacobian(learner, genome, state, xs[-1], ys[-1], layer, chosen)
-        for layer, chosen in zip(layers, indices, strict=True)
-    )
-
-
-def gradient_asymmetry(
-    learner: BLUR,
-    genome: BLURGenome,
-    key: Array,
-    xs: Array,
-    ys: Array,
-    layer: int = 0,
-    max_synapses: int | None = None,
-    reference: bool = True,
-    reference_rate: float | None = None,
-) -> dict[str, Any]:
-    """BLUR's "not gradient descent" check (BLUR §3.5, Fig. 2, App. A; spec blur.md §9): the asymmetry of
-    J = ∂Δw/∂w (`update_jacobian`, `asymmetry_of`) for the forward synapses of `layer`.
-
-    The synapses start from `learner.init_state(genome, key)`; the first T − 1 steps of `xs: [T, ...]`,
-    `ys: [T, C]` (or with an inner batch, [T, B, ...]) move them, J is taken at the last step. `max_synapses`
-    restricts J to the synapses between random pre and post units, at most that many (a principal block of
-    a symmetric matrix is symmetric).
-
-    With `reference`, "sgd_reference" is the same measurement for plain SGD on the same MLP, data and initial
-    synapse distribution: `meta_test.same_unroll_sgd` (`backprop_blur(hidden, "tanh", "ce")`) with
-    `backprop_genome(2, −λ)`, λ = `reference_rate` (default `REFERENCE_RATE` / the inner batch). That update
-    is Δw = −λ·∂L/∂w with L the batch-summed softmax cross-entropy, so J = −λ·∂²L/∂w², a Hessian: symmetric
-    up to rounding (≈1e−7 relative in float32, ≈1e−15 under `jax.enable_x64`).
-
-    This needs every setting of `backprop_blur` (spec §8.2, §11.3): per-state (φ, φ′) forward activation,
-    identity output and backward activations, `multiplicative_second_state`, both symmetry syncs (without
-    the state sync the channel-1 copy of w that computes φ′ would not follow w; without the in/out sync G
-    would not), no normalisation, no Oja, f = η = f̃ = 1, ν[0, 1] = 1. The feedback may be "ce", "mse" or
-    the ±1 "label" (with η̃ = +λ: L = −Σ y·z_L, still a gradient); all were checked in float64 for tanh,
-    sigmoid and linear hidden units (≤ 5e−16 relative). With the label feedback L is linear in the last
-    layer's w (and, for a linear net, in every layer's), so there J = 0 and the relative values are None.
-    """
-    return gradient_asymmetry_by_layer(
-        learner, genome, key, xs, ys, (layer,), max_synapses, reference, reference_rate
-    )[0]
-
-
-def gradient_asymmetry_by_layer(
-    learner: BLUR,
-    genome: BLURGenome,
-    key: Array,
-    xs: Array,
-    ys: Array,
-    layers: tuple[int, ...] | None = None,
-    max_synapses: int | None = None,
-    reference: bool = True,
-    reference_rate: float | None = None,
-) -> list[dict[str, Any]]:
-    """`gradient_asymmetry` of each of `layers` (default: every connection), computed together."""
-    layers = tuple(range(learner.num_connections)) if layers is None else tuple(int(i) for i in layers)
-    sizes = learner.layer_sizes(spec_of_episode(xs, ys))
-    results, indices = [], []
-    for layer in layers:
-        if not 0 <= layer < learner.num_connections:
-            raise ValueError(f"layer must be in [0, {learner.num_connections}), got {layer}")
-        rows, columns = sizes[layer] + 1, sizes[layer + 1]
-        chosen = None
-        if max_synapses is not None and max_synapses < rows * columns:
-            chosen = _synapse_grid(jax.random.fold_in(key, layer), rows, columns, max_synapses)
-        indices.append(chosen)
-        results.append(
-            {
-                "layer": layer,
-                "synapses": rows * columns,
-                "measured_synapses": rows * columns if chosen is None else int(chosen.shape[0]),
-                "warmup_steps": int(xs.shape[0]) - 1,
-            }
-        )
-    indices = tuple(indices)
-    for result, jacobian in zip(
-        results, _jacobians_after_warmup(learner, genome, key, xs, ys, layers, indices), strict=True
-    ):
-        result.update(asymmetry_of(jacobian))
-    if reference:
-        # λ per example: the update sums over an inner batch, and too large a step saturates the softmax
-        # (its Hessian, and so J, then vanishes in float32).
-        batch = math.prod(ys.shape[1:-1])
-        rate = REFERENCE_RATE / batch if reference_rate is None else reference_rate
-        sgd, sgd_genome = same_unroll_sgd(learner), backprop_genome(2, -rate)
-        for result, jacobian in zip(
-            results, _jacobians_after_warmup(sgd, sgd_genome, key, xs, ys, layers, indices), strict=True
-        ):
-            result["sgd_reference"] = {"learning_rate": rate, **asymmetry_of(jacobian)}
-    return results
-
-
-def _synapse_grid(key: Array, rows: int, columns: int, max_synapses: int) -> Array:
-    """Flat indices (sorted) of every synapse between random pre units (rows, the bias included) and random
-    post units (columns), at most `max_synapses` of them. A grid, not scattered synapses: the cross terms of
-    a Hebbian update (and of a Hessian) link synapses that share a unit, and a scattered sample of a large
-    layer would hold almost no such pairs."""
-    num_columns = min(columns, max(1, math.isqrt(max_synapses)))
-    num_rows = min(rows, max(1, max_synapses // num_columns))
-    row_key, column_key = jax.random.split(key)
-    chosen_rows = jax.random.choice(row_key, rows, (num_rows,), replace=False)
-    chosen_columns = jax.random.choice(column_key, columns, (num_columns,), replace=False)
-    return jnp.sort((chosen_rows[:, None] * columns + chosen_columns[None, :]).reshape(-1))

@@ -8,12 +8,11 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
+from vsml.evaluation.defaults import EVAL_SEED
 from vsml.evaluation.statistics import interval_95
 from vsml.learners.base import AUTO, Learner, PyTree, map_in_batches, resolve_at_once, run_episodes
 from vsml.meta.objectives import correct_predictions, per_step_cross_entropy, run_with_query
 from vsml.tasks.sampler import EpisodeSampler, Source
-
-DEFAULT_EVAL_SEED = 22  # spec §2: evaluation uses a fixed key (seed 22), the same episodes every time
 
 
 class OnlineEvaluation(NamedTuple):
@@ -95,14 +94,14 @@ def _evaluate_batch(
     return _per_step(correct_predictions(logits, ys)), _per_step(per_step_cross_entropy(logits, ys)), query
 
 
-def evaluate_online(
+def evaluate_on_source(
     learner: Learner,
     meta: PyTree,
     source: Source,
     *,
     num_episodes: int = 64,
     length: int = 100,
-    seed: int = DEFAULT_EVAL_SEED,
+    seed: int = EVAL_SEED,
     batch_size: int = 64,
     sampler: EpisodeSampler | None = None,
     query_steps: int = 0,

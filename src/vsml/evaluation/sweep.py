@@ -5,48 +5,36 @@ Online SGD and Adam (VSML spec §5, the SGD/Adam row; `vsml.learners.sgd`) come 
 episode length. `sweep_learning_rates` measures the mean online accuracy (spec §2: the accuracy of each
 prediction made before its label, averaged over all steps and episodes) of every rate on the same episodes, for
 each dataset × optimiser × architecture, with the selection rule `vsml evaluate` uses
-(`meta_test.tune_learning_rate`). A best rate at the edge of the grid is flagged: the optimum may lie outside
+(`baselines.tune_learning_rate`). A best rate at the edge of the grid is flagged: the optimum may lie outside
 it, so the grid should be widened on that side.
 
-`vsml sweep-lr` is the command-line front end; it writes `lr_sweep.json` and `lr_sweep.md`.
+`vsml sweep-lr` is the command-line front end; `vsml.report.sweep` writes `lr_sweep.json` and `lr_sweep.md`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from vsml.atomic import write_text_atomically
 from vsml.config import config_to_dict
-from vsml.evaluation.meta_test import ADAM_LEARNING_RATES, SGD_LEARNING_RATES, sgd_meta, tune_learning_rate
-from vsml.learners.sgd import OPTIMIZERS, OnlineSGD
-from vsml.report.tables import markdown_table
+from vsml.evaluation.baselines import (
+    LEARNING_RATES,
+    SPEC_DEFAULT_RATES,
+    HandDesigned,
+    grid_edge,
+    sgd_meta,
+    tune_learning_rate,
+)
+from vsml.evaluation.defaults import TUNE_SEED
+from vsml.learners.sgd import OPTIMIZERS
 from vsml.run.experiment import ExperimentConfig, TaskConfig, experiment_sampler, make_experiment_source
 from vsml.tasks.datasets import DATASET_NAMES, SPLITS
 from vsml.tasks.transforms import EpisodeTransform
 
-DEFAULT_RATES: dict[str, tuple[float, ...]] = {"sgd": SGD_LEARNING_RATES, "adam": ADAM_LEARNING_RATES}
-SPEC_DEFAULT_RATES = {"sgd": 0.01, "adam": 0.001}  # spec §5
 DEFAULT_HIDDEN_SIZES: tuple[tuple[int, ...], ...] = ((), (160,))  # spec §5: linear, one tanh layer of 160
-# The key `meta_test` tunes its baselines with, so a sweep on the train split reproduces its numbers.
-DEFAULT_SWEEP_SEED = 1
-JSON_NAME = "lr_sweep.json"
-MARKDOWN_NAME = "lr_sweep.md"
-_OPTIMIZER_LABEL = {"sgd": "SGD", "adam": "Adam"}
-
-
-def architecture_label(hidden_sizes: Sequence[int]) -> str:
-    """The architecture's name in reports: linear, tanh MLP 160, tanh MLP 128-64."""
-    return "tanh MLP " + "-".join(str(h) for h in hidden_sizes) if hidden_sizes else "linear"
-
-
-def learner_label(optimizer: str, hidden_sizes: Sequence[int]) -> str:
-    return f"online {_OPTIMIZER_LABEL[optimizer]}, {architecture_label(hidden_sizes)}"
 
 
 def _rate_key(rate: float) -> str:
@@ -98,17 +86,6 @@ def _check_hidden_sizes(options: Sequence[Sequence[int]]) -> tuple[tuple[int, ..
     return tuple(checked)
 
 
-def grid_edge(best: float, rates: tuple[float, ...]) -> str | None:
-    """Which end of the (sorted) grid the best rate sits at; with one rate, both ("widen it both ways")."""
-    if len(rates) == 1:
-        return "both"
-    if best == rates[0]:
-        return "low"
-    if best == rates[-1]:
-        return "high"
-    return None
-
-
 def sweep_learning_rates(
     datasets: Sequence[str],
     optimizers: Sequence[str] = OPTIMIZERS,
@@ -117,7 +94,7 @@ def sweep_learning_rates(
     *,
     num_episodes: int = 32,
     length: int = 500,
-    seed: int = DEFAULT_SWEEP_SEED,
+    seed: int = TUNE_SEED,
     data_dir: str | None = None,
     transform: EpisodeTransform | None = None,
     normalisation: str = "dataset",
@@ -157,7 +134,7 @@ def sweep_learning_rates(
     if len(set(optimizers)) != len(optimizers):
         raise ValueError(f"an optimizer is listed twice in {list(optimizers)}; list each once")
     grids = {
-        o: _check_rates(DEFAULT_RATES[o] if rates is None else tuple(rates), "learning rates")
+        o: _check_rates(LEARNING_RATES[o] if rates is None else tuple(rates), "learning rates")
         for o in optimizers
     }
     architectures = _check_hidden_sizes(hidden_sizes_options)
@@ -191,15 +168,16 @@ def sweep_learning_rates(
             learners: dict[str, Any] = {}
             for optimizer in optimizers:
                 for hidden_sizes in architectures:
-                    progress.set_postfix_str(f"{name}: {learner_label(optimizer, hidden_sizes)}")
+                    baseline = HandDesigned(optimizer, hidden_sizes)
+                    progress.set_postfix_str(f"{name}: {baseline.label}")
                     grid = grids[optimizer]
                     # The rate lives in the meta (log α), so each learner compiles once for the whole grid.
-                    learner = OnlineSGD(optimizer=optimizer, learning_rate=grid[0], hidden_sizes=hidden_sizes)
+                    learner = baseline.learner()
                     best, scores = tune_learning_rate(
                         learner, grid, source, num_episodes, sampler, seed=seed, meta_for_rate=sgd_meta
                     )
                     edge = grid_edge(best, grid)
-                    learners[learner_label(optimizer, hidden_sizes)] = {
+                    learners[baseline.label] = {
                         "optimizer": optimizer,
                         "hidden_sizes": list(hidden_sizes),
                         "rates": list(grid),
@@ -219,42 +197,3 @@ def sweep_learning_rates(
     finally:
         progress.close()
     return report
-
-
-_EDGE_NOTE = {
-    "low": "lowest rate of the grid: add smaller rates",
-    "high": "highest rate of the grid: add larger rates",
-    "both": "only one rate: sweep a grid",
-}
-
-
-def sweep_table(report: dict[str, Any]) -> str:
-    """Markdown: one row per dataset × learner with the best rate, its accuracy, chance and an edge warning."""
-    rows = []
-    for name, entry in report["datasets"].items():
-        for label, result in entry["learners"].items():
-            rows.append(
-                {
-                    "dataset": name,
-                    "learner": label,
-                    "best lr": f"{result['best_rate']:g}",
-                    "accuracy": result["best_accuracy"],
-                    "chance": entry["chance"],
-                    "grid": ", ".join(f"{r:g}" for r in result["rates"]),
-                    "note": _EDGE_NOTE.get(result["edge"], ""),
-                }
-            )
-    title = (
-        f"### Learning-rate sweep: mean online accuracy ({report['episodes']} {report['split']}-split episodes "
-        f"of {report['length']} steps, seed {report['seed']})"
-    )
-    return f"{title}\n\n{markdown_table(rows)}\n"
-
-
-def write_sweep(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """lr_sweep.json and lr_sweep.md in `out_dir` (created if missing), each written atomically."""
-    out_dir = Path(out_dir)
-    return [
-        write_text_atomically(out_dir / JSON_NAME, json.dumps(report, indent=1)),
-        write_text_atomically(out_dir / MARKDOWN_NAME, sweep_table(report)),
-    ]

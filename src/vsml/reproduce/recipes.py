@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from vsml.config import resolve_config_path
+from vsml.evaluation.baselines import HAND_DESIGNED
+from vsml.evaluation.defaults import EVAL_SEED
 
 SCALES = ("cpu-small", "paper")
 REPORTS_SUBDIR = "_reports"  # under <runs_dir>/<scale>/: the report steps' full outputs
-HAND_DESIGNED_TOKENS = ("sgd", "adam", "sgd-160", "adam-160")  # `vsml compare` names (compare.HAND_DESIGNED)
+HAND_DESIGNED_TOKENS = tuple(HAND_DESIGNED)  # `vsml compare` names: sgd, adam, sgd-160, adam-160
 
 
 # ----- the recipe --------------------------------------------------------------------------------------------
@@ -93,7 +95,7 @@ class Compare:
     datasets: tuple[str, ...]
     sizes: Mapping[str, Size]
     overrides: tuple[str, ...] = ()
-    seed: int = 22
+    seed: int = EVAL_SEED
 
 
 @dataclass(frozen=True)
@@ -570,8 +572,8 @@ def _clone(
     """Clone and evaluate (or reuse a finished clone of the same config, or evaluate a cloned one again);
     returns (status, markdown tables, the curve PNGs)."""
     from vsml.config import config_to_dict, load_config
-    from vsml.evaluation.clone import clone_markdown, run_clone
     from vsml.meta.cloning import CloneConfig
+    from vsml.report.clone import clone_markdown, run_clone
     from vsml.run.checkpoint import latest_checkpoint
     from vsml.run.run_dir import differing_keys
 
@@ -622,7 +624,8 @@ def _report(
     stamp_path = out / "reproduce_step.json"
     cached = stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp
     if isinstance(step, MetaTest):
-        from vsml.evaluation.meta_test import load_trained_run, meta_test, report_tables, write_report
+        from vsml.evaluation.meta_test import load_trained_run, meta_test
+        from vsml.report.meta_test import report_tables, write_report
 
         if not cached:
             run = load_trained_run(scale_dir / step.run, step.overrides)
@@ -634,12 +637,8 @@ def _report(
         write_report(report, out)
         tables = report_tables(report)
     elif isinstance(step, Compare):
-        from vsml.evaluation.grid import (
-            contenders_from_arguments,
-            generalisation_grid,
-            grid_table,
-            write_grid,
-        )
+        from vsml.evaluation.grid import contenders_from_arguments, generalisation_grid
+        from vsml.report.grid import grid_table, write_grid
 
         if not cached:
             tokens = [
@@ -660,13 +659,9 @@ def _report(
         write_grid(report, out, caption=f"Command: {command}")
         tables = grid_table(report)
     else:
-        from vsml.evaluation.introspect import (
-            asymmetry_lines,
-            introspect_run,
-            introspection_table,
-            write_introspection,
-        )
+        from vsml.evaluation.introspect import introspect_run
         from vsml.evaluation.meta_test import load_trained_run
+        from vsml.report.introspect import asymmetry_lines, introspection_table, write_introspection
 
         if not cached:
             run = load_trained_run(scale_dir / step.run)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vsml.config import config_from_dict, load_config
+from vsml.evaluation.defaults import EVAL_SEED
 from vsml.meta.cmaes import CMAESConfig
 from vsml.meta.es import OpenESConfig
 from vsml.meta.grad import GradConfig
@@ -62,7 +63,7 @@ class EvalConfig:
     every: int = 50
     num_episodes: int = 64
     episode_length: int = 100
-    seed: int = 22
+    seed: int = EVAL_SEED
 
 
 @dataclass(frozen=True)

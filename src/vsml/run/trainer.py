@@ -26,7 +26,7 @@ from jax.experimental import multihost_utils
 from tqdm.auto import tqdm
 
 from vsml.config import config_to_dict, dump_config
-from vsml.evaluation.online import evaluate_online
+from vsml.evaluation.online import evaluate_on_source
 from vsml.learners import build_learner
 from vsml.learners.base import PyTree
 from vsml.meta.objectives import Objective, check_learner_supports
@@ -264,7 +264,7 @@ class MetaTrainer:
         metrics = {}
         meta = jax.device_get(self.meta)  # plain arrays: a local computation, also under several processes
         for name, source in self.eval_sources.items():
-            result = evaluate_online(
+            result = evaluate_on_source(
                 self.learner,
                 meta,
                 source,

@@ -1,0 +1,87 @@
+"""`vsml evaluate RUN...`: meta-test runs (`vsml.evaluation.meta_test`), print and write the report
+(`vsml.report.meta_test`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vsml.cli.common import add_overrides, add_quiet, comma_list, positive_int, report_directory
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="meta-test a trained run against its untrained start, online SGD/Adam and chance",
+        description="Online accuracy and loss per step on held-out episodes (mean and final step, ± 95% "
+        "interval over episodes); writes evaluation.json, evaluation.md, evaluation.csv and learning-curve PNGs "
+        "into the run directory (or --out). Several runs (seeds of one config) are meta-tested on the same "
+        "episodes and also summarised as mean ± 95% over runs.",
+    )
+    evaluate.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        metavar="RUN",
+        help="run directories or checkpoint files (several: seeds)",
+    )
+    evaluate.add_argument(
+        "--datasets", help="comma-separated meta-test datasets (default: the config's eval.datasets)"
+    )
+    evaluate.add_argument(
+        "--episodes",
+        type=positive_int,
+        help="number of held-out episodes (default: the config's eval.num_episodes)",
+    )
+    evaluate.add_argument(
+        "--length",
+        type=positive_int,
+        help="online steps per episode (default: the config's eval.episode_length)",
+    )
+    evaluate.add_argument(
+        "--no-baselines", action="store_true", help="skip the SGD/Adam learning-rate sweeps"
+    )
+    evaluate.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    evaluate.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
+    add_quiet(evaluate)
+    add_overrides(evaluate, "change the meta-test setting, e.g. --set transform.shuffle=true (repeatable)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vsml.evaluation.meta_test import combine_runs, load_trained_run, meta_test, meta_test_setting
+    from vsml.report.meta_test import report_tables, write_report
+
+    if len(args.runs) > 1 and not args.out:
+        raise ValueError("several runs need --out: where to write their combined report")
+    runs = [load_trained_run(path, args.overrides) for path in args.runs]
+    out = report_directory(args.out, runs[0].path)
+    datasets = (
+        tuple(comma_list(args.datasets, "--datasets", "mnist,fashion_mnist")) if args.datasets else None
+    )
+    settings = []
+    for run in runs:
+        names, episodes, length = meta_test_setting(run.config, datasets, args.episodes, args.length)
+        settings.append((sorted(names), episodes, length))
+    if any(setting != settings[0] for setting in settings[1:]):  # before hours of meta-testing, not after
+        raise ValueError(
+            "the runs' configs meta-test on different settings (datasets, episodes, length: "
+            + "; ".join(f"{path}: {setting}" for path, setting in zip(args.runs, settings, strict=True))
+            + "); give them the same ones with --datasets, --episodes and --length"
+        )
+    reports = [
+        meta_test(
+            run,
+            datasets=datasets,
+            num_episodes=args.episodes,
+            length=args.length,
+            baselines=not args.no_baselines and index == 0,  # the baselines do not depend on the run's seed
+            data_dir=args.data_dir,
+            progress=not args.quiet,
+        )
+        for index, run in enumerate(runs)
+    ]
+    report = reports[0] if len(runs) == 1 else combine_runs(reports, [str(path) for path in args.runs])
+    print(report_tables(report))
+    for path in write_report(report, out):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,90 @@
+"""The meta-test report (`vsml evaluate`): markdown tables, per-step CSV and learning-curve PNGs of the JSON-able
+report `vsml.evaluation.meta_test.meta_test` returns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vsml.atomic import write_text_atomically
+from vsml.evaluation.statistics import block_labels
+from vsml.report.plots import plot_learning_curves
+from vsml.report.tables import markdown_table
+
+
+def report_tables(report: dict[str, Any], num_blocks: int | None = None) -> str:
+    """Markdown: one table per dataset, online accuracy by blocks of steps, the mean (± 95% interval over
+    episodes), the final step, and the chance row; with several runs, their mean ± 95% interval over runs."""
+    parts = []
+    for name, entry in report["datasets"].items():
+        # The blocks the report was made with, unless the caller asks for the same number explicitly.
+        blocks = num_blocks or len(next(iter(entry["learners"].values()))["block_accuracy"])
+        labels = block_labels(report["length"], blocks)
+        rows = []
+        for label, r in entry["learners"].items():
+            row = {"learner": label, "mean": r["mean_accuracy"]}
+            if "mean_accuracy_interval_95" in r:
+                row["± 95%"] = r["mean_accuracy_interval_95"]
+            row["final"] = r["final_accuracy"]
+            if r.get("query_accuracy") is not None:
+                row["query"] = r["query_accuracy"]
+            row.update(dict(zip(labels, r["block_accuracy"], strict=True)))
+            rows.append(row)
+        chance = {"learner": "chance", "mean": entry["chance"], "final": entry["chance"]}
+        if report.get("query_steps"):
+            chance["query"] = entry["chance"]
+        chance.update(dict.fromkeys(labels, entry["chance"]))
+        rows.append(chance)
+        text = (
+            f"### {name}: online accuracy ({report['episodes']} held-out episodes of {report['length']} steps)\n\n"
+            + markdown_table(rows)
+        )
+        if "seeds" in entry:
+            seeds = entry["seeds"]
+            text += (
+                f"\n\nMeta-trained over {len(seeds['runs'])} runs ({', '.join(seeds['runs'])}): mean "
+                f"{seeds['mean_accuracy_mean']:.3f} ± {seeds['mean_accuracy_interval_95']:.3f}, final step "
+                f"{seeds['final_accuracy_mean']:.3f} ± {seeds['final_accuracy_interval_95']:.3f} (95% over runs)"
+            )
+        parts.append(text)
+    return "\n\n".join(parts) + "\n"
+
+
+def write_report(report: dict[str, Any], out_dir: str | Path, smooth: int = 5) -> list[Path]:
+    """evaluation.json, evaluation.md, evaluation.csv (per-step curves) and one learning-curve PNG per dataset,
+    all written atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [write_text_atomically(out_dir / "evaluation.json", json.dumps(report, indent=1))]
+    written.append(write_text_atomically(out_dir / "evaluation.md", report_tables(report)))
+    written.append(write_text_atomically(out_dir / "evaluation.csv", curves_csv(report)))
+    # A short episode (Omniglot's 6 steps) is drawn step by step: a moving average would smear its query step.
+    window = max(1, min(smooth, report["length"] // 20))
+    averaged = f", moving average over {window} steps" if window > 1 else ""
+    for name, entry in report["datasets"].items():
+        curves = {label: np.asarray(r["curve"]) for label, r in entry["learners"].items()}
+        written.append(
+            plot_learning_curves(
+                curves,
+                out_dir / f"learning_curves_{name}.png",
+                title=f"Meta-test on {name} ({report['episodes']} held-out episodes{averaged})",
+                chance=entry["chance"],
+                smooth=window,
+            )
+        )
+    return written
+
+
+def curves_csv(report: dict[str, Any]) -> str:
+    """One line per dataset, learner and online step: mean accuracy, its std over episodes, mean loss."""
+    lines = ["dataset,learner,step,accuracy,accuracy_std,loss"]
+    for name, entry in report["datasets"].items():
+        for label, r in entry["learners"].items():
+            quoted = '"' + label.replace('"', '""') + '"'
+            losses = r.get("loss_curve") or [float("nan")] * len(r["curve"])
+            for step, (acc, std, loss) in enumerate(zip(r["curve"], r["curve_std"], losses, strict=True), 1):
+                lines.append(f"{name},{quoted},{step},{acc:.6g},{std:.6g},{loss:.6g}")
+    return "\n".join(lines) + "\n"
