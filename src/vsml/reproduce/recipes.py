@@ -5,8 +5,8 @@ An `Experiment` is a recipe of `vsml` commands: meta-training steps (`vsml meta-
 checkout, with per-scale `--set` overrides and an optional warm start from an earlier step), then report steps
 (`vsml evaluate`, `vsml compare`, `vsml introspect`). Two scales:
 
-- `cpu-small`: the reduced scale each config's header documents for 2 CPU cores (the numbers in README.md's
-  "Measured results" were measured at it), in minutes to about an hour per experiment;
+- `cpu-small`: each config's scale for 2 CPU cores, `CPU_SCALE` in `reproduce/cpu_scale.py` (the one source of
+  those settings; the numbers in reports/ were measured at it), in minutes to about an hour per experiment;
 - `paper`: the configs as they are (P = 1024 pairs, T = 500, 10^4 and more iterations: a GPU job).
 
 Runs live in `<runs_dir>/<scale>/<run>` and are shared between experiments (Fig. 8's grid reuses the Fig. 6
@@ -34,6 +34,7 @@ from typing import Any
 from vsml.config import resolve_config_path
 from vsml.evaluation.baselines import HAND_DESIGNED
 from vsml.evaluation.defaults import EVAL_SEED
+from vsml.reproduce.cpu_scale import CPU_SCALE
 
 SCALES = ("cpu-small", "paper")
 REPORTS_SUBDIR = "_reports"  # under <runs_dir>/<scale>/: the report steps' full outputs
@@ -125,95 +126,57 @@ class Experiment:
 
 BOTH = {"cpu-small": Size(), "paper": Size()}  # the run config's eval setting at either scale
 
-DEMO = TrainStep("demo", "demo_digits.yaml", {"cpu-small": (), "paper": ()})  # already a CPU-scale config
-# The same run, needed only at cpu-small: there it is the warm start of the Fig. 6 run.
-DEMO_FOR_WARM_START = TrainStep(DEMO.run, DEMO.config, {"cpu-small": DEMO.overrides["cpu-small"]})
 
-_8X8 = "[8, 8]"
-FIG6 = TrainStep(
-    "fig6",
-    "fig6_mnist_rand_proj.yaml",
-    {
-        # README, Fig. 6 at CPU scale: from scratch the ES loss stays on the ln 10 plateau at this budget, so
-        # the demo's digits V_M is meta-trained further on MNIST at 8x8. Its learner settings, normalisation
-        # and input size follow the demo's (the V_M must have the same structure).
-        "cpu-small": (
-            "learner.feed_label=true",
-            "task.normalisation=per_feature",
-            "task.episode_length=100",
-            "es.num_pairs=64",
-            f"transform.resize={_8X8}",
-            f"population=[{{dataset: mnist, transform: {{project: true, resize: {_8X8}}}}}, "
-            f"{{dataset: mnist, transform: {{resize: {_8X8}}}}}]",
-            "train.iterations=200",
-            "train.checkpoint_every=100",
-            "eval.every=50",
-            "eval.num_episodes=16",
-            "eval.episode_length=500",
-        ),
-        "paper": (),
-    },
-    warm_start={"cpu-small": "demo"},
-)
+def config_name(config: str) -> str:
+    """A shipped config's name as `resolve_config_path` and `CPU_SCALE` know it: "fig8/all.yaml" -> "fig8/all"."""
+    return Path(config).with_suffix("").as_posix()
 
 
-def _baseline(learner: str, iterations: int, eval_every: int | None = None) -> TrainStep:
-    """A Fig. 8 baseline meta-trained on MNIST: the header's reduced scale, with the iterations of
-    reports/fig8_cpu_small (fewer for the slow ones) and held-out evaluation on MNIST and Fashion-MNIST only."""
+def cpu_small(config: str) -> tuple[str, ...]:
+    """A shipped config's cpu-small overrides: `CPU_SCALE` (reproduce/cpu_scale.py) is their one source."""
+    return CPU_SCALE[config_name(config)].overrides
+
+
+def cpu_small_warm_start(config: str, *earlier: TrainStep | CloneRun) -> dict[str, str]:
+    """`warm_start` at cpu-small: the run among `earlier` trained from the config `CPU_SCALE` names."""
+    wanted = CPU_SCALE[config_name(config)].warm_start
+    return {} if wanted is None else {"cpu-small": {config_name(s.config): s.run for s in earlier}[wanted]}
+
+
+def _scaled(run: str, config: str, *earlier: TrainStep | CloneRun) -> TrainStep:
+    """`config` at cpu-small as `CPU_SCALE` has it (warm start from one of `earlier`), and as it is at paper."""
     return TrainStep(
-        f"{learner}_mnist",
-        f"baselines/{learner}_mnist.yaml",
-        {
-            "cpu-small": (
-                "task.episode_length=100",
-                "grad.num_episodes=16",
-                f"train.iterations={iterations}",
-                "train.checkpoint_every=100",
-                "eval.episode_length=500",
-                "eval.num_episodes=16",
-                f"eval.every={eval_every or iterations // 2}",
-                "eval.datasets=[mnist, fashion_mnist]",
-            ),
-            "paper": (),
-        },
+        run, config, {"cpu-small": cpu_small(config), "paper": ()}, cpu_small_warm_start(config, *earlier)
     )
 
 
-BASELINES = (
-    _baseline("metarnn", 1000, eval_every=250),
-    _baseline("hebbian", 300),  # 1.7-3.6 s per meta-step on 2 cores
-    _baseline("fwmemory", 600),
-    _baseline("fwp", 600),
+DEMO = _scaled("demo", "demo_digits.yaml")  # already a CPU-scale config
+# The same run, needed only at cpu-small: there it is the warm start of the Fig. 6 run.
+DEMO_FOR_WARM_START = TrainStep(DEMO.run, DEMO.config, {"cpu-small": DEMO.overrides["cpu-small"]})
+# Fig. 6 at cpu-small warm-starts from the demo's digits V_M (CPU_SCALE's note says why).
+FIG6 = _scaled("fig6", "fig6_mnist_rand_proj.yaml", DEMO)
+# The Fig. 8 baselines meta-trained on MNIST.
+BASELINES = tuple(
+    _scaled(f"{learner}_mnist", f"baselines/{learner}_mnist.yaml")
+    for learner in ("metarnn", "hebbian", "fwmemory", "fwp")
 )
-BLUR_MNIST = TrainStep(
-    "blur_mnist",
-    "blur/mnist_cmaes.yaml",
-    {"cpu-small": ("train.iterations=30", "eval.every=10", "eval.num_episodes=4"), "paper": ()},
-)
-BLUR_TOY2D = TrainStep(
-    "blur_toy2d",
-    "blur/toy2d.yaml",
-    {
-        "cpu-small": ("train.iterations=1000", "grad.num_episodes=12", "grad.learning_rate=0.003"),
-        "paper": (),
-    },
-)
-OMNIGLOT = TrainStep(
-    "omniglot",
-    "omniglot.yaml",
-    {"cpu-small": ("es.num_pairs=32", "train.iterations=500", "eval.num_episodes=100"), "paper": ()},
-)
+BLUR_MNIST = _scaled("blur_mnist", "blur/mnist_cmaes.yaml")
+BLUR_TOY2D = _scaled("blur_toy2d", "blur/toy2d.yaml")
+OMNIGLOT = _scaled("omniglot", "omniglot.yaml")
 
-CLONE = CloneRun("clone_backprop", "cloning/backprop.yaml", {"cpu-small": (), "paper": ()})
+_CLONE_CONFIG = "cloning/backprop.yaml"
+CLONE = CloneRun("clone_backprop", _CLONE_CONFIG, {"cpu-small": cpu_small(_CLONE_CONFIG), "paper": ()})
 ES_FROM_CLONE = TrainStep(
     "es_from_clone",
     "es_from_clone.yaml",
-    {"cpu-small": (), "paper": ()},
-    warm_start={"cpu-small": CLONE.run, "paper": CLONE.run},
+    {"cpu-small": cpu_small("es_from_clone.yaml"), "paper": ()},
+    warm_start={"cpu-small": CLONE.run, "paper": CLONE.run},  # the config starts from the clone at any scale
 )
 _FROM_RANDOM = ("train.init_from=null", "es.relative_floor=null")  # plain ES, as meta-training from scratch
 ES_FROM_RANDOM = TrainStep(
-    "es_from_random", "es_from_clone.yaml", {"cpu-small": _FROM_RANDOM, "paper": _FROM_RANDOM}
+    "es_from_random",
+    "es_from_clone.yaml",
+    {"cpu-small": (*cpu_small("es_from_clone.yaml"), *_FROM_RANDOM), "paper": _FROM_RANDOM},
 )
 
 _GRID_RUNS = ("fig6", "demo", *(step.run for step in BASELINES))
@@ -399,7 +362,7 @@ def config_path(step: TrainStep | CloneRun) -> Path:
 def _shown_config(step: TrainStep | CloneRun) -> str:
     """The config as the shown command names it: a shipped config by its name, which works in any folder."""
     path = Path(step.config)
-    return str(path) if path.is_absolute() else path.with_suffix("").as_posix()
+    return str(path) if path.is_absolute() else config_name(step.config)
 
 
 def _yaml_string(text: str) -> str:

@@ -1,0 +1,76 @@
+"""`CPU_SCALE` (vsml/reproduce/cpu_scale.py) is the one source of the cpu-small settings: the recipes take
+theirs from it, it imports only the standard library, and the commands it prints are real `vsml` commands.
+(tests/run/test_configs.py checks that each entry gives a valid config and that the headers point here.)"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from vsml.cli.main import _build_parser
+from vsml.reproduce import cpu_scale
+from vsml.reproduce import recipes as rp
+from vsml.reproduce.cpu_scale import CPU_SCALE, commands
+
+
+def test_cpu_scale_imports_only_the_standard_library():
+    tree = ast.parse(Path(cpu_scale.__file__).read_text(encoding="utf-8"))
+    modules = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    modules += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    allowed = sys.stdlib_module_names | {"__future__"}
+    assert modules and all(m.split(".")[0] in allowed for m in modules), modules
+
+
+def test_recipes_take_their_cpu_small_settings_from_cpu_scale():
+    steps = {
+        (step.run, step.config, step.overrides["cpu-small"], tuple(step.warm_start.items()))
+        for exp in rp.EXPERIMENTS.values()
+        for step in rp.training_at(exp, "cpu-small")
+    }
+    configs = {rp.config_name(config) for _, config, _, _ in steps}
+    for run, config, overrides, warm_start in steps:
+        entry = CPU_SCALE[rp.config_name(config)]
+        # the entry's overrides first, in order; after them only what makes a variant run (ES from random)
+        assert overrides[: len(entry.overrides)] == entry.overrides, run
+        assert overrides == entry.overrides or run == "es_from_random", run
+        if entry.warm_start is not None:  # the warm start is the run of the config CPU_SCALE names
+            (scale, warm_run), *_ = warm_start
+            warm_config = next(c for r, c, _, _ in steps if r == warm_run)
+            assert (scale, rp.config_name(warm_config)) == ("cpu-small", entry.warm_start), run
+    assert {"fig6_mnist_rand_proj", "baselines/metarnn_mnist", "blur/mnist_cmaes", "omniglot"} <= configs
+
+
+def test_fig6_cpu_scale_is_the_warm_started_recipe_that_produced_its_report():
+    entry = CPU_SCALE["fig6_mnist_rand_proj"]
+    assert entry.warm_start == "demo_digits"
+    assert {"es.num_pairs=64", "train.iterations=200", "transform.resize=[8, 8]"} <= set(entry.overrides)
+    assert "plateau" in entry.note
+
+
+@pytest.mark.parametrize("name", sorted(CPU_SCALE))
+def test_printed_commands_are_real_commands(name):
+    printed = commands(name, "r")
+    parser = _build_parser()
+    for command in printed:
+        words = shlex.split(command)
+        assert words[0] == "vsml"
+        parser.parse_args(words[1:])
+    words = shlex.split(printed[-1])
+    verb = "clone" if name.startswith("cloning/") else "meta-train"
+    assert words[1:5] == [verb, name, "--out", f"r/{name}"]
+    sets = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    warm = CPU_SCALE[name].warm_start
+    assert sets == [*CPU_SCALE[name].overrides, *([f"train.init_from=r/{warm}"] if warm else [])]
+    assert len(printed) == 1 + (warm is not None)
+
+
+def test_main_prints_and_rejects_unknown_names(capsys):
+    assert cpu_scale.main(["fig6_mnist_rand_proj"]) == 0
+    out = capsys.readouterr().out
+    assert "vsml meta-train demo_digits" in out and "plateau" in out
+    assert cpu_scale.main(["fig6"]) == 2
+    assert "shipped configs" in capsys.readouterr().err
