@@ -241,3 +241,13 @@ def test_a_flag_the_command_does_not_take_is_reported_by_that_command(capsys):
     err = capsys.readouterr().err
     assert exit_info.value.code == 2
     assert "usage: vsml evaluate" in err and "vsml evaluate: error: unrecognized arguments: --resume" in err
+
+
+def test_export_pretrained_needs_an_explicit_destination(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export-pretrained", str(tmp_path), "--name", "x"])
+    assert exit_info.value.code == 2
+    assert "one of the arguments --out --into-package is required" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export-pretrained", str(tmp_path), "--name", "x", "--out", str(tmp_path), "--into-package"])
+    assert "not allowed with argument" in capsys.readouterr().err

@@ -104,3 +104,10 @@ def test_a_learner_that_diverges_is_a_warning_not_a_silent_low_score():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a finite run warns nothing
         vsml.evaluate_online("blur_mnist", X, y, episodes=1, length=20)
+
+
+@pytest.mark.parametrize("what", ["length", "episodes", "seed"])
+def test_huge_integers_are_clear_errors_naming_the_argument(what):
+    X, y = offset_problem()
+    with pytest.raises(ValueError, match=rf"evaluate_online\({what}=\.\.\.\).*32-bit"):
+        vsml.evaluate_online(vsml.online_sgd(0.1), X, y, **{what: 10**12})

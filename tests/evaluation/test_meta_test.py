@@ -115,3 +115,13 @@ def test_runs_meta_tested_on_different_settings_are_not_combined():
 
     with pytest.raises(ValueError, match="different settings.*--datasets"):
         combine_runs([report(5), report(6)], ["a", "b"])
+
+
+def test_a_corrupt_checkpoint_manifest_is_an_error_naming_the_file(tmp_path):
+    from vsml.run.checkpoint import CheckpointError
+
+    manifest = tmp_path / "ckpt_00000001.json"
+    (tmp_path / "ckpt_00000001.npz").write_bytes(b"")
+    manifest.write_text("{not json")
+    with pytest.raises(CheckpointError, match=f"corrupt checkpoint manifest {manifest}"):
+        load_trained_run(manifest)

@@ -164,3 +164,11 @@ def test_a_corrupt_newest_manifest_is_named_and_the_one_before_offered(tmp_path)
     (tmp_path / "ckpt_00000002.json").write_text('{"format": "vsml-chec')  # cut off by a crash or an editor
     with pytest.raises(ValueError, match=r"corrupt checkpoint manifest .*ckpt_00000002\.json.*iteration 1.*move"):
         MetaTrainer(config, tmp_path, resume=True)
+
+
+def test_vsml_clone_is_refused_a_folder_another_process_holds(other_process_holding, capsys):
+    run_dir, holder = other_process_holding
+    argv = ["clone", "cloning/backprop", "--out", str(run_dir), "--quiet", "--set", "eval.datasets=[digits]"]
+    assert main(argv) == 2
+    assert f"run folder {run_dir} is in use: pid {holder.pid}" in capsys.readouterr().err
+    assert not (run_dir / "config.yaml").exists()  # refused before anything was written

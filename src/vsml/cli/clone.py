@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vsml.cli.common import add_overrides, add_quiet, writable_directory
+from vsml.cli.common import add_data_dir, add_overrides, add_quiet, writable_directory
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -18,12 +18,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "teacher from the same initial weights. Writes a checkpoint (V_M and codec; usable as "
         "train.init_from), clone.json, clone.md and learning-curve PNGs into --out.",
     )
-    clone.add_argument("config", type=Path, help="cloning YAML (see configs/cloning/)")
+    clone.add_argument(
+        "config", type=Path, help="cloning YAML: a path, or a shipped config's name (e.g. cloning/backprop)"
+    )
     clone.add_argument("--out", type=Path, required=True, help="run directory")
     add_overrides(clone, "override a config value, e.g. --set train.steps=100 (repeatable)")
     clone.add_argument("--eval-only", action="store_true", help="evaluate the checkpoint already in --out")
     clone.add_argument("--no-eval", action="store_true", help="clone only; skip the free-running evaluation")
-    clone.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    add_data_dir(clone)
     add_quiet(clone)
 
 

@@ -6,6 +6,13 @@ import argparse
 import os
 from pathlib import Path
 
+# The data folder's lookup order (vsml.tasks.datasets.resolve_data_dir), as every command's --data-dir states it.
+DATA_DIR_HELP = "dataset folder (default: $VSML_DATA, then ../shared/datasets from the current directory)"
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", help=DATA_DIR_HELP)
+
 
 def integer_or_environment(name: str):
     """An argparse `type` for a flag whose default is $name: argparse parses a string default only for the

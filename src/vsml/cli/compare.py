@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vsml.cli.common import add_overrides, add_quiet, comma_list, positive_int, writable_directory
+from vsml.cli.common import (
+    add_data_dir,
+    add_overrides,
+    add_quiet,
+    comma_list,
+    positive_int,
+    writable_directory,
+)
 from vsml.evaluation.defaults import EVAL_SEED
 
 
@@ -36,7 +43,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=EVAL_SEED, help=f"evaluation seed (default {EVAL_SEED}, spec §2)"
     )
     compare.add_argument("--out", type=Path, required=True, help="where to write the grid")
-    compare.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    add_data_dir(compare)
     add_overrides(
         compare, "change every contender's meta-test setting, e.g. transform.project=true (repeatable)"
     )

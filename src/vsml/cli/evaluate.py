@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vsml.cli.common import add_overrides, add_quiet, comma_list, positive_int, report_directory
+from vsml.cli.common import add_data_dir, add_overrides, add_quiet, comma_list, positive_int, report_directory
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -41,7 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--no-baselines", action="store_true", help="skip the SGD/Adam learning-rate sweeps"
     )
-    evaluate.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    add_data_dir(evaluate)
     evaluate.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
     add_quiet(evaluate)
     add_overrides(evaluate, "change the meta-test setting, e.g. --set transform.shuffle=true (repeatable)")

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from vsml.cli.common import add_overrides, add_quiet, positive_int, report_directory
+from vsml.cli.common import add_data_dir, add_overrides, add_quiet, positive_int, report_directory
 from vsml.evaluation.defaults import EVAL_SEED
 
 
@@ -34,9 +34,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     introspect.add_argument("--no-sgd", action="store_true", help="skip the online-SGD comparison")
     introspect.add_argument("--out", type=Path, help="where to write the report (default: the run directory)")
-    introspect.add_argument(
-        "--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)"
-    )
+    add_data_dir(introspect)
     add_overrides(
         introspect, "change the meta-test setting, e.g. --set task.normalisation=dataset (repeatable)"
     )

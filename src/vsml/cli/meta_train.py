@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from vsml.cli.common import add_overrides, add_quiet, integer_or_environment, writable_directory
+from vsml.cli.common import add_data_dir, add_overrides, add_quiet, integer_or_environment, writable_directory
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -18,13 +18,17 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "or grad: backprop through the unrolled inner loop); writes checkpoints, "
         "metrics.jsonl and config.yaml into --out.",
     )
-    train.add_argument("config", type=Path, help="experiment YAML (see configs/)")
+    train.add_argument(
+        "config",
+        type=Path,
+        help="experiment YAML: a path, or a shipped config's name (e.g. demo_digits, blur/mnist_cmaes)",
+    )
     train.add_argument("--out", type=Path, required=True, help="run directory")
     add_overrides(train, "override a config value, e.g. --set es.num_pairs=32 (repeatable)")
     train.add_argument(
         "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
     )
-    train.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    add_data_dir(train)
     add_quiet(train)
     processes = train.add_argument_group(
         "several processes (hosts)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vsml.cli.common import add_quiet
+from vsml.cli.common import add_data_dir, add_quiet
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -32,7 +32,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     reproduce.add_argument(
         "--reports-dir", type=Path, default=Path("reports"), help="where NAME/ is written (default reports)"
     )
-    reproduce.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    add_data_dir(reproduce)
     reproduce.add_argument(
         "--dry-run", action="store_true", help="print the equivalent vsml commands; run nothing"
     )

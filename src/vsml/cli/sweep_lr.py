@@ -6,7 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from vsml.cli.common import add_overrides, add_quiet, comma_list, positive_int, writable_directory
+from vsml.cli.common import (
+    add_data_dir,
+    add_overrides,
+    add_quiet,
+    comma_list,
+    positive_int,
+    writable_directory,
+)
 from vsml.evaluation.defaults import TUNE_SEED
 
 
@@ -47,7 +54,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--split", default="train", choices=("train", "test"), help="dataset split (default: train)"
     )
     sweep.add_argument("--out", type=Path, required=True, help="directory for lr_sweep.json and lr_sweep.md")
-    sweep.add_argument("--data-dir", help="dataset folder (default: $VSML_DATA, then ../shared/datasets)")
+    add_data_dir(sweep)
     add_overrides(
         sweep, "transform.* or task.normalisation, e.g. --set transform.pad_input_to=[28,28,1] (repeatable)"
     )

@@ -14,11 +14,13 @@ and y.
 
 from __future__ import annotations
 
+import operator
 import warnings
 from typing import Any
 
 import numpy as np
 
+from vsml.config import check_int32
 from vsml.evaluation.defaults import EVAL_SEED
 from vsml.evaluation.online import OnlineEvaluation, evaluate_on_source
 from vsml.learners.base import PyTree
@@ -135,6 +137,8 @@ def evaluate_arrays(
     `.accuracy_interval` (95% over episodes) and, with query steps, `.mean_query_accuracy`. A learner whose
     predictions become NaN or infinite (diverged) gets a RuntimeWarning (`warn_if_diverged`).
     """
+    for value, what in ((episodes, "episodes"), (length, "length"), (seed, "seed")):
+        check_int32(operator.index(value), f"evaluate_online({what}=...)")
     la = as_pretrained(learner_or_pretrained, meta)
     # Standardised in float64 (or wider), then cast: float32 first would erase features with a large offset.
     features = check_features(X, as_float32=not standardise)

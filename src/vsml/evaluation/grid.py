@@ -12,7 +12,6 @@ run saw during meta-training (its population, and the runs it was warm-started f
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from vsml.evaluation.meta_test import load_trained_run
 from vsml.evaluation.online import OnlineEvaluation, evaluate_on_source
 from vsml.learners import learner_name
 from vsml.learners.base import Learner, PyTree
-from vsml.run.checkpoint import resolve_checkpoint_json
+from vsml.run.checkpoint import checkpoint_metadata
 from vsml.run.experiment import (
     ExperimentConfig,
     experiment_from_dict,
@@ -100,10 +99,9 @@ def meta_training_datasets(config: ExperimentConfig, depth: int = 0) -> set[str]
     seen = {s.dataset for s in population_slices(config)}
     if config.train.init_from and depth < 8:
         try:
-            metadata = json.loads(resolve_checkpoint_json(Path(config.train.init_from)).read_text())
+            experiment = checkpoint_metadata(Path(config.train.init_from)).get("experiment")
         except (FileNotFoundError, ValueError):
-            return seen  # the warm start is gone; what it saw cannot be known here
-        experiment = metadata.get("metadata", metadata).get("experiment")
+            return seen  # the warm start is gone or unreadable; what it saw cannot be known here
         if experiment is not None:
             seen |= meta_training_datasets(experiment_from_dict(experiment), depth + 1)
     return seen

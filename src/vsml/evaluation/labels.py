@@ -1,33 +1,17 @@
 """How tables and plot legends name learners, meta-optimisers and hand-designed baselines: defined once.
 
-`LEARNER_LABELS` is keyed by the learner registry's names (`vsml.learners.LEARNERS`), so that it can move
-beside the registry (display names with names) without changing its users.
+The learners' own display names live beside their registry names (`vsml.learners.registry.LEARNER_LABELS`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vsml.learners import LEARNERS
 from vsml.learners.base import Learner
+from vsml.learners.registry import learner_labels
 
-# (name of the learner, name of its meta-parameters) for each registry name.
-LEARNER_LABELS: dict[str, tuple[str, str]] = {
-    "vsml": ("VSML", "V_M"),
-    "blur": ("BLUR", "genome"),
-    "metarnn": ("Meta-RNN", "weights"),
-    "hebbian": ("Hebbian FW", "meta-parameters"),
-    "fwp": ("FWP", "slow weights"),
-    "fwmemory": ("FWMemory", "slow weights"),
-}
 META_OPTIMIZER_LABELS = {"es": "ES", "grad": "meta-gradient", "cmaes": "CMA-ES"}
 OPTIMIZER_LABELS = {"sgd": "SGD", "adam": "Adam"}  # the hand-designed online optimisers (spec §5)
-
-
-def learner_labels(learner: Learner) -> tuple[str, str]:
-    """(name of the learner, name of its meta-parameters) for tables and plot legends."""
-    name = next((name for name, cls in LEARNERS.items() if type(learner) is cls), None)
-    return LEARNER_LABELS.get(name, (type(learner).__name__, "meta-parameters"))
 
 
 def meta_trained_label(learner: Learner, iteration: int, meta_optimizer: str) -> str:

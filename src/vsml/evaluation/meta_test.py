@@ -24,7 +24,7 @@ from vsml.evaluation.online import OnlineEvaluation, evaluate_on_source
 from vsml.evaluation.statistics import block_means, interval_95
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
-from vsml.run.checkpoint import load_checkpoint, resolve_checkpoint_json
+from vsml.run.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint_json
 from vsml.run.experiment import (
     ExperimentConfig,
     experiment_from_dict,
@@ -71,8 +71,7 @@ def load_trained_run(path: str | Path, overrides: list[str] | tuple[str, ...] = 
             f"{path} does not exist: pass a run directory made by `vsml meta-train` or a checkpoint"
         )
     json_path = resolve_checkpoint_json(path)
-    metadata = json.loads(json_path.read_text())
-    experiment = metadata.get("metadata", metadata).get("experiment")
+    experiment = checkpoint_metadata(json_path).get("experiment")  # a corrupt manifest: an error naming it
     if experiment is None:
         raise ValueError(f"{json_path} holds no experiment config; was it written by `vsml meta-train`?")
     config = experiment_from_dict(apply_overrides(experiment, overrides))

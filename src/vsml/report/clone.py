@@ -18,7 +18,8 @@ from vsml.learners.vsml.codec import VSMLCloneStudent, clone_learner
 from vsml.meta.cloning import CloneConfig, train_clone
 from vsml.report.plots import plot_learning_curves
 from vsml.report.tables import markdown_table
-from vsml.run.checkpoint import latest_checkpoint, resolve_checkpoint_json, save_checkpoint
+from vsml.run.checkpoint import checkpoint_metadata, latest_checkpoint, save_checkpoint
+from vsml.run.run_dir import clear_stale_temporaries, lock_run_folder
 from vsml.tasks.datasets import load_dataset
 
 
@@ -51,18 +52,20 @@ def run_clone(
         for dataset in config.eval.datasets:  # a missing dataset fails now, not after a long cloning run
             load_dataset(dataset, data_dir)
     if train:
-        params, history = train_clone(
-            config, VSMLCloneStudent(clone_learner(config.num_micro_ticks)), progress
-        )
-        out.mkdir(parents=True, exist_ok=True)
-        dump_config(config, out / "config.yaml")
-        save_checkpoint(
-            out, config.train.steps, {"meta": params.meta, "codec": params.codec},
-            {"config": config_to_dict(config), "history": history, "kind": "clone"},
-        )  # fmt: skip
+        # One writer per folder, as for `vsml meta-train` (run/run_dir.py): a second clone into it is refused.
+        with lock_run_folder(out) as lock:
+            clear_stale_temporaries(out, lock)
+            params, history = train_clone(
+                config, VSMLCloneStudent(clone_learner(config.num_micro_ticks)), progress
+            )
+            dump_config(config, out / "config.yaml")
+            save_checkpoint(
+                out, config.train.steps, {"meta": params.meta, "codec": params.codec},
+                {"config": config_to_dict(config), "history": history, "kind": "clone"},
+            )  # fmt: skip
     else:
         params = load_clone(out, config)
-        history = json.loads(resolve_checkpoint_json(out).read_text())["metadata"].get("history", {})
+        history = checkpoint_metadata(out).get("history", {})
     summary: dict[str, Any] = {"config": config_to_dict(config), "history": history, "results": []}
     if evaluate:
         cells = [(d, a) for d in config.eval.datasets for a in config.eval.architectures]
