@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from vsml.meta.protocol import MetaProblem, MetaState
+from vsml.meta.protocol import MetaOptimizerDefaults, MetaProblem, MetaState
 
 Array = jax.Array
 PyTree = Any
@@ -264,7 +264,7 @@ def ravel_meta(meta: PyTree) -> tuple[Array, Callable[[Array], PyTree]]:
 
 
 @dataclass(frozen=True)
-class CMAES:
+class CMAES(MetaOptimizerDefaults):
     """CMA-ES behind the `MetaOptimizer` protocol. The state's `opt_state` is the search distribution
     (`CMAESState`), its `meta` the search mean as the learner's meta-parameters (what is evaluated and
     checkpointed)."""
@@ -298,9 +298,6 @@ class CMAES:
         }
         return MetaState(unravel(search.mean), search, state.fixed), info
 
-    def meta_of(self, state: MetaState) -> PyTree:
-        return state.meta
-
     def check(self, problem: MetaProblem, meta: PyTree) -> None:
         n = sum(int(np.prod(jnp.shape(leaf))) for leaf in jax.tree.leaves(meta))  # shapes only
         if n > MAX_FULL_COVARIANCE_DIMENSION:
@@ -313,13 +310,6 @@ class CMAES:
 
     def slice_counts(self, shares: tuple[int, ...]) -> tuple[int, ...]:
         return (self.config.num_episodes,) * len(shares)  # every candidate runs every slice's episodes
-
-    def episode_length(self, base: int, iteration: int) -> int:
-        return base
-
-    @property
-    def has_curriculum(self) -> bool:
-        return False
 
     def describe_nonfinite(self, count: int) -> str:
         return f"{count} candidates had a non-finite fitness (ranked last)"

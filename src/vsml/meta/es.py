@@ -34,7 +34,7 @@ import optax
 
 from vsml.learners.base import check_count_or_auto
 from vsml.meta.population import split_counts
-from vsml.meta.protocol import MetaProblem, MetaState
+from vsml.meta.protocol import MetaOptimizerDefaults, MetaProblem, MetaState
 
 Array = jax.Array
 PyTree = Any
@@ -267,7 +267,7 @@ def relative_noise_scale(meta: PyTree, floor: float) -> PyTree:
 
 
 @dataclass(frozen=True)
-class OpenES:
+class OpenES(MetaOptimizerDefaults):
     """Antithetic OpenAI-ES behind the `MetaOptimizer` protocol: each iteration `es_gradient`, then `es_update`."""
 
     config: OpenESConfig = OpenESConfig()
@@ -293,22 +293,12 @@ class OpenES:
             "num_nonfinite": info.num_nonfinite,
         }
 
-    def meta_of(self, state: MetaState) -> PyTree:
-        return state.meta
-
     def check(self, problem: MetaProblem, meta: PyTree) -> None:
         _check_meta_leaves(meta)
         self.slice_counts(problem.shares)
 
     def slice_counts(self, shares: tuple[int, ...]) -> tuple[int, ...]:
         return split_counts(self.config.num_pairs, shares, "es.num_pairs")
-
-    def episode_length(self, base: int, iteration: int) -> int:
-        return base
-
-    @property
-    def has_curriculum(self) -> bool:
-        return False
 
     def describe_nonfinite(self, count: int) -> str:
         return f"{count} of {self.config.num_pairs} pairs had a non-finite loss and were left out of the update"

@@ -17,7 +17,7 @@ import optax
 
 from vsml.learners.base import PyTree, check_count_or_auto
 from vsml.meta.population import split_counts
-from vsml.meta.protocol import MetaProblem, MetaState
+from vsml.meta.protocol import MetaOptimizerDefaults, MetaProblem, MetaState
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def meta_gradient_update(
 
 
 @dataclass(frozen=True)
-class MetaGradient:
+class MetaGradient(MetaOptimizerDefaults):
     """Backprop through the unrolled inner loop behind the `MetaOptimizer` protocol."""
 
     config: GradConfig = GradConfig()
@@ -107,9 +107,6 @@ class MetaGradient:
         )
         info = {"loss": loss, "num_nonfinite": jnp.logical_not(finite).astype(jnp.int32), "grad_norm": grad_norm}
         return state._replace(meta=meta, opt_state=opt_state), info
-
-    def meta_of(self, state: MetaState) -> PyTree:
-        return state.meta
 
     def check(self, problem: MetaProblem, meta: PyTree) -> None:
         if not problem.differentiable:

@@ -104,6 +104,20 @@ class MetaOptimizer(Protocol):
         ...
 
 
+class MetaOptimizerDefaults:
+    """What most meta-optimisers share: θ is the state's `meta`, and no curriculum (T stays as configured)."""
+
+    def meta_of(self, state: MetaState) -> PyTree:
+        return state.meta
+
+    def episode_length(self, base: int, iteration: int) -> int:
+        return base
+
+    @property
+    def has_curriculum(self) -> bool:
+        return False
+
+
 @partial(jax.jit, static_argnums=0)
 def meta_step(
     optimizer: MetaOptimizer, state: MetaState, key: Array, problem: MetaProblem
@@ -122,4 +136,12 @@ def checkpoint_trees(optimizer: MetaOptimizer, state: MetaState) -> dict[str, Py
     return {"meta": optimizer.meta_of(state), "opt_state": state.opt_state}
 
 
-__all__ = ["MetaOptimizer", "MetaProblem", "MetaState", "checkpoint_trees", "meta_step", "restore_state"]
+__all__ = [
+    "MetaOptimizer",
+    "MetaOptimizerDefaults",
+    "MetaProblem",
+    "MetaState",
+    "checkpoint_trees",
+    "meta_step",
+    "restore_state",
+]
