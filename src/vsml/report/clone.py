@@ -1,5 +1,5 @@
-"""The `vsml clone` workflow and its report: clone online backprop into a VSML V_M (`vsml.meta.cloning`), save
-it, run it free against its teacher (`vsml.evaluation.clone.evaluate_clone`) and write `clone.json`, `clone.md`
+"""The `vsml clone` report: the clone (trained into its run folder by `vsml.run.clone.clone_into`, or read from
+it) run free against its teacher (`vsml.evaluation.clone.evaluate_clone`), written as `clone.json`, `clone.md`
 and per dataset and architecture the per-step record (`curves_*.npz`) and its learning-curve PNG."""
 
 from __future__ import annotations
@@ -12,14 +12,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from vsml.atomic import write_atomically, write_text_atomically
-from vsml.config import config_to_dict, dump_config
+from vsml.config import config_to_dict
 from vsml.evaluation.clone import evaluate_clone, load_clone
-from vsml.learners.vsml.codec import VSMLCloneStudent, clone_learner
-from vsml.meta.cloning import CloneConfig, train_clone
+from vsml.meta.cloning import CloneConfig
 from vsml.report.plots import plot_learning_curves
 from vsml.report.tables import markdown_table
-from vsml.run.checkpoint import checkpoint_metadata, latest_checkpoint, save_checkpoint
-from vsml.run.run_dir import clear_stale_temporaries, lock_run_folder
+from vsml.run.checkpoint import checkpoint_metadata, latest_checkpoint
+from vsml.run.clone import clone_into
 from vsml.tasks.datasets import load_dataset
 
 
@@ -52,17 +51,7 @@ def run_clone(
         for dataset in config.eval.datasets:  # a missing dataset fails now, not after a long cloning run
             load_dataset(dataset, data_dir)
     if train:
-        # One writer per folder, as for `vsml meta-train` (run/run_dir.py): a second clone into it is refused.
-        with lock_run_folder(out) as lock:
-            clear_stale_temporaries(out, lock)
-            params, history = train_clone(
-                config, VSMLCloneStudent(clone_learner(config.num_micro_ticks)), progress
-            )
-            dump_config(config, out / "config.yaml")
-            save_checkpoint(
-                out, config.train.steps, {"meta": params.meta, "codec": params.codec},
-                {"config": config_to_dict(config), "history": history, "kind": "clone"},
-            )  # fmt: skip
+        params, history = clone_into(config, out, progress)
     else:
         params = load_clone(out, config)
         history = checkpoint_metadata(out).get("history", {})
