@@ -47,7 +47,9 @@ def _share_compilations(config: pytest.Config) -> None:
     xdist workers and the CLI and benchmark subprocesses (through $JAX_COMPILATION_CACHE_DIR, which they inherit):
     they compile many of the same programs, and every module's `jax.clear_caches()` (below) would otherwise send
     the next module to the compiler again. A run's results never depend on an earlier run's files. Workers find
-    the controller's folder in their environment; a folder the user names is used and kept."""
+    the controller's folder in their environment; a folder the user names is used and kept. Entries are written
+    without a lock: an entry read while another process writes it fails JAX's decompression, which warns and
+    compiles again (checked by truncating entries), so a race costs time, never a wrong program."""
     global _OWN_CACHE_DIR
     if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
         _OWN_CACHE_DIR = tempfile.mkdtemp(prefix="vsml-test-jax-cache-")
@@ -58,7 +60,8 @@ def _share_compilations(config: pytest.Config) -> None:
     jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
     for name in _CACHE_SETTINGS:
         if name in os.environ:
-            jax.config.update(name.lower(), float(os.environ[name]) if "SECS" in name else int(os.environ[name]))
+            value = os.environ[name]
+            jax.config.update(name.lower(), float(value) if name.endswith("_SECS") else int(value))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
