@@ -18,8 +18,10 @@ demo: $(STAMP)
 	$(BIN)/vsml meta-train demo_digits --out $(DEMO_DIR)
 	$(BIN)/vsml evaluate $(DEMO_DIR)
 
+# Two or more workers (pytest-xdist): the suite is mostly single-threaded XLA compilation. Tests go out one by one
+# (--dist load) for the most even finish; they share one compilation cache per run (tests/conftest.py).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist load
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -25,10 +27,46 @@ def pytest_configure(config: pytest.Config) -> None:
     default."""
     if DATASETS_DIR.is_dir():  # the data folder for the library and CLI subprocesses (DATASETS_DIR below)
         os.environ.setdefault("VSML_DATA", str(DATASETS_DIR))
+    _share_compilations(config)
     flags, marks = os.environ.get("XLA_FLAGS", ""), config.getoption("markexpr", "")
     if "xla_backend_optimization_level" in flags or ("slow" in marks and "not slow" not in marks):
         return
     os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
+
+
+# Set by the process that created the run's compilation cache (the controller under pytest-xdist), which removes it.
+_OWN_CACHE_DIR: str | None = None
+_CACHE_SETTINGS = {  # every program, however small or quick to compile: the suite compiles many small ones again
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+}
+
+
+def _share_compilations(config: pytest.Config) -> None:
+    """One persistent compilation cache per test run, empty at its start and removed at its end, shared by the
+    xdist workers and the CLI and benchmark subprocesses (through $JAX_COMPILATION_CACHE_DIR, which they inherit):
+    they compile many of the same programs, and every module's `jax.clear_caches()` (below) would otherwise send
+    the next module to the compiler again. A run's results never depend on an earlier run's files. Workers find
+    the controller's folder in their environment; a folder the user names is used and kept. Entries are written
+    without a lock: an entry read while another process writes it fails JAX's decompression, which warns and
+    compiles again (checked by truncating entries), so a race costs time, never a wrong program."""
+    global _OWN_CACHE_DIR
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        _OWN_CACHE_DIR = tempfile.mkdtemp(prefix="vsml-test-jax-cache-")
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE_DIR
+        for name, value in _CACHE_SETTINGS.items():
+            os.environ.setdefault(name, value)
+    # jax read its environment when conftest imported it: the settings reach this process through its config.
+    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+    for name in _CACHE_SETTINGS:
+        if name in os.environ:
+            value = os.environ[name]
+            jax.config.update(name.lower(), float(value) if name.endswith("_SECS") else int(value))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_CACHE_DIR is not None:
+        shutil.rmtree(_OWN_CACHE_DIR, ignore_errors=True)
 
 
 # The golden vectors of the authors' code live in the repository (a copy of ../shared/spec/vectors).
