@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from vsml.learners.base import (
+    AUTO,
     CPU_APPLICATIONS_AT_ONCE_BACKPROP,
     Learner,
     PyTree,
@@ -114,7 +115,7 @@ def meta_batch_loss(
     xs: Array,
     ys: Array,
     keys: Array,
-    episodes_at_once: int | str | None = "auto",
+    episodes_at_once: int | str | None = AUTO,
 ) -> Array:
     """Mean meta-loss over a batch of episodes xs [N, T, ...], ys [N, T, C], init keys [N]. The episodes are
     split over the devices (and processes); the gradient flows back through the split to the shared V_M. A
