@@ -29,6 +29,7 @@ from vsml.meta.es import (
     OpenES,
     OpenESConfig,
     antithetic_losses,
+    centered_ranks,
     es_gradient,
     es_gradient_from_losses,
     es_update,
@@ -73,7 +74,7 @@ class LossProblem:
 # Jitted once (per loss function): eager op-by-op dispatch, and compiling the random-number kernels again for
 # every test, would dominate the test time.
 _es_gradient = jax.jit(es_gradient, static_argnames=("counts", "members_at_once"))
-gradient_from_losses = jax.jit(es_gradient_from_losses)
+gradient_from_losses = jax.jit(es_gradient_from_losses, static_argnames=("fitness_shaping",))
 evaluate_population = jax.jit(antithetic_losses, static_argnames=("counts", "members_at_once"))
 sample_noise = jax.jit(sample_antithetic_noise, static_argnums=2)
 
@@ -343,9 +344,52 @@ def test_rejects_bad_inputs():
         gradient_from_losses(eps, jnp.zeros(5), jnp.zeros(5), 0.05)
 
 
+def test_centered_ranks_span_minus_half_to_half_over_the_valid_pairs():
+    loss_plus = jnp.array([3.0, 0.5, jnp.nan, 2.0])
+    loss_minus = jnp.array([1.0, 4.0, 0.0, jnp.inf])
+    valid = jnp.isfinite(loss_plus) & jnp.isfinite(loss_minus)
+    plus, minus = centered_ranks(loss_plus, loss_minus, valid)
+    # Valid members 3.0, 0.5 | 1.0, 4.0 rank 2, 0 | 1, 3 of 4: (rank / 3) - 0.5; invalid pairs get 0.
+    np.testing.assert_allclose(plus, [2 / 3 - 0.5, -0.5, 0.0, 0.0], atol=1e-7)
+    np.testing.assert_allclose(minus, [1 / 3 - 0.5, 0.5, 0.0, 0.0], atol=1e-7)
+
+
+def test_centered_rank_estimate_ignores_the_loss_scale_and_descends():
+    """Ranks are invariant under any increasing map of the losses (here exp, which would make the raw
+    estimate follow the largest losses), and the shaped estimate still points along the gradient."""
+    eps, keys = population(12)
+    loss_plus, loss_minus = losses_of_population(quadratic, eps, keys)
+    shaped, info = gradient_from_losses(eps, loss_plus, loss_minus, 0.05, "centered_rank")
+    shaped_exp, _ = gradient_from_losses(eps, jnp.exp(loss_plus), jnp.exp(loss_minus), 0.05, "centered_rank")
+    raw, _ = gradient_from_losses(eps, loss_plus, loss_minus, 0.05)
+    np.testing.assert_allclose(flat(shaped), flat(shaped_exp), rtol=1e-6)
+    assert cosine(flat(shaped), true_gradient()) > 0.5
+    assert cosine(flat(shaped), flat(raw)) > 0.8
+    assert not np.allclose(flat(shaped), flat(raw))  # a different estimate, not the raw one rescaled ...
+    np.testing.assert_allclose(info.mean_loss, jnp.mean((loss_plus + loss_minus) / 2), rtol=1e-6)  # ... raw log
+    optimizer = OpenES(OpenESConfig(num_pairs=64, fitness_shaping="centered_rank"))
+    state = optimizer.init(THETA, jax.random.key(9))
+    for key in jax.random.split(jax.random.key(9), 60):
+        state, _ = meta_step(optimizer, state, key, LossProblem(quadratic))
+    assert float(quadratic(optimizer.meta_of(state))) < 0.1 * float(quadratic(THETA))
+
+
+def test_centered_rank_drops_non_finite_pairs():
+    eps, keys = population(13)
+    loss_plus, loss_minus = losses_of_population(quadratic, eps, keys)
+    broken_plus = loss_plus.at[3].set(jnp.nan)
+    grad, info = gradient_from_losses(eps, broken_plus, loss_minus, 0.05, "centered_rank")
+    keep = np.arange(64) != 3
+    kept = {name: e[keep] for name, e in eps.items()}
+    reference, _ = gradient_from_losses(kept, loss_plus[keep], loss_minus[keep], 0.05, "centered_rank")
+    np.testing.assert_allclose(flat(grad), flat(reference), rtol=1e-5, atol=1e-7)
+    assert int(info.num_nonfinite) == 1
+
+
 @pytest.mark.parametrize(
     "kwargs, field",
     [
+        ({"fitness_shaping": "ranks"}, "fitness_shaping"),
         ({"num_pairs": 0}, "num_pairs"),
         ({"num_pairs": 2.0}, "num_pairs"),
         ({"sigma": 0.0}, "sigma"),

@@ -39,6 +39,8 @@ from vsml.meta.protocol import MetaOptimizerDefaults, MetaProblem, MetaState
 Array = jax.Array
 PyTree = Any
 
+FITNESS_SHAPINGS = ("raw", "centered_rank")
+
 
 @dataclass(frozen=True)
 class OpenESConfig:
@@ -55,6 +57,10 @@ class OpenESConfig:
     # A warm start whose entries span many decades (the constructed backprop clone: 1e-5 … 1e6) survives it;
     # isotropic noise of σ = 0.05 wipes out its small entries in one step.
     relative_floor: float | None = None
+    # Not in the paper (its ĝ uses raw loss differences): "centered_rank" replaces each of the 2P losses by its
+    # rank among them, scaled to [-0.5, 0.5] (Salimans et al. 2017's fitness shaping), so one outlier episode
+    # cannot dominate ĝ and the step's size does not follow the loss's scale.
+    fitness_shaping: str = "raw"
     # Speed only: how many population members each device runs together (null: all of them, vmapped). On a
     # CPU, few at a time keep each member's state in cache (MNIST 784 → 10: 2× faster, benchmarks/
     # es_iteration.py --members-at-once); "auto" picks that from the network's size on a CPU (VSML; see
@@ -67,6 +73,11 @@ class OpenESConfig:
                 f"OpenESConfig.relative_floor must be a positive finite number or null, got {self.relative_floor!r}"
             )
         check_count_or_auto(self.members_at_once, "OpenESConfig.members_at_once")
+        if self.fitness_shaping not in FITNESS_SHAPINGS:
+            raise ValueError(
+                f"OpenESConfig.fitness_shaping must be one of {', '.join(FITNESS_SHAPINGS)}, "
+                f"got {self.fitness_shaping!r}"
+            )
         if isinstance(self.num_pairs, bool) or not isinstance(self.num_pairs, int) or self.num_pairs <= 0:
             raise ValueError(f"OpenESConfig.num_pairs must be a positive int, got {self.num_pairs!r}")
         for name in ("sigma", "learning_rate", "adam_eps"):
@@ -129,10 +140,23 @@ def sample_antithetic_noise(key: Array, meta: PyTree, num_pairs: int) -> PyTree:
     return jax.tree.unflatten(treedef, noise)
 
 
+def centered_ranks(loss_plus: Array, loss_minus: Array, valid: Array) -> tuple[Array, Array]:
+    """Each finite pair's two losses as their ranks among the 2P' losses of the valid pairs, scaled to [-0.5, 0.5]
+    (lowest loss -0.5); pairs that are not valid get 0. Ties are ranked in an arbitrary but fixed order."""
+    num_pairs = loss_plus.shape[0]
+    losses = jnp.where(jnp.concatenate([valid, valid]), jnp.concatenate([loss_plus, loss_minus]), jnp.inf)
+    ranks = jnp.argsort(jnp.argsort(losses)).astype(loss_plus.dtype)  # invalid members rank last
+    num_members = 2 * jnp.sum(valid)
+    shaped = ranks / jnp.maximum(num_members - 1, 1).astype(ranks.dtype) - 0.5
+    return jnp.where(valid, shaped[:num_pairs], 0.0), jnp.where(valid, shaped[num_pairs:], 0.0)
+
+
 def es_gradient_from_losses(
-    eps: PyTree, loss_plus: Array, loss_minus: Array, sigma: float
+    eps: PyTree, loss_plus: Array, loss_minus: Array, sigma: float, fitness_shaping: str = "raw"
 ) -> tuple[PyTree, ESInfo]:
     """ĝ = (1/P') Σ_i (L+_i − L−_i)/(2σ) · ε_i over the P' pairs whose two losses are finite (§3.1).
+
+    `fitness_shaping="centered_rank"` puts `centered_ranks` of the losses in place of L± (not in the paper).
 
     `eps` is the noise of `sample_antithetic_noise` (leaves `[P, ...]`); `loss_plus`, `loss_minus` are `[P]`.
     With every pair finite this is exactly the §3.1 estimator; non-finite pairs contribute zero, and if none
@@ -155,7 +179,13 @@ def es_gradient_from_losses(
     valid = jnp.isfinite(loss_plus) & jnp.isfinite(loss_minus)
     num_valid = jnp.sum(valid)
     # `where` before the subtraction's use keeps NaN out of the sum (0 * NaN would still be NaN).
-    diff = jnp.where(valid, loss_plus - loss_minus, 0.0)
+    if fitness_shaping == "centered_rank":
+        shaped_plus, shaped_minus = centered_ranks(loss_plus, loss_minus, valid)
+        diff = shaped_plus - shaped_minus
+    elif fitness_shaping == "raw":
+        diff = jnp.where(valid, loss_plus - loss_minus, 0.0)
+    else:
+        raise ValueError(f"fitness_shaping must be one of {', '.join(FITNESS_SHAPINGS)}, got {fitness_shaping!r}")
     coeff = diff / (2.0 * sigma * jnp.maximum(num_valid, 1))
 
     def weighted_sum(leaf: Array) -> Array:
@@ -216,6 +246,7 @@ def es_gradient(
     sigma: float,
     noise_scale: PyTree | None = None,
     members_at_once: int | str | None = None,
+    fitness_shaping: str = "raw",
 ) -> tuple[PyTree, ESInfo]:
     """The antithetic OpenAI-ES estimate ĝ of ∇_θ E[L(θ)] on `problem` (§3.1), with `counts[s]` pairs in slice s.
 
@@ -232,7 +263,7 @@ def es_gradient(
     loss_plus, loss_minus = antithetic_losses(
         problem, meta, eps, batches, counts, sigma, noise_scale, members_at_once
     )
-    return es_gradient_from_losses(eps, loss_plus, loss_minus, sigma)
+    return es_gradient_from_losses(eps, loss_plus, loss_minus, sigma, fitness_shaping)
 
 
 def make_es_optimizer(cfg: OpenESConfig) -> optax.GradientTransformation:
@@ -285,7 +316,7 @@ class OpenES(MetaOptimizerDefaults):
         cfg = self.config
         grad, info = es_gradient(
             problem, state.meta, key, self.slice_counts(problem.shares), cfg.sigma, state.fixed,
-            cfg.members_at_once,
+            cfg.members_at_once, cfg.fitness_shaping,
         )  # fmt: skip
         meta, opt_state = es_update(make_es_optimizer(cfg), state.meta, state.opt_state, grad, info, state.fixed)
         return state._replace(meta=meta, opt_state=opt_state), {
