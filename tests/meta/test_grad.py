@@ -123,7 +123,10 @@ def test_episodes_run_a_few_at_a_time_give_the_same_meta_gradient(key):
     xs, ys, keys = small_batch(jax.random.PRNGKey(1))
 
     def gradient(at_once):
-        return jax.grad(lambda m: meta_batch_loss(model, "mean", True, m, xs, ys, keys, at_once))(meta)
+        def loss(m):
+            return meta_batch_loss(model, "mean", True, m, xs, ys, keys, at_once)
+
+        return jax.jit(jax.grad(loss))(meta)  # compiled whole, not op by op
 
     together = gradient(None)
     for at_once in (1, 2, "auto"):

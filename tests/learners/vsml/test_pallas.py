@@ -61,7 +61,7 @@ def test_kernel_matches_the_xla_form_over_episodes(settings, A, B, shared_weight
     if shared_weights:
         layer[2] = layer[2][0]
     kernel = jax.jit(jax.vmap(lambda *a: fused_dense_micro_ticks(*a, settings), in_axes=axes))(*layer)
-    xla = jax.vmap(xla_form(settings), in_axes=axes)(*layer)
+    xla = jax.jit(jax.vmap(xla_form(settings), in_axes=axes))(*layer)
     for got, want in zip(kernel, xla, strict=True):
         assert got.shape == want.shape
         assert float(jnp.max(jnp.abs(got - want))) <= 2e-6 * max(1.0, float(jnp.max(jnp.abs(want))))
@@ -83,7 +83,7 @@ def test_kernel_gradient_is_the_xla_forms(key):
         return weighted
 
     got = jax.jit(jax.grad(loss(lambda *a: fused_dense_micro_ticks(*a, settings)), argnums=range(5)))(*layer)
-    want = jax.grad(loss(xla_form(settings)), argnums=range(5))(*layer)
+    want = jax.jit(jax.grad(loss(xla_form(settings)), argnums=range(5)))(*layer)
     for g, w in zip(got, want, strict=True):
         assert float(jnp.max(jnp.abs(g - w))) <= 1e-5 * max(1.0, float(jnp.max(jnp.abs(w))))
 
@@ -143,7 +143,7 @@ def test_vsml_with_the_kernel_matches_xla_over_an_episode(xla, key):
     batch = (xla.inner_batch,) if xla.inner_batch > 1 else ()
     xs = jax.random.normal(key, (6, *batch, 20))
     ys = jax.nn.one_hot(jax.random.randint(key, (6, *batch), 0, 5), 5)
-    want, want_state = run_episode_from_state(xla, meta, state, xs, ys)
+    want, want_state = jax.jit(lambda s: run_episode_from_state(xla, meta, s, xs, ys))(state)
     # Off a GPU the interpreter runs the kernel, and the learner says so (it is slow)
     on_gpu = jax.default_backend() == "gpu"
     with contextlib.nullcontext() if on_gpu else pytest.warns(UserWarning, match="interpreter"):
