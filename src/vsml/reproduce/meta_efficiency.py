@@ -104,6 +104,8 @@ _MIXTURE = (
     "{dataset: digits, transform: {project: true}}]",
 )
 
+_GRAD = ("meta_optimizer=grad", "grad.num_episodes=16")
+
 # The authors' recipe first; the others change one thing (or a curriculum over the task) from it.
 VARIANTS: dict[str, Variant] = {
     "authors": Variant(
@@ -113,6 +115,7 @@ VARIANTS: dict[str, Variant] = {
         "centred-rank fitness shaping of the 2P losses", (Stage(("es.fitness_shaping=centered_rank",)),)
     ),
     "sigma_0.1": Variant("noise sigma 0.1", (Stage(("es.sigma=0.1",)),)),
+    "sigma_0.2": Variant("noise sigma 0.2", (Stage(("es.sigma=0.2",)),)),
     "lr_0.05": Variant("Adam learning rate 0.05", (Stage(("es.learning_rate=0.05",)),)),
     "pairs_16": Variant(
         "16 pairs: four times the iterations in the same time", (Stage(("es.num_pairs=16",)),)
@@ -136,6 +139,16 @@ VARIANTS: dict[str, Variant] = {
         "curriculum over episode length: T = 20 until the training loss is below 0.9 ln 10 (at most 300 "
         "iterations), then 100",
         (Stage(("task.episode_length=20",), iterations=300, loss_below=0.9), Stage()),
+    ),
+    "grad": Variant(
+        "gradients through the 100-step unroll instead of ES (spec §3.2: clip 25, Adam 1e-3), 16 episodes per "
+        "meta-batch",
+        (Stage(_GRAD),),
+    ),
+    "es_then_grad": Variant(
+        "ES until the training loss is below 0.97 ln 10 (at most 300 iterations), then gradients through the "
+        "unroll (16 episodes, Adam 1e-3)",
+        (Stage((), iterations=300, loss_below=0.97), Stage(_GRAD)),
     ),
     "mixture": Variant(
         "a task mixture at 8x8: MNIST (projected and not), Fashion-MNIST projected, digits projected",
