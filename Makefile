@@ -20,8 +20,10 @@ demo: $(STAMP)
 
 # Two or more workers (pytest-xdist): the suite is mostly single-threaded XLA compilation. Tests go out one by one
 # (--dist load) for the most even finish; they share one compilation cache per run (tests/conftest.py).
+# Extra pytest arguments: e.g. `make test PYTEST_ARGS=--durations=25`.
+PYTEST_ARGS ?=
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist load
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist load $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

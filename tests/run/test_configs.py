@@ -13,6 +13,7 @@ from vsml.config import load_config, shipped_config_names, shipped_configs_dir
 from vsml.learners import build_learner
 from vsml.meta.cloning import CloneConfig
 from vsml.meta.population import split_counts
+from vsml.reproduce import meta_efficiency
 from vsml.reproduce import recipes as rp
 from vsml.reproduce.cpu_scale import CPU_SCALE
 from vsml.run.experiment import FEW_SHOT_DATASETS, load_experiment, population_slices
@@ -73,7 +74,13 @@ def test_clone_config_and_its_cpu_scale_are_valid(path):
 
 def test_paper_configs_have_a_reduced_cpu_scale():
     """Every paper-scale config is cut down for 2 CPU cores; the CPU-sized ones run as they are."""
-    cpu_sized = {"demo_digits", "es_from_clone", "cloning/backprop", "cloning/backprop_random_init"}
+    cpu_sized = {
+        "demo_digits",
+        "es_from_clone",
+        "cloning/backprop",
+        "cloning/backprop_random_init",
+        "meta_efficiency",
+    }
     for name, entry in CPU_SCALE.items():
         assert bool(entry.overrides) == (name not in cpu_sized), name
 
@@ -94,5 +101,5 @@ def test_header_points_at_cpu_scale_and_has_no_command_of_its_own(path):
         exp_name
         for exp_name, exp in rp.EXPERIMENTS.items()
         if any(rp.config_name(step.config) == name for step in exp.training)
-    }
+    } | ({meta_efficiency.NAME} if name == meta_efficiency.BASE_CONFIG else set())  # the study's one task
     assert set(re.findall(r"`vsml reproduce (\w+)`", text)) == trained_by, name

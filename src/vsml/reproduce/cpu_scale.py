@@ -147,6 +147,9 @@ CPU_SCALE: dict[str, CpuScale] = {
         )
     ),
     "es_from_clone": CpuScale(note=_CPU_SIZED),
+    "meta_efficiency": CpuScale(
+        note=_CPU_SIZED + "; the meta_efficiency study runs it within a wall-clock budget per variant and seed"
+    ),
     # `vsml clone` configs (CloneConfig, not experiments)
     "cloning/backprop": CpuScale(note=_CPU_SIZED + " (about 35 min on 2 CPU cores)"),
     "cloning/backprop_random_init": CpuScale(note=_CPU_SIZED),
