@@ -36,7 +36,8 @@ CASES = {
             "--config",
             "configs/deep.yaml",
         ]
-        + ["--members-at-once", "1", "--compare", "all,auto"],
+        # One population slice (deep.yaml has two): each compiled step is half the program, the keys the same.
+        + ["--members-at-once", "1", "--compare", "all,auto", "--set", "population=[]"],
         [
             "noise_seconds",
             "episodes_seconds",
@@ -165,9 +166,9 @@ def run_benchmark(script: str, args: list[str]) -> dict:
         }
     if script == "es_iteration.py":  # the compared settings: each one timed, and resolved on a device's share
         assert output["config"] == "configs/deep.yaml" and output["learner"]["hidden_sizes"] == [32]
-        # 3 pairs per slice: 6 members on the one device; 64 -> 32 -> 10 is 2,368 applications, so "auto"
-        # takes 4 at a time (16,384 // 2,368 = 6 -> 4).
-        assert output["members_per_device_first_slice"] == 6 and output["members_at_once_resolved"] == 1
+        # 6 pairs in the one slice: 12 members on the one device; 64 -> 32 -> 10 is 2,368 applications, so
+        # "auto" takes 4 at a time (16,384 // 2,368 = 6 -> 4).
+        assert output["members_per_device_first_slice"] == 12 and output["members_at_once_resolved"] == 1
         compared = output["compare"]
         assert {k: v["members_at_once_resolved"] for k, v in compared.items()} == {"all": None, "auto": 4}
         output["compare_over_fused_time"] = min(v["over_fused_time"] for v in compared.values())
