@@ -37,7 +37,7 @@ def test_the_task_is_mnist_8x8_half_projected_from_a_random_v_m():
     assert config.es.fitness_shaping == "raw"
 
 
-def test_a_curriculum_run_moves_through_its_stages(monkeypatch):
+def test_a_curriculum_run_moves_through_its_stages_and_runs_stop_at_escape_or_budget(monkeypatch):
     variants = dict(me.VARIANTS)
     variants["two_stages"] = me.Variant(
         "2 classes for 2 iterations, then 10", (me.Stage(me._classes(2), 2), me.Stage())
@@ -51,10 +51,8 @@ def test_a_curriculum_run_moves_through_its_stages(monkeypatch):
     assert record["curve"][0]["train_loss"] < 0.5 * (math.log(2) + math.log(10))
     assert record["held_out_accuracy"] == record["curve"][-1]["accuracy"]
     assert record["wall_seconds"] > 0 and record["cpu_seconds"] > 0
-
-
-def test_a_run_stops_at_its_escape_and_at_its_budget():
-    # The curriculum test's last stage is this task: its compiled programs are reused.
+    # A run stops at its escape, and at its budget. (In this test: the last stage above is this task, so its
+    # compiled programs are reused.)
     escaped = me.run_variant("authors", 0, overrides=TINY, escape=AT_ONCE, max_iterations=20, progress=False)
     assert escaped["escaped"] and escaped["iterations"] == 2 and len(escaped["curve"]) == 1
     spent = me.run_variant("authors", 1, overrides=TINY, escape=AT_ONCE, budget_seconds=0.0, progress=False)

@@ -101,7 +101,7 @@ _MIXTURE = (
     "population=[{dataset: mnist, transform: {project: true, resize: [8, 8]}}, "
     "{dataset: mnist, transform: {resize: [8, 8]}}, "
     "{dataset: fashion_mnist, transform: {project: true, resize: [8, 8]}}, "
-    "{dataset: digits, transform: {project: true}}]",
+    "{dataset: linear_teacher_64_10}, {dataset: mlp_teacher_64_10}]",
 )
 
 _GRAD = ("meta_optimizer=grad", "grad.num_episodes=16")
@@ -117,6 +117,7 @@ VARIANTS: dict[str, Variant] = {
     "sigma_0.1": Variant("noise sigma 0.1", (Stage(("es.sigma=0.1",)),)),
     "sigma_0.2": Variant("noise sigma 0.2", (Stage(("es.sigma=0.2",)),)),
     "lr_0.05": Variant("Adam learning rate 0.05", (Stage(("es.learning_rate=0.05",)),)),
+    "lr_0.1": Variant("Adam learning rate 0.1", (Stage(("es.learning_rate=0.1",)),)),
     "pairs_16": Variant(
         "16 pairs: four times the iterations in the same time", (Stage(("es.num_pairs=16",)),)
     ),
@@ -151,7 +152,8 @@ VARIANTS: dict[str, Variant] = {
         (Stage((), iterations=300, loss_below=0.97), Stage(_GRAD)),
     ),
     "mixture": Variant(
-        "a task mixture at 8x8: MNIST (projected and not), Fashion-MNIST projected, digits projected",
+        "a task mixture: MNIST at 8x8 (projected and not), Fashion-MNIST at 8x8 projected, and generated tasks "
+        "of 64 features and 10 classes from a new random linear or tanh-MLP teacher in every episode",
         (Stage(_MIXTURE),),
     ),
 }

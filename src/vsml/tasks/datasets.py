@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.tasks.idx import DataError, read_idx
+from vsml.tasks.teachers import parse_teacher_name, teacher_stream
 from vsml.tasks.toy2d import TOY2D_TASKS, toy2d_stream
 
 __all__ = [
@@ -268,9 +269,14 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, seed
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
     key = name.strip().lower().replace("-", "_")
+    teacher = parse_teacher_name(key)
+    if teacher is not None:
+        _, features, classes = teacher
+        return Dataset(key, None, None, None, None, classes, (features,), stream=teacher_stream(*teacher))
     if key not in _LOADERS:
         raise ValueError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)} (and, for few-shot "
-            "episodes as task.dataset or eval.datasets, omniglot)"
+            f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}, generated teacher tasks "
+            "linear_teacher_F_C and mlp_teacher_F_C (F features, C classes; tasks/teachers.py) and, for few-shot "
+            "episodes as task.dataset or eval.datasets, omniglot"
         )
     return _LOADERS[key](data_dir, seed)
