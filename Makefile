@@ -18,15 +18,13 @@ demo: $(STAMP)
 	$(BIN)/vsml meta-train demo_digits --out $(DEMO_DIR)
 	$(BIN)/vsml evaluate $(DEMO_DIR)
 
-# pytest-xdist workers: the suite is mostly single-threaded XLA compilation, which also waits on the disk cache and
-# on child processes, so one worker more than cores (at most 4) keeps the cores busy (2 cores, tests/learners and
-# tests/tasks: 164 s with 3 workers, 171 s with 2, 188 s with 4). Tests go out one by one (--dist load) for the
-# most even finish; they share one compilation cache per run (tests/conftest.py).
-TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, (os.cpu_count() or 1) + 1))")
+# Two or more workers (pytest-xdist): the suite is mostly single-threaded XLA compilation. Tests go out one by one
+# (--dist load) for the most even finish; they share one compilation cache per run (tests/conftest.py). (One
+# worker more than cores was slower on the whole suite: 8:46 against 8:12 on 2 idle cores.)
 # Extra pytest arguments: e.g. `make test PYTEST_ARGS=--durations=25`.
 PYTEST_ARGS ?=
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist load $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist load $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
