@@ -20,7 +20,7 @@ demo: $(STAMP)
 
 # Two or more workers (pytest-xdist): the suite is mostly single-threaded XLA compilation. Tests go out one by one
 # (--dist load) for the most even finish; they share one compilation cache per run (tests/conftest.py). (One
-# worker more than cores was slower on the whole suite: 8:46 against 8:12 on 2 idle cores.)
+# worker more than cores was slower on the whole suite: 8:46 against 7:51 on 2 idle cores, same tree.)
 # Extra pytest arguments: e.g. `make test PYTEST_ARGS=--durations=25`.
 PYTEST_ARGS ?=
 test: $(STAMP)
