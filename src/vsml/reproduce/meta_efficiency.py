@@ -193,8 +193,9 @@ def held_out_evaluator(config: ExperimentConfig, escape: Escape = ESCAPE) -> Cal
     return accuracy
 
 
-def _stage_done(stage: Stage, done: int, losses: list[float], classes: int) -> bool:
-    if stage.iterations is not None and done >= stage.iterations:
+def _stage_done(stage: Stage, losses: list[float], classes: int) -> bool:
+    """`losses`: the training loss of each of the stage's iterations so far."""
+    if stage.iterations is not None and len(losses) >= stage.iterations:
         return True
     if stage.loss_below is None or len(losses) < LOSS_WINDOW:
         return False
@@ -220,6 +221,10 @@ def run_variant(
     evaluate = held_out_evaluator(stage_config(seed, Stage(), data_dir, overrides), escape)
     curve: list[dict[str, float]] = []  # one point per evaluation
     iteration, state, optimizer, escaped = 0, None, None, False
+
+    def spent() -> bool:
+        return time.perf_counter() - wall_start >= budget_seconds or iteration == max_iterations
+
     bar = tqdm(total=round(budget_seconds), desc=f"{name} seed {seed}", unit="s", disable=not progress)
     with tempfile.TemporaryDirectory(prefix="vsml-meta-efficiency-") as scratch, bar:
         for index, stage in enumerate(variant.stages):
@@ -233,8 +238,8 @@ def run_variant(
             classes = trainer.samplers(iteration)[0].num_classes(trainer.train_sources[0])
             losses: list[float] = []
             last_stage = index == len(variant.stages) - 1
-            while last_stage or not _stage_done(stage, len(losses), losses, classes):
-                if time.perf_counter() - wall_start >= budget_seconds or iteration == max_iterations:
+            while last_stage or not _stage_done(stage, losses, classes):
+                if spent():
                     break
                 losses.append(trainer.step().mean_loss)
                 iteration = trainer.iteration
@@ -255,7 +260,7 @@ def run_variant(
             state, optimizer = trainer.state, trainer.optimizer
             if trainer.run_lock is not None:
                 trainer.run_lock.release()
-            if escaped or time.perf_counter() - wall_start >= budget_seconds or iteration == max_iterations:
+            if escaped or spent():
                 break
     return {
         "variant": name,
