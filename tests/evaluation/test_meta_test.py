@@ -9,6 +9,7 @@ import pytest
 
 from vsml.evaluation.baselines import same_unroll_sgd
 from vsml.evaluation.meta_test import combine_runs, load_trained_run, meta_test
+from vsml.evaluation.statistics import prefix_accuracy
 from vsml.learners.base import TaskSpec
 from vsml.learners.blur.learner import BLUR, backprop_genome
 from vsml.report.meta_test import report_tables
@@ -102,7 +103,18 @@ def test_intervals_csv_and_several_runs_combined(tmp_path):
     ]
     assert seeds["mean_accuracy"] == [t["mean_accuracy"] for t in trained]
     assert seeds["mean_accuracy_mean"] == pytest.approx(np.mean(seeds["mean_accuracy"]))
+    np.testing.assert_allclose(seeds["curve"], np.mean([t["curve"] for t in trained], axis=0))
     assert "over 2 runs (s1, s2)" in report_tables(combined, num_blocks=2)
+    # First-n-step blocks (here of the 6 steps there are) and their mean over the runs.
+    for rep in reports:
+        for r in rep["datasets"]["digits"]["learners"].values():
+            r["prefix_accuracy"] = prefix_accuracy(np.tile(r["curve"], (5, 1)), (3, 6))
+    combined = combine_runs(reports, ["s1", "s2"])
+    blocks = combined["datasets"]["digits"]["seeds"]["prefix_accuracy"]
+    assert list(blocks) == ["3", "6"] and blocks["6"]["values"] == pytest.approx(seeds["mean_accuracy"])
+    assert blocks["6"]["interval_95"] == pytest.approx(seeds["mean_accuracy_interval_95"])
+    table = report_tables(combined, num_blocks=2)
+    assert "first n examples" in table and "| steps 1–3" in table and "mean of 2 runs" in table
     csv = curves_csv(combined).splitlines()
     assert csv[0] == "dataset,learner,step,accuracy,accuracy_std,loss" and len(csv) == 1 + 6 * len(entry)
     written = {p.name for p in write_report(combined, tmp_path / "out")}

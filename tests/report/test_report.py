@@ -10,7 +10,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from vsml.evaluation.statistics import block_labels, block_means, moving_average
+from vsml.evaluation.statistics import block_labels, block_means, interval_95, moving_average, prefix_accuracy
 from vsml.report.plots import plot_learning_curves, plot_meta_training
 from vsml.report.tables import MISSING, markdown_table
 
@@ -68,6 +68,17 @@ def test_block_means_values():
         block_means(curve, 9)
     with pytest.raises(ValueError, match="num_blocks"):
         block_means(curve, 0)
+
+
+def test_prefix_accuracy_is_the_mean_over_the_first_n_steps_with_an_interval_over_episodes():
+    accuracy = np.array([[1, 0, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1]], dtype=float)
+    blocks = prefix_accuracy(accuracy, (2, 4, 5))  # an episode has no 5th step: that block is left out
+    assert list(blocks) == ["2", "4"]
+    assert blocks["2"]["mean"] == pytest.approx(0.5) and blocks["4"]["mean"] == pytest.approx(0.75)
+    assert blocks["2"]["interval_95"] == pytest.approx(interval_95(np.array([0.5, 0.0, 1.0])))
+    assert prefix_accuracy(accuracy[:, :1]) == {}  # shorter than every default block
+    with pytest.raises(ValueError, match="episodes, steps"):
+        prefix_accuracy(accuracy[0])
 
 
 def test_moving_average_is_trailing_and_keeps_length():

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 
 from vsml.cli.main import _build_parser
+from vsml.config import resolve_config_path
 from vsml.reproduce import cpu_scale
 from vsml.reproduce import recipes as rp
-from vsml.reproduce.cpu_scale import CPU_SCALE, commands
+from vsml.reproduce.cpu_scale import CLASSES_2_5_10, CPU_SCALE, commands
+from vsml.run.experiment import load_experiment
 
 
 def test_cpu_scale_imports_only_the_standard_library():
@@ -34,9 +36,10 @@ def test_recipes_take_their_cpu_small_settings_from_cpu_scale():
     configs = {rp.config_name(config) for _, config, _, _ in steps}
     for run, config, overrides, warm_start in steps:
         entry = CPU_SCALE[rp.config_name(config)]
-        # the entry's overrides first, in order; after them only what makes a variant run (ES from random)
+        # the entry's overrides first, in order; after them only what makes a variant run (ES from random, a seed)
         assert overrides[: len(entry.overrides)] == entry.overrides, run
-        assert overrides == entry.overrides or run == "es_from_random", run
+        extra = overrides[len(entry.overrides) :]
+        assert not extra or run == "es_from_random" or (run.startswith("fig6_seed") and extra == (f"seed={run[9:]}",))
         if entry.warm_start is not None:  # the warm start is the run of the config CPU_SCALE names
             (scale, warm_run), *_ = warm_start
             warm_config = next(c for r, c, _, _ in steps if r == warm_run)
@@ -44,11 +47,19 @@ def test_recipes_take_their_cpu_small_settings_from_cpu_scale():
     assert {"fig6_mnist_rand_proj", "baselines/metarnn_mnist", "blur/mnist_cmaes", "omniglot"} <= configs
 
 
-def test_fig6_cpu_scale_is_the_warm_started_recipe_that_produced_its_report():
+def test_fig6_cpu_scale_is_the_meta_efficiency_task_with_its_curriculum_from_scratch():
+    from vsml.reproduce.meta_efficiency import BASE_CONFIG, VARIANTS, stage_config
+
     entry = CPU_SCALE["fig6_mnist_rand_proj"]
-    assert entry.warm_start == "demo_digits"
-    assert {"es.num_pairs=64", "train.iterations=200", "transform.resize=[8, 8]"} <= set(entry.overrides)
-    assert "plateau" in entry.note
+    assert entry.warm_start is None and f"curriculum={CLASSES_2_5_10}" in entry.overrides
+    assert {"es.num_pairs=64", "transform.resize=[8, 8]", "learner.feed_label=true"} <= set(entry.overrides)
+    # The study measured this curriculum (variant classes_2_to_10) on its task, the same learner and ES.
+    assert VARIANTS["classes_2_to_10"].stages[0].overrides == (f"curriculum={CLASSES_2_5_10}",)
+    study = stage_config(0, VARIANTS["classes_2_to_10"].stages[0])
+    fig6 = load_experiment(resolve_config_path("fig6_mnist_rand_proj"), [*entry.overrides, "seed=0"])
+    assert BASE_CONFIG == "meta_efficiency"
+    for section in ("learner", "task", "es", "transform", "population", "curriculum"):
+        assert getattr(fig6, section) == getattr(study, section), section
 
 
 @pytest.mark.parametrize("name", sorted(CPU_SCALE))
@@ -71,6 +82,6 @@ def test_printed_commands_are_real_commands(name):
 def test_main_prints_and_rejects_unknown_names(capsys):
     assert cpu_scale.main(["fig6_mnist_rand_proj"]) == 0
     out = capsys.readouterr().out
-    assert "vsml meta-train demo_digits" in out and "plateau" in out
+    assert "vsml meta-train fig6_mnist_rand_proj" in out and "curriculum" in out
     assert cpu_scale.main(["fig6"]) == 2
     assert "shipped configs" in capsys.readouterr().err

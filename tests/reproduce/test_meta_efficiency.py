@@ -12,6 +12,7 @@ from vsml.cli.main import main
 from vsml.report.meta_efficiency import variant_table, write_study_report
 from vsml.reproduce import meta_efficiency as me
 from vsml.run.experiment import population_slices
+from vsml.run.trainer import MetaTrainer
 
 # A small task for the suite: 2 pairs, 3-step episodes, held-out evaluation of 2 episodes of 4 steps.
 TINY = ("es.num_pairs=2", "task.episode_length=3")
@@ -37,22 +38,29 @@ def test_the_task_is_mnist_8x8_half_projected_from_a_random_v_m():
     assert config.es.fitness_shaping == "raw"
 
 
-def test_a_curriculum_run_moves_through_its_stages_and_runs_stop_at_escape_or_budget(monkeypatch):
+def test_a_curriculum_run_moves_through_its_stages_and_runs_stop_at_escape_or_budget(monkeypatch, tmp_path):
     variants = dict(me.VARIANTS)
-    variants["two_stages"] = me.Variant(
-        "2 classes for 2 iterations, then 10", (me.Stage(me._classes(2), 2), me.Stage())
+    curriculum = me._curriculum("[{iterations: 2, transform: {classes: [0, 1]}}]")
+    variants["three_stages"] = me.Variant(
+        "2 classes for 2 iterations, then 10; after 4 iterations a higher ES learning rate",
+        (me.Stage(curriculum, iterations=4), me.Stage(("es.learning_rate=0.05",))),
     )
     monkeypatch.setattr(me, "VARIANTS", variants)
-    record = me.run_variant("two_stages", 0, overrides=TINY, escape=NEVER, max_iterations=4, progress=False)
-    assert not record["escaped"] and record["iterations"] == 4
-    assert [(p["iteration"], p["stage"]) for p in record["curve"]] == [(2, 0), (4, 1)]
+    record = me.run_variant("three_stages", 0, overrides=TINY, escape=NEVER, max_iterations=6, progress=False)
+    assert not record["escaped"] and record["iterations"] == 6
+    stages = [(p["iteration"], p["stage"], p["curriculum_stage"]) for p in record["curve"]]
+    assert stages == [(2, 0, 0), (4, 0, 1), (6, 1, 0)]
     assert all(0.0 <= p["accuracy"] <= 1.0 and math.isfinite(p["train_loss"]) for p in record["curve"])
-    # Stage 0 trains 2-class episodes (a 64 -> 2 network: its chance loss is ln 2), stage 1 the 10-class task.
+    # The first curriculum stage trains 2-class episodes (a 64 -> 2 network: its chance loss is ln 2).
     assert record["curve"][0]["train_loss"] < 0.5 * (math.log(2) + math.log(10))
     assert record["held_out_accuracy"] == record["curve"][-1]["accuracy"]
     assert record["wall_seconds"] > 0 and record["cpu_seconds"] > 0
-    # A run stops at its escape, and at its budget. (In this test: the last stage above is this task, so its
-    # compiled programs are reused.)
+    # The curriculum inside the first study stage is the config's own: one trainer of that config (what
+    # `vsml meta-train` runs) gives the same training losses.
+    trainer = MetaTrainer(me.stage_config(0, me.Stage(curriculum), None, TINY), tmp_path)
+    losses = [trainer.step().mean_loss for _ in range(4)]
+    assert [losses[1], losses[3]] == [p["train_loss"] for p in record["curve"][:2]]
+    # A run stops at its escape, and at its budget.
     escaped = me.run_variant("authors", 0, overrides=TINY, escape=AT_ONCE, max_iterations=20, progress=False)
     assert escaped["escaped"] and escaped["iterations"] == 2 and len(escaped["curve"]) == 1
     spent = me.run_variant("authors", 1, overrides=TINY, escape=AT_ONCE, budget_seconds=0.0, progress=False)

@@ -3,13 +3,14 @@ tiny experiment runs end to end, then reuses its finished run."""
 
 from __future__ import annotations
 
+import json
 import shlex
 
 import pytest
 
 from vsml.cli.main import _build_parser, main
 from vsml.reproduce import recipes as rp
-from vsml.run.experiment import load_experiment
+from vsml.run.experiment import load_experiment, stage_experiment
 
 
 def run_cli(*argv: str) -> int:
@@ -70,12 +71,23 @@ def test_a_run_name_means_the_same_run_in_every_experiment():
         seen[key] = step
 
 
-def test_fig6_at_cpu_small_scale_is_warm_started_from_the_demo():
-    commands = rp.plan("fig6", "cpu-small", runs_dir="r")
-    assert commands[0].startswith("vsml meta-train demo_digits --out r/cpu-small/demo")
-    assert "train.init_from=r/cpu-small/demo" in commands[1]
-    assert "init_from" not in " ".join(rp.plan("fig6", "paper"))
-    assert "plateau" in rp.EXPERIMENTS["fig6"].description
+def test_fig6_trains_three_seeds_from_a_random_v_m_on_mnist_only_and_meta_tests_them_together():
+    for scale in rp.SCALES:
+        commands = rp.plan("fig6", scale, runs_dir="r")
+        outs = [c.split(" --out ")[1].split()[0] for c in commands[:3]]
+        assert outs == [f"r/{scale}/fig6_seed{s}" for s in (0, 1, 2)]
+        assert all(f"--set seed={s}" in commands[s] for s in (0, 1, 2))
+        assert "init_from" not in " ".join(commands)
+        evaluate = commands[3]
+        assert evaluate.startswith(f"vsml evaluate r/{scale}/fig6_seed0 r/{scale}/fig6_seed1 r/{scale}/fig6_seed2 ")
+        assert "--length 2000" in evaluate or scale == "paper"
+    for step in rp.EXPERIMENTS["fig6"].training:  # MNIST and nothing else, at every stage of the curriculum
+        config = load_experiment(rp.config_path(step), step.overrides["cpu-small"])
+        assert config.train.init_from is None and config.curriculum
+        for stage in range(len(config.curriculum) + 1):
+            task = stage_experiment(config, stage)
+            assert {piece.dataset for piece in task.population} == {"mnist"}
+            assert [piece.transform.project for piece in task.population] == [True, False]
 
 
 @pytest.mark.parametrize("scale", rp.SCALES)
@@ -163,7 +175,9 @@ def test_a_tiny_experiment_end_to_end_then_reused(tmp_path, monkeypatch, capsys)
             ),
         ),
         (
-            rp.MetaTest("meta_test", "tiny_warm", {"cpu-small": rp.Size(2, 5)}, baselines=False),
+            rp.MetaTest(
+                "meta_test", "tiny_warm", {"cpu-small": rp.Size(2, 5)}, baselines=False, more_runs=("tiny",)
+            ),
             rp.Compare("compare", ("tiny", "tiny_warm", "sgd"), ("digits",), {"cpu-small": rp.Size(2, 5)}),
         ),
     )
@@ -181,6 +195,15 @@ def test_a_tiny_experiment_end_to_end_then_reused(tmp_path, monkeypatch, capsys)
     assert {"compare_grid.png", "meta_test_learning_curves_digits.png"} <= set(pngs)
     assert all(f"]({png})" in text for png in pngs)
     assert (reports / "tiny" / pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Both runs meta-tested on the same episodes and combined; every step's JSON in results.json.
+    assert "over 2 runs" in text
+    results = json.loads((reports / "tiny" / "results.json").read_text())
+    assert (results["experiment"], results["scale"]) == ("tiny", "cpu-small")
+    assert list(results["steps"]) == ["meta_test", "compare"]
+    meta_test = results["steps"]["meta_test"]
+    assert meta_test["command"] in text
+    assert meta_test["result"]["runs"] == [str(runs / "cpu-small" / r) for r in ("tiny_warm", "tiny")]
+    assert "digits" in results["steps"]["compare"]["result"]["chance"]
 
     metrics = runs / "cpu-small" / "tiny" / "metrics.jsonl"
     before = (metrics.read_bytes(), metrics.stat().st_mtime_ns)

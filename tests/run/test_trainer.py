@@ -491,3 +491,112 @@ def test_members_run_a_few_at_a_time_give_the_same_es_step():
             tiny_config(es__members_at_once=bad)
     assert tiny_config().es.members_at_once == "auto"
     assert tiny_config(es__members_at_once=None).es.members_at_once is None
+
+
+def curriculum_config(**train):
+    """The tiny task after two easier stages: digits 0-1 for 2 iterations, then 0-4 in 4-step episodes for 2."""
+    data = json.loads(json.dumps(TINY))
+    data["curriculum"] = [
+        {"iterations": 2, "transform": {"classes": [0, 1]}},
+        {
+            "iterations": 2,
+            "loss_below": 0.01,
+            "task": {"episode_length": 4},
+            "transform": {"classes": [0, 1, 2, 3, 4]},
+        },
+    ]
+    data["train"] = {"iterations": 6, "checkpoint_every": 2, **train}
+    return experiment_from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def curriculum_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("curriculum")
+    trainer = MetaTrainer(curriculum_config(), run_dir)
+    trainer.run(progress=False)
+    return run_dir, trainer
+
+
+def test_a_curriculum_runs_its_stages_then_the_experiments_task(curriculum_run):
+    run_dir, trainer = curriculum_run
+    records = read_metrics(run_dir)
+    assert [r["stage"] for r in records] == [0, 0, 1, 1, 2, 2]
+    assert trainer.stage == 2 and trainer.task_config is trainer.config
+    # Evaluation is always on the experiment's own task (10 classes, 6 steps).
+    assert all("eval_accuracy_digits" in records[i] for i in (1, 3, 5))
+    sampler, source = trainer.samplers(trainer.iteration)[0], trainer.train_sources[0]
+    assert (sampler.length, sampler.num_classes(source)) == (6, 10)
+
+
+def test_each_stage_meta_trains_on_its_own_task(tmp_path):
+    trainer = MetaTrainer(curriculum_config(), tmp_path)
+    seen = []
+    for _ in range(4):
+        sampler, source = trainer.samplers(trainer.iteration)[0], trainer.train_sources[0]
+        seen.append((trainer.stage, sampler.length, sampler.num_classes(source)))
+        trainer.step()
+    assert seen == [(0, 6, 2), (0, 6, 2), (1, 4, 5), (1, 4, 5)]
+
+
+def test_a_run_interrupted_inside_a_stage_resumes_exactly(curriculum_run, tmp_path):
+    _, full = curriculum_run
+    first = MetaTrainer(curriculum_config(checkpoint_every=3), tmp_path)
+    first.run(iterations=3, progress=False)  # stopped after the first of stage 1's two iterations
+    assert (first.stage, len(first.stage_losses)) == (1, 1)
+    resumed = MetaTrainer(curriculum_config(checkpoint_every=3), tmp_path, resume=True)
+    assert (resumed.iteration, resumed.stage, resumed.stage_losses) == (3, 1, first.stage_losses)
+    resumed.run(progress=False)
+    assert [r["stage"] for r in read_metrics(tmp_path)] == [0, 0, 1, 1, 2, 2]
+    for a, b in zip(leaves(full.meta), leaves(resumed.meta), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_stage_ends_after_its_iterations_or_once_its_loss_is_low():
+    from vsml.run.experiment import LOSS_WINDOW, stage_finished
+
+    chance = float(np.log(2))
+    low, high = [0.5 * chance] * LOSS_WINDOW, [chance] * LOSS_WINDOW
+    assert stage_finished(low, 2, None, 0.9) and not stage_finished(high, 2, None, 0.9)
+    assert not stage_finished(low[:-1], 2, None, 0.9)  # a full window first
+    assert stage_finished([chance] * 3, 2, 3, 0.9) and not stage_finished([chance] * 2, 2, 3, None)
+    # Only the last window counts: a stage that has just learnt its task ends.
+    assert stage_finished(high + low, 2, None, 0.9)
+
+
+@pytest.mark.parametrize(
+    "stage, message",
+    [
+        ({"transform": {"classes": [0, 1]}}, "needs iterations or loss_below"),
+        ({"iterations": 0}, "iterations must be >= 1"),
+        (
+            {"iterations": 2, "task": {"episode_lenght": 4}},
+            "curriculum stage 0: unknown config key 'task.episode_lenght'",
+        ),
+        ({"iterations": 2, "es": {"sigma": 0.1}}, "unknown config key 'curriculum\\[0\\].es'"),
+    ],
+)
+def test_a_bad_curriculum_stage_is_a_clear_error(stage, message):
+    data = json.loads(json.dumps(TINY))
+    data["curriculum"] = [stage]
+    with pytest.raises(ValueError, match=message):
+        experiment_from_dict(data)
+
+
+def test_a_stage_transform_reaches_every_population_slice_and_a_stage_population_replaces_it():
+    from vsml.run.experiment import stage_experiment
+
+    data = json.loads(json.dumps(TINY))
+    data["population"] = [{"dataset": "digits", "transform": {"project": True}}, {"dataset": "random"}]
+    data["curriculum"] = [
+        {"iterations": 1, "transform": {"classes": [0, 1]}},
+        {"iterations": 1, "population": [{"dataset": "sum"}], "transform": {"resize": [4, 4]}},
+    ]
+    config = experiment_from_dict(data)
+    first, second = stage_experiment(config, 0), stage_experiment(config, 1)
+    assert [(p.dataset, p.transform.project, p.transform.classes) for p in first.population] == [
+        ("digits", True, (0, 1)),
+        ("random", False, (0, 1)),
+    ]
+    assert first.transform.classes == (0, 1) and first.curriculum == ()
+    assert [(p.dataset, p.transform.resize) for p in second.population] == [("sum", (4, 4))]
+    assert stage_experiment(config, 2) is config

@@ -48,7 +48,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vsml.evaluation.meta_test import combine_runs, load_trained_run, meta_test, meta_test_setting
+    from vsml.evaluation.meta_test import load_trained_run, meta_test_runs
     from vsml.report.meta_test import report_tables, write_report
 
     if len(args.runs) > 1 and not args.out:
@@ -58,29 +58,16 @@ def run(args: argparse.Namespace) -> int:
     datasets = (
         tuple(comma_list(args.datasets, "--datasets", "mnist,fashion_mnist")) if args.datasets else None
     )
-    settings = []
-    for run in runs:
-        names, episodes, length = meta_test_setting(run.config, datasets, args.episodes, args.length)
-        settings.append((sorted(names), episodes, length))
-    if any(setting != settings[0] for setting in settings[1:]):  # before hours of meta-testing, not after
-        raise ValueError(
-            "the runs' configs meta-test on different settings (datasets, episodes, length: "
-            + "; ".join(f"{path}: {setting}" for path, setting in zip(args.runs, settings, strict=True))
-            + "); give them the same ones with --datasets, --episodes and --length"
-        )
-    reports = [
-        meta_test(
-            run,
-            datasets=datasets,
-            num_episodes=args.episodes,
-            length=args.length,
-            baselines=not args.no_baselines and index == 0,  # the baselines do not depend on the run's seed
-            data_dir=args.data_dir,
-            progress=not args.quiet,
-        )
-        for index, run in enumerate(runs)
-    ]
-    report = reports[0] if len(runs) == 1 else combine_runs(reports, [str(path) for path in args.runs])
+    report = meta_test_runs(
+        runs,
+        [str(path) for path in args.runs],
+        datasets,
+        args.episodes,
+        args.length,
+        baselines=not args.no_baselines,
+        data_dir=args.data_dir,
+        progress=not args.quiet,
+    )
     print(report_tables(report))
     for path in write_report(report, out):
         print(f"wrote {path}")

@@ -21,7 +21,7 @@ from vsml.evaluation.defaults import TUNE_SEED
 from vsml.evaluation.labels import learner_labels
 from vsml.evaluation.labels import meta_trained_label as label_meta_trained
 from vsml.evaluation.online import OnlineEvaluation, evaluate_on_source
-from vsml.evaluation.statistics import block_means, interval_95
+from vsml.evaluation.statistics import block_means, interval_95, prefix_accuracy
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
 from vsml.run.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint_json
@@ -170,6 +170,7 @@ def meta_test(
                     "mean_loss": r.mean_loss,
                     "query_accuracy": r.mean_query_accuracy,
                     "block_accuracy": block_means(r.curve, num_blocks).tolist(),
+                    "prefix_accuracy": prefix_accuracy(r.accuracy),
                     "curve": r.curve.tolist(),
                     "curve_std": r.curve_std.tolist(),
                     "loss_curve": r.loss_curve.tolist(),
@@ -212,4 +213,45 @@ def combine_runs(reports: list[dict[str, Any]], names: list[str]) -> dict[str, A
             "final_accuracy_mean": float(np.mean(finals)),
             "final_accuracy_interval_95": interval_95(np.asarray(finals)),
         }
+        entry["seeds"]["curve"] = np.mean([r["curve"] for r in trained], axis=0).tolist()
+        prefixes = [r.get("prefix_accuracy", {}) for r in trained]  # none in reports written before them
+        if all(prefixes):
+            entry["seeds"]["prefix_accuracy"] = {
+                n: {
+                    "values": [p[n]["mean"] for p in prefixes],
+                    "mean": float(np.mean([p[n]["mean"] for p in prefixes])),
+                    "interval_95": interval_95(np.asarray([p[n]["mean"] for p in prefixes])),
+                }
+                for n in prefixes[0]
+            }
     return combined
+
+
+def meta_test_runs(
+    runs: list[TrainedRun],
+    names: list[str],
+    datasets: tuple[str, ...] | None = None,
+    num_episodes: int | None = None,
+    length: int | None = None,
+    baselines: bool = True,
+    data_dir: str | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """`meta_test` of one run, or of several (seeds of one config) on the same episodes, combined as
+    `combine_runs` does. The settings are checked before hours of meta-testing, not after; the hand-designed
+    baselines are tuned and run once (they do not depend on the runs' seeds)."""
+    settings = []
+    for run in runs:
+        tested, episodes, steps = meta_test_setting(run.config, datasets, num_episodes, length)
+        settings.append((sorted(tested), episodes, steps))
+    if any(setting != settings[0] for setting in settings[1:]):
+        raise ValueError(
+            "the runs' configs meta-test on different settings (datasets, episodes, length: "
+            + "; ".join(f"{name}: {setting}" for name, setting in zip(names, settings, strict=True))
+            + "); give them the same ones with --datasets, --episodes and --length"
+        )
+    reports = [
+        meta_test(run, datasets, num_episodes, length, baselines and index == 0, data_dir, progress=progress)
+        for index, run in enumerate(runs)
+    ]
+    return reports[0] if len(runs) == 1 else combine_runs(reports, names)

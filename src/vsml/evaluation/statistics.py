@@ -8,6 +8,10 @@ import math
 
 import numpy as np
 
+# The first-n-examples blocks of a meta-test (issue 24, Fig. 6: 1–50, 1–100, 1–500, 1–2000): how fast a learner
+# learns, where the mean over a long episode says mostly how well it ends.
+PREFIX_STEPS = (50, 100, 500, 2000)
+
 
 def interval_95(values: np.ndarray) -> float:
     """Half-width of the normal 95% confidence interval of the mean of `values` (1.96·s/√n); 0 for one value."""
@@ -61,3 +65,19 @@ def block_labels(num_steps: int, num_blocks: int) -> list[str]:
 def _check_num_blocks(num_steps: int, num_blocks: int) -> None:
     if not 1 <= num_blocks <= num_steps:
         raise ValueError(f"num_blocks must be in [1, {num_steps}] for {num_steps} steps, got {num_blocks}")
+
+
+def prefix_accuracy(
+    accuracy: np.ndarray, steps: tuple[int, ...] = PREFIX_STEPS
+) -> dict[str, dict[str, float]]:
+    """Mean online accuracy over the first n steps, for each n of `steps` that an episode has, with its 95%
+    interval over episodes. `accuracy`: [episodes, T]; keys are n as strings (JSON)."""
+    accuracy = np.asarray(accuracy, dtype=np.float64)
+    if accuracy.ndim != 2:
+        raise ValueError(f"prefix_accuracy needs [episodes, steps], got shape {accuracy.shape}")
+    result = {}
+    for n in steps:
+        if n <= accuracy.shape[1]:
+            per_episode = accuracy[:, :n].mean(axis=1)
+            result[str(n)] = {"mean": float(per_episode.mean()), "interval_95": interval_95(per_episode)}
+    return result

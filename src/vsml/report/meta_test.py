@@ -49,8 +49,37 @@ def report_tables(report: dict[str, Any], num_blocks: int | None = None) -> str:
                 f"{seeds['mean_accuracy_mean']:.3f} ± {seeds['mean_accuracy_interval_95']:.3f}, final step "
                 f"{seeds['final_accuracy_mean']:.3f} ± {seeds['final_accuracy_interval_95']:.3f} (95% over runs)"
             )
+        prefixes = prefix_table(entry)
+        if prefixes:
+            text += f"\n\nOnline accuracy over the first n examples (± 95% over episodes):\n\n{prefixes}"
         parts.append(text)
     return "\n\n".join(parts) + "\n"
+
+
+def prefix_table(entry: dict[str, Any]) -> str:
+    """Markdown: each learner's mean online accuracy over steps 1–n (± 95% interval over episodes) for the
+    report's prefix lengths; with several runs, a last row of the meta-trained runs' mean ± 95% over runs.
+    Empty for a report without prefix blocks."""
+    learners = entry["learners"]
+    if not all("prefix_accuracy" in r for r in learners.values()):
+        return ""
+    steps = list(next(iter(learners.values()))["prefix_accuracy"])
+    if not steps:
+        return ""
+    rows = []
+    for label, r in learners.items():
+        row = {"learner": label}
+        for n in steps:
+            block = r["prefix_accuracy"][n]
+            row[f"steps 1–{n}"] = f"{block['mean']:.3f} ± {block['interval_95']:.3f}"
+        rows.append(row)
+    seeds = entry.get("seeds", {}).get("prefix_accuracy")
+    if seeds:
+        row = {"learner": f"meta-trained, mean of {len(entry['seeds']['runs'])} runs (± 95% over runs)"}
+        for n in steps:
+            row[f"steps 1–{n}"] = f"{seeds[n]['mean']:.3f} ± {seeds[n]['interval_95']:.3f}"
+        rows.append(row)
+    return markdown_table(rows)
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path, smooth: int = 5) -> list[Path]:
@@ -66,6 +95,8 @@ def write_report(report: dict[str, Any], out_dir: str | Path, smooth: int = 5) -
     averaged = f", moving average over {window} steps" if window > 1 else ""
     for name, entry in report["datasets"].items():
         curves = {label: np.asarray(r["curve"]) for label, r in entry["learners"].items()}
+        if "curve" in entry.get("seeds", {}):
+            curves[f"meta-trained, mean of {len(entry['seeds']['runs'])} runs"] = np.asarray(entry["seeds"]["curve"])
         written.append(
             plot_learning_curves(
                 curves,

@@ -13,8 +13,8 @@ Runs live in `<runs_dir>/<scale>/<run>` and are shared between experiments (Fig.
 run), so a finished run is never trained twice; a partial one is resumed from its last checkpoint, so an
 interrupted reproduction continues where it stopped. Each report step writes its full output (JSON, CSV,
 markdown, PNG) into `<runs_dir>/<scale>/_reports/<NAME>/<step>/` and is reused while its runs are unchanged;
-`<reports_dir>/<NAME>/` gets README.md (what was run, the equivalent commands, scale, date, wall times, the
-tables) and the PNGs.
+`<reports_dir>/<NAME>/` gets results.json (every report step's JSON, by step), README.md (what was run, the
+equivalent commands, scale, date, wall times, the tables) and the PNGs.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from vsml.reproduce.cpu_scale import CPU_SCALE
 
 SCALES = ("cpu-small", "paper")
 REPORTS_SUBDIR = "_reports"  # under <runs_dir>/<scale>/: the report steps' full outputs
+RESULTS_FILE = "results.json"  # in <reports_dir>/<NAME>/: every report step's JSON, what its README shows
 HAND_DESIGNED_TOKENS = tuple(HAND_DESIGNED)  # `vsml compare` names: sgd, adam, sgd-160, adam-160
 
 
@@ -84,6 +85,9 @@ class MetaTest:
     datasets: tuple[str, ...] = ()  # empty: the run config's eval.datasets
     overrides: tuple[str, ...] = ()  # the meta-test setting, e.g. transform.resize=null
     baselines: bool = True
+    # Further runs (other seeds of the same config), meta-tested on the same episodes and combined with `run`:
+    # mean ± 95% over runs beside the intervals over episodes (`vsml evaluate RUN RUN ...`).
+    more_runs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,10 +155,19 @@ def _scaled(run: str, config: str, *earlier: TrainStep | CloneRun) -> TrainStep:
 
 
 DEMO = _scaled("demo", "demo_digits.yaml")  # already a CPU-scale config
-# The same run, needed only at cpu-small: there it is the warm start of the Fig. 6 run.
-DEMO_FOR_WARM_START = TrainStep(DEMO.run, DEMO.config, {"cpu-small": DEMO.overrides["cpu-small"]})
-# Fig. 6 at cpu-small warm-starts from the demo's digits V_M (CPU_SCALE's note says why).
-FIG6 = _scaled("fig6", "fig6_mnist_rand_proj.yaml", DEMO)
+# The same run, needed only at cpu-small: there it is a contender of the Fig. 8 grid.
+DEMO_AT_CPU_SMALL = TrainStep(DEMO.run, DEMO.config, {"cpu-small": DEMO.overrides["cpu-small"]})
+# Fig. 6 from a random V_M, one run per seed (fixed in advance) at either scale; Fig. 8's grid takes the first.
+FIG6_SEEDS = (0, 1, 2)
+_FIG6_CONFIG = "fig6_mnist_rand_proj.yaml"
+FIG6 = tuple(
+    TrainStep(
+        f"fig6_seed{seed}",
+        _FIG6_CONFIG,
+        {"cpu-small": (*cpu_small(_FIG6_CONFIG), f"seed={seed}"), "paper": (f"seed={seed}",)},
+    )
+    for seed in FIG6_SEEDS
+)
 # The Fig. 8 baselines meta-trained on MNIST.
 BASELINES = tuple(
     _scaled(f"{learner}_mnist", f"baselines/{learner}_mnist.yaml")
@@ -179,7 +192,7 @@ ES_FROM_RANDOM = TrainStep(
     {"cpu-small": (*cpu_small("es_from_clone.yaml"), *_FROM_RANDOM), "paper": _FROM_RANDOM},
 )
 
-_GRID_RUNS = ("fig6", "demo", *(step.run for step in BASELINES))
+_GRID_RUNS = (FIG6[0].run, "demo", *(step.run for step in BASELINES))
 _AT_28X28 = ("transform.resize=null",)  # the cpu-small VSML run was meta-trained at 8x8; meta-test at 28x28
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -195,27 +208,21 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
     ),
     "fig6": Experiment(
-        "VSML paper Fig. 6 (Sec. 4.2): VSML meta-trained on MNIST (half of the population randomly "
-        "projected), meta-tested for 2,000 online steps on MNIST and Fashion-MNIST. At paper scale it trains "
-        "from scratch. At cpu-small scale meta-training from scratch does not leave the ln 10 plateau (README, "
-        "'Fig. 6 at CPU scale'), so the recipe is the README's: warm-start from the demo's digits V_M "
-        "(`train.init_from`), meta-train 200 ES iterations on MNIST resized to 8x8, meta-test at 28x28; the "
-        "digits-only V_M is meta-tested on the same episodes for comparison.",
-        (DEMO_FOR_WARM_START, FIG6),
+        "VSML paper Fig. 6 (Sec. 4.2): VSML meta-trained from a random V_M on MNIST only (half of the "
+        "population randomly projected), three seeds, meta-tested for 2,000 online steps on MNIST and "
+        "Fashion-MNIST against tuned online SGD and Adam: learning curves, accuracy over the first 50, 100, 500 "
+        "and 2,000 examples with 95% intervals over episodes and over seeds. At cpu-small the recipe is "
+        "CPU_SCALE's (reproduce/cpu_scale.py): MNIST at 8x8 with the meta_efficiency study's curriculum over "
+        "classes (0-1, then 0-4, then all ten), 2,000 ES iterations of 64 pairs per seed; meta-test at 28x28.",
+        FIG6,
         (
             MetaTest(
                 "meta_test",
-                "fig6",
+                FIG6[0].run,
                 {"cpu-small": Size(16, 2000), "paper": Size()},
                 ("mnist", "fashion_mnist"),
                 _AT_28X28,
-            ),
-            MetaTest(
-                "meta_test_digits_only",
-                "demo",
-                {"cpu-small": Size(16, 2000)},
-                ("mnist", "fashion_mnist"),
-                baselines=False,
+                more_runs=tuple(step.run for step in FIG6[1:]),
             ),
         ),
     ),
@@ -225,7 +232,7 @@ EXPERIMENTS: dict[str, Experiment] = {
         "the unroll, vsml/configs/baselines/), all meta-trained on MNIST, and tuned online SGD/Adam, on MNIST, "
         "Fashion-MNIST, Random, Sum Sign and digits, then on MNIST/Fashion-MNIST under a new random "
         "projection (reports/fig8_cpu_small/ holds the cpu-small result).",
-        (DEMO_FOR_WARM_START, FIG6, *BASELINES),
+        (DEMO_AT_CPU_SMALL, FIG6[0], *BASELINES),
         (
             Compare(
                 "all_datasets",
@@ -320,6 +327,8 @@ def runs_used(step: ReportStep) -> tuple[str, ...]:
     """Run names a report step reads."""
     if isinstance(step, Compare):
         return tuple(c for c in step.contenders if c not in HAND_DESIGNED_TOKENS)
+    if isinstance(step, MetaTest):
+        return (step.run, *step.more_runs)
     return (step.run,)
 
 
@@ -421,7 +430,7 @@ def report_command(
     """The `vsml` command that computes report step `step` at `scale` into `out`."""
     size = step.sizes[scale]
     if isinstance(step, MetaTest):
-        words = ["vsml", "evaluate", scale_dir / step.run]
+        words = ["vsml", "evaluate", *(scale_dir / run for run in runs_used(step))]
         words += ["--datasets", ",".join(step.datasets)] if step.datasets else []
         words += _size_words(size) + ([] if step.baselines else ["--no-baselines"])
         words += _sets(step.overrides)
@@ -531,9 +540,9 @@ def _train(
 
 def _clone(
     step: CloneRun, scale: str, scale_dir: Path, data_dir: str | None, progress: bool
-) -> tuple[str, str, list[Path]]:
+) -> tuple[str, str, list[Path], dict[str, Any]]:
     """Clone and evaluate (or reuse a finished clone of the same config, or evaluate a cloned one again);
-    returns (status, markdown tables, the curve PNGs)."""
+    returns (status, markdown tables, the curve PNGs, the clone's summary)."""
     from vsml.config import config_to_dict, load_config
     from vsml.meta.cloning import CloneConfig
     from vsml.report.clone import clone_markdown, run_clone
@@ -559,7 +568,7 @@ def _clone(
                 )
         summary = run_clone(config, run_dir, train=not cloned, progress=progress, data_dir=data_dir)
         status = "evaluated the earlier clone" if cloned else "cloned and evaluated"
-    return status, clone_markdown(summary), sorted(run_dir.glob("curves_*.png"))
+    return status, clone_markdown(summary), sorted(run_dir.glob("curves_*.png")), summary
 
 
 def _run_stamp(command: str, runs: list[Path]) -> dict[str, Any]:
@@ -577,8 +586,8 @@ def _report(
     data_dir: str | None,
     progress: bool,
     log: Callable[[str], None],
-) -> tuple[str, str]:
-    """Compute (or reuse) one report step into `out`; returns (status, markdown tables)."""
+) -> tuple[str, str, dict[str, Any]]:
+    """Compute (or reuse) one report step into `out`; returns (status, markdown tables, the step's JSON)."""
     from vsml.atomic import write_text_atomically
 
     size = step.sizes[scale]
@@ -587,14 +596,15 @@ def _report(
     stamp_path = out / "reproduce_step.json"
     cached = stamp_path.exists() and json.loads(stamp_path.read_text()) == stamp
     if isinstance(step, MetaTest):
-        from vsml.evaluation.meta_test import load_trained_run, meta_test
+        from vsml.evaluation.meta_test import load_trained_run, meta_test_runs
         from vsml.report.meta_test import report_tables, write_report
 
         if not cached:
-            run = load_trained_run(scale_dir / step.run, step.overrides)
-            report = meta_test(
-                run, step.datasets or None, size.episodes, size.length, step.baselines, data_dir=data_dir
-            )
+            trained = [load_trained_run(path, step.overrides) for path in used]
+            report = meta_test_runs(
+                trained, [str(path) for path in used], step.datasets or None, size.episodes, size.length,
+                step.baselines, data_dir,
+            )  # fmt: skip
         else:  # redraw from the saved numbers, so a change of the report's format reaches a reused step
             report = json.loads((out / "evaluation.json").read_text())
         write_report(report, out)
@@ -645,7 +655,7 @@ def _report(
             "\n\n" + "\n".join(f"- {line}" for line in lines) if lines else ""
         )
     write_text_atomically(stamp_path, json.dumps(stamp, indent=1))
-    return ("reused: unchanged since computed" if cached else "computed"), tables
+    return ("reused: unchanged since computed" if cached else "computed"), tables, report
 
 
 def _duration(seconds: float) -> str:
@@ -686,6 +696,7 @@ def reproduce(
     steps: list[TrainStep | CloneRun | ReportStep] = [*training_at(exp, scale), *reports_at(exp, scale)]
     runs = {step.run for step in training_at(exp, scale)}
     written: list[Path] = []
+    results: dict[str, Any] = {}  # each report (and clone) step's JSON, by step name: results.json
     for index, (step, command) in enumerate(zip(steps, commands, strict=True), 1):
         log(f"[{index}/{len(steps)}] {command}")
         step_start = time.perf_counter()
@@ -694,12 +705,13 @@ def reproduce(
             records.append(StepRecord(command, status, time.perf_counter() - step_start))
             continue
         if isinstance(step, CloneRun):
-            status, tables, pngs = _clone(step, scale, scale_dir, data_dir, progress)
+            status, tables, pngs, result = _clone(step, scale, scale_dir, data_dir, progress)
             prefix = step.run
         else:
             out = report_dir(runs_dir, scale, name, step)
-            status, tables = _report(step, scale, scale_dir, out, runs, command, data_dir, progress, log)
+            status, tables, result = _report(step, scale, scale_dir, out, runs, command, data_dir, progress, log)
             pngs, prefix = sorted(out.glob("*.png")), step.name
+        results[prefix] = {"command": command, "result": result}
         images = []
         for png in pngs:
             target = destination / f"{prefix}_{png.name}"
@@ -712,6 +724,9 @@ def reproduce(
     readme = _readme(name, exp, scale, date, time.perf_counter() - started, records)
     from vsml.atomic import write_text_atomically
 
+    summary = {"experiment": name, "scale": scale, "date": date.isoformat(timespec="minutes"), "steps": results}
+    destination.mkdir(parents=True, exist_ok=True)
+    written.insert(0, write_text_atomically(destination / RESULTS_FILE, json.dumps(summary, indent=1) + "\n"))
     written.insert(0, write_text_atomically(destination / "README.md", readme))
     return written
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vsml.config import config_from_dict, load_config
+import numpy as np
+
+from vsml.config import ConfigError, config_from_dict, config_to_dict, load_config
 from vsml.evaluation.defaults import EVAL_SEED
 from vsml.meta.cmaes import CMAESConfig
 from vsml.meta.es import OpenESConfig
@@ -20,7 +23,8 @@ from vsml.tasks.sampler import EpisodeSampler, Source
 from vsml.tasks.transforms import NORMALISATIONS, EpisodeTransform, apply_normalisation, prepare_dataset
 
 FEW_SHOT_DATASETS = ("omniglot",)
-
+# A curriculum stage's `loss_below` compares the mean training loss of this many last iterations.
+LOSS_WINDOW = 10
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,49 @@ class SliceConfig:
     share: int = 1
 
 
+def stage_finished(
+    losses: list[float], classes: int, iterations: int | None, loss_below: float | None
+) -> bool:
+    """Whether a stage with these end conditions is over after the training losses `losses` (one per iteration
+    of the stage so far): after `iterations`, or once the mean of the last `LOSS_WINDOW` losses is below
+    `loss_below` x ln(classes), a fraction of the loss of guessing (the easier task is learnt)."""
+    if iterations is not None and len(losses) >= iterations:
+        return True
+    if loss_below is None or len(losses) < LOSS_WINDOW:
+        return False
+    return float(np.mean(losses[-LOSS_WINDOW:])) < loss_below * math.log(classes)
+
+
+@dataclass(frozen=True)
+class CurriculumStage:
+    """One stage of a curriculum over the task (issue 24: e.g. 2 classes, then 5, then all 10). `task` is merged
+    key by key onto the experiment's `task`; `population`, if given, replaces its population; `transform` is
+    merged onto the experiment's `transform` and onto the transform of every population slice the stage trains
+    on (so `transform: {classes: [0, 1]}` restricts each slice, projected or not, to two classes). The stage
+    ends as `stage_finished` says. V_M and the optimiser's state carry over from stage to stage (VSML's
+    shape-free sub-RNNs run any input and output size); after the last stage the experiment's own task runs until
+    `train.iterations`. Held-out evaluation always uses the experiment's own task."""
+
+    iterations: int | None = None
+    loss_below: float | None = None
+    task: dict[str, Any] = field(default_factory=dict)
+    transform: dict[str, Any] = field(default_factory=dict)
+    population: tuple[SliceConfig, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.iterations is None and self.loss_below is None:
+            raise ValueError(
+                "a curriculum stage needs iterations or loss_below (or both), else the stages after it never run"
+            )
+        if self.iterations is not None and self.iterations < 1:
+            raise ValueError(f"a curriculum stage's iterations must be >= 1, got {self.iterations}")
+        if self.loss_below is not None and not self.loss_below > 0:
+            raise ValueError(f"a curriculum stage's loss_below must be > 0, got {self.loss_below}")
+
+    def finished(self, losses: list[float], classes: int) -> bool:
+        return stage_finished(losses, classes, self.iterations, self.loss_below)
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str = "experiment"
@@ -92,6 +139,8 @@ class ExperimentConfig:
     # Empty: one population of task.dataset under `transform`. Otherwise the population is split into these
     # slices for meta-training (evaluation still uses `transform`).
     population: tuple[SliceConfig, ...] = ()
+    # Stages of easier tasks before the one above (CurriculumStage); empty: none.
+    curriculum: tuple[CurriculumStage, ...] = ()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
@@ -127,6 +176,26 @@ class ExperimentConfig:
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"config key {key} must be >= 1, got {value}")
+        for index in range(len(self.curriculum)):
+            stage_experiment(self, index)  # each stage's task must be a valid experiment too
+
+
+def stage_experiment(config: ExperimentConfig, stage: int) -> ExperimentConfig:
+    """The experiment as curriculum stage `stage` meta-trains it (`len(config.curriculum)`: the config itself)."""
+    if stage == len(config.curriculum):
+        return config
+    spec = config.curriculum[stage]
+    data = config_to_dict(config)
+    data["curriculum"] = []
+    data["task"].update(spec.task)
+    if spec.population is not None:
+        data["population"] = config_to_dict(spec)["population"]
+    for transform in (data["transform"], *(piece["transform"] for piece in data["population"])):
+        transform.update(spec.transform)
+    try:
+        return config_from_dict(ExperimentConfig, data)
+    except ConfigError as error:
+        raise ConfigError(f"curriculum stage {stage}: {error}") from None
 
 
 def load_experiment(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:

@@ -47,6 +47,7 @@ from vsml.run.experiment import (
     experiment_sampler,
     make_experiment_source,
     population_slices,
+    stage_experiment,
 )
 from vsml.run.run_dir import (
     CONFIG_FILE,
@@ -87,17 +88,9 @@ class MetaTrainer:
         self.objective = Objective(config.task.loss, config.task.query_steps)
         check_learner_supports(self.learner, self.objective)
         self.optimizer = meta_optimizer_of(config)
-        slices = population_slices(config)
-        self.slice_shares = tuple(sl.share for sl in slices)
-        self.slice_transforms = tuple(sl.transform for sl in slices)
-        self.train_sources = tuple(
-            make_experiment_source(config, sl.dataset, "train", transform=sl.transform) for sl in slices
-        )
-        self._samplers: dict[int, tuple[EpisodeSampler, ...]] = {}
-        # Each slice's fixed projection / permutation (spec §3.3), reproducible from the seed.
-        self.transform_keys = tuple(
-            jax.random.fold_in(jax.random.PRNGKey(config.seed), i) for i in range(len(slices))
-        )
+        self.stage = 0  # the curriculum stage (len(config.curriculum): the experiment's own task)
+        self.stage_losses: list[float] = []  # the training loss of each iteration of the stage so far
+        self._use_stage(0)
         self.eval_sources = {
             name: make_experiment_source(config, name, "test") for name in config.eval.datasets
         }
@@ -124,7 +117,35 @@ class MetaTrainer:
         # resume it. Every process must have read the same one.
         same_on_every_process(self.iteration, "the iteration to start from")
         self.state = replicate(self.state)
-        self.train_sources = replicate(self.train_sources)
+
+    def _use_stage(self, stage: int) -> None:
+        """Meta-train on curriculum stage `stage`'s task from now on: its population slices, data and lengths."""
+        self.stage = stage
+        self.task_config = stage_experiment(self.config, stage)
+        slices = population_slices(self.task_config)
+        self.slice_shares = tuple(sl.share for sl in slices)
+        self.slice_transforms = tuple(sl.transform for sl in slices)
+        self.train_sources = replicate(
+            tuple(
+                make_experiment_source(self.task_config, sl.dataset, "train", transform=sl.transform)
+                for sl in slices
+            )
+        )
+        self._samplers: dict[int, tuple[EpisodeSampler, ...]] = {}
+        # Each slice's fixed projection / permutation (spec §3.3), reproducible from the seed (slice i of every
+        # stage gets the same one).
+        self.transform_keys = tuple(
+            jax.random.fold_in(jax.random.PRNGKey(self.config.seed), i) for i in range(len(slices))
+        )
+
+    def _advance_curriculum(self, loss: float) -> None:
+        if self.stage == len(self.config.curriculum):
+            return
+        self.stage_losses.append(loss)
+        classes = self.samplers(self.iteration)[0].num_classes(self.train_sources[0])
+        if self.config.curriculum[self.stage].finished(self.stage_losses, classes):
+            self.stage_losses = []
+            self._use_stage(self.stage + 1)
 
     @property
     def meta(self) -> PyTree:
@@ -185,6 +206,10 @@ class MetaTrainer:
         self.state = restore_state(self.state, trees)
         self.iteration = step
         self.total_nonfinite = int(metadata.get("total_nonfinite", 0))
+        progress = metadata.get("curriculum", {"stage": 0, "losses": []})  # none before curricula existed
+        self.stage_losses = [float(loss) for loss in progress["losses"]]
+        if progress["stage"] != self.stage:
+            self._use_stage(progress["stage"])
         if is_main_process():
             truncate_metrics(self.run_dir / METRICS_FILE, step)
 
@@ -196,6 +221,8 @@ class MetaTrainer:
             "experiment": config_to_dict(self.config),
             "total_nonfinite": self.total_nonfinite,
             "learner": self.config.learner,
+            # Where the curriculum stands, so a resumed run ends the stage where an uninterrupted one would.
+            "curriculum": {"stage": self.stage, "losses": self.stage_losses},
         }
         return save_checkpoint(
             self.run_dir,
@@ -221,14 +248,14 @@ class MetaTrainer:
     def episode_length(self, iteration: int) -> int:
         """T at `iteration`: the configured length, or the optimiser's curriculum from it (BLUR with gradients,
         blur.md §6: 10, then +5 every N)."""
-        return self.optimizer.episode_length(self.config.task.episode_length, iteration)
+        return self.optimizer.episode_length(self.task_config.task.episode_length, iteration)
 
     def samplers(self, iteration: int) -> tuple[EpisodeSampler, ...]:
         """One sampler per population slice for the episode length at `iteration` (each length compiles once)."""
         length = self.episode_length(iteration)
         if length not in self._samplers:
             self._samplers[length] = tuple(
-                experiment_sampler(self.config, length, transform) for transform in self.slice_transforms
+                experiment_sampler(self.task_config, length, transform) for transform in self.slice_transforms
             )
         return self._samplers[length]
 
@@ -255,6 +282,7 @@ class MetaTrainer:
         )
         self.iteration += 1
         self.total_nonfinite += result.num_nonfinite
+        self._advance_curriculum(result.mean_loss)
         return result
 
     def evaluate(self) -> dict[str, float]:
@@ -302,6 +330,7 @@ class MetaTrainer:
         )
         with bar:
             while self.iteration < target:
+                stage = self.stage  # the stage this iteration meta-trains on (step() may end it)
                 result = self.step()
                 record: dict[str, Any] = {
                     "iteration": self.iteration,
@@ -312,6 +341,8 @@ class MetaTrainer:
                 record.update(result.extra)
                 if self.optimizer.has_curriculum:
                     record["episode_length"] = self.episode_length(self.iteration - 1)
+                if self.config.curriculum:
+                    record["stage"] = stage
                 if result.num_nonfinite and is_main_process():
                     tqdm.write(self._nonfinite_message(result.num_nonfinite))
                 evaluated = self.iteration % cfg.eval.every == 0 or self.iteration == cfg.train.iterations
