@@ -18,13 +18,14 @@ demo: $(STAMP)
 	$(BIN)/vsml meta-train demo_digits --out $(DEMO_DIR)
 	$(BIN)/vsml evaluate $(DEMO_DIR)
 
-# Two or more workers (pytest-xdist): the suite is mostly single-threaded XLA compilation. Tests go out one by one
-# (--dist load) for the most even finish; they share one compilation cache per run (tests/conftest.py). (One
-# worker more than cores was slower on the whole suite: 8:46 against 7:51 on 2 idle cores, same tree.)
-# Extra pytest arguments: e.g. `make test PYTEST_ARGS=--durations=25`.
+# Two or more workers (pytest-xdist): the suite is mostly single-threaded XLA compilation; they share one
+# compilation cache per run (tests/conftest.py). --dist worksteal: a worker that runs out of tests takes half of
+# another's queue. With --dist load the two workers' queues were fixed early and one finished 67 s before the
+# other (8:37 in all on 2 idle cores, per-test timeline of the whole suite). (One worker more than cores was
+# slower: 8:46 against 7:51, same tree.) Extra pytest arguments: e.g. `make test PYTEST_ARGS=--durations=25`.
 PYTEST_ARGS ?=
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist load $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4 --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

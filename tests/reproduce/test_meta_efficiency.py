@@ -14,8 +14,16 @@ from vsml.reproduce import meta_efficiency as me
 from vsml.run.experiment import population_slices
 from vsml.run.trainer import MetaTrainer
 
-# A small task for the suite: 2 pairs, 3-step episodes, held-out evaluation of 2 episodes of 4 steps.
-TINY = ("es.num_pairs=2", "task.episode_length=3")
+# A small task for the suite: 2 pairs, 3-step episodes, held-out evaluation of 2 episodes of 4 steps, and
+# scikit-learn's 8x8 digits (projected and not) in place of MNIST, whose loading and standardisation would cost
+# more than the runs themselves.
+TINY = (
+    "es.num_pairs=2",
+    "task.episode_length=3",
+    "population=[{dataset: digits, transform: {project: true}}, {dataset: digits}]",
+    "transform.resize=null",
+    "eval.datasets=[digits]",
+)
 NEVER = me.Escape(accuracy=1.1, every=2, episodes=2, length=4)  # accuracy cannot exceed 1: never escapes
 AT_ONCE = me.Escape(accuracy=0.0, every=2, episodes=2, length=4)  # escapes at the first evaluation
 
@@ -90,7 +98,13 @@ def test_the_study_skips_the_records_it_holds(tmp_path, monkeypatch):
     assert calls[4:] == [("centered_rank", 0), ("centered_rank", 1)]
     data = json.loads((tmp_path / me.RESULTS_FILE).read_text())
     assert len(data["records"]) == 6 and data["escape_accuracy"] == me.ESCAPE.accuracy == 0.2
-    assert {r["confirm"] for r in data["records"]} == {False}
+    assert {r["confirm"] for r in data["records"]} == {False} and {r["default"] for r in data["records"]} == {False}
+    monkeypatch.setattr(me, "DEFAULT_VARIANT", "pairs_16")  # chosen later: its earlier records are marked too
+    me.write_results(tmp_path / me.RESULTS_FILE, data["records"])
+    data = json.loads((tmp_path / me.RESULTS_FILE).read_text())
+    assert [(r["variant"], r["default"]) for r in data["records"] if r["seed"] == 0] == [
+        ("authors", False), ("centered_rank", False), ("pairs_16", True)
+    ]
     with pytest.raises(ValueError, match="unknown meta_efficiency variant 'nope'"):
         me.run_study(tmp_path, ("nope",), (0,))
     monkeypatch.setattr(me, "DEFAULT_VARIANT", None)

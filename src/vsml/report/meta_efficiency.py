@@ -31,12 +31,15 @@ def variant_table(records: Sequence[Mapping[str, Any]], descriptions: Mapping[st
     for (variant, confirm), group in _group(records).items():
         escaped = [r for r in group if r["escaped"]]
         times = [r["wall_seconds"] / 60 for r in escaped]
+        # Iterations are the same on any machine for a seed; wall time also measures the machine.
+        iterations = [r["iterations"] for r in escaped]
         accuracies = [r["held_out_accuracy"] for r in group if r["held_out_accuracy"] is not None]
         rows.append(
             {
                 "variant": variant + (" (confirmation)" if confirm else ""),
                 "seeds": ", ".join(str(r["seed"]) for r in sorted(group, key=lambda r: r["seed"])),
                 "escaped": f"{len(escaped)}/{len(group)}",
+                "median iterations to escape": float(np.median(iterations)) if iterations else None,
                 "median min to escape": float(np.median(times)) if times else None,
                 "slowest escape (min)": max(times) if times else None,
                 "budget (min)": max(r["budget_seconds"] for r in group) / 60,

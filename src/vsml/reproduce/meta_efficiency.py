@@ -97,6 +97,12 @@ _MIXTURE = (
 
 _GRAD = ("meta_optimizer=grad", "grad.num_episodes=16")
 
+CLASSES_2_5_10_AT_4X4 = (
+    "[{iterations: 200, loss_below: 0.9, transform: {resize: [4, 4], classes: [0, 1]}}, "
+    "{iterations: 200, loss_below: 0.9, transform: {resize: [4, 4], classes: [0, 1, 2, 3, 4]}}, "
+    "{iterations: 200, loss_below: 0.9, transform: {resize: [4, 4]}}]"
+)
+
 # The authors' recipe first; the others change one thing (or a curriculum over the task) from it.
 VARIANTS: dict[str, Variant] = {
     "authors": Variant(
@@ -122,6 +128,11 @@ VARIANTS: dict[str, Variant] = {
         "curriculum over input size: 4x4 (16 features) until the training loss is below 0.9 ln 10 (at most "
         "300 iterations), then 8x8",
         (Stage(_curriculum("[{iterations: 300, loss_below: 0.9, transform: {resize: [4, 4]}}]")),),
+    ),
+    "classes_then_side": Variant(
+        "the two curricula that helped on seed 0, one after the other: classes 2, 5, then 10 at 4x4, each stage "
+        "until its training loss is below 0.9 of its chance loss (at most 200 iterations), then 8x8",
+        (Stage(_curriculum(CLASSES_2_5_10_AT_4X4)),),
     ),
     "length_20_to_100": Variant(
         "curriculum over episode length: T = 20 until the training loss is below 0.9 ln 10 (at most 300 "
@@ -274,6 +285,9 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
 
 
 def write_results(path: str | Path, records: list[dict[str, Any]]) -> Path:
+    """The study's records, sorted, to `path` (atomically). `default` marks every record of the chosen default
+    variant, those run before it was chosen too."""
+    records = [{**r, "default": r["variant"] == DEFAULT_VARIANT} for r in records]
     data = {
         "study": "meta_efficiency",
         "task": BASE_CONFIG,
@@ -319,7 +333,6 @@ def run_study(
                 name, seed, budget_seconds=budget_seconds, data_dir=data_dir, progress=progress,
                 overrides=overrides, escape=escape,
             )  # fmt: skip
-            record["default"] = name == DEFAULT_VARIANT
             record["confirm"] = seed in CONFIRM_SEEDS
             records.append(record)
             write_results(path, records)
