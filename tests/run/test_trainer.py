@@ -58,12 +58,17 @@ def leaves(tree):
     return [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("full")
-    trainer = MetaTrainer(tiny_config(), run_dir)
+def finished_run(tmp_path_factory, name, config):
+    """(run folder, trainer) of `config` run to its end, in a fresh folder `name`."""
+    run_dir = tmp_path_factory.mktemp(name)
+    trainer = MetaTrainer(config, run_dir)
     trainer.run(progress=False)
     return run_dir, trainer
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    return finished_run(tmp_path_factory, "full", tiny_config())
 
 
 def test_run_writes_log_checkpoints_and_config(uninterrupted):
@@ -511,10 +516,7 @@ def curriculum_config(**train):
 
 @pytest.fixture(scope="module")
 def curriculum_run(tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("curriculum")
-    trainer = MetaTrainer(curriculum_config(), run_dir)
-    trainer.run(progress=False)
-    return run_dir, trainer
+    return finished_run(tmp_path_factory, "curriculum", curriculum_config())
 
 
 def test_a_curriculum_runs_its_stages_then_the_experiments_task(curriculum_run):
