@@ -9,7 +9,7 @@ import math
 import pytest
 
 from vsml.cli.main import main
-from vsml.report.meta_efficiency import variant_table, write_study_report
+from vsml.report.meta_efficiency import default_summary, variant_table, write_study_report
 from vsml.reproduce import meta_efficiency as me
 from vsml.run.experiment import population_slices
 from vsml.run.trainer import MetaTrainer
@@ -129,9 +129,19 @@ def test_the_report_is_rendered_from_the_results(tmp_path):
     assert plot.read_bytes().startswith(b"\x89PNG")
     text = readme.read_text()
     assert "`vsml reproduce meta_efficiency`" in text and table.splitlines()[0] in text
+    assert "No default chosen yet." in text
+    records += [fake_record("centered_rank", 3, wall=300.0), fake_record("centered_rank", 4, wall=700.0)]
+    records[-2]["confirm"] = records[-1]["confirm"] = True
+    summary = default_summary(records, "centered_rank", 10.0)
+    assert "seeds it was chosen on: 2/3 escaped within the target" in summary
+    confirmed = "fresh confirmation seeds: 1/2 escaped within the target (seed 3: 5.00 min (20 it.), seed 4: 11.67"
+    assert confirmed in summary
 
 
 def test_cli_plans_and_refuses_bad_options(capsys):
+    from vsml.cli.reproduce import DEFAULT_BUDGET_MINUTES
+
+    assert DEFAULT_BUDGET_MINUTES * 60 == me.BUDGET_SECONDS
     assert (
         main(["reproduce", "meta_efficiency", "--dry-run", "--variants", "authors,mixture", "--seeds", "0,4"])
         == 0

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from vsml.cli.common import add_data_dir, add_quiet
 
+# meta_efficiency.BUDGET_SECONDS / 60 (a test keeps them equal; importing it here would load JAX for --help)
+DEFAULT_BUDGET_MINUTES = 15.0
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     reproduce = commands.add_parser(
@@ -44,7 +47,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     study.add_argument(
         "--confirm", action="store_true", help="run the default variant on the fresh confirmation seeds"
     )
-    study.add_argument("--budget-minutes", type=float, default=15.0, help="wall clock per run (default 15)")
+    study.add_argument(
+        "--budget-minutes", type=float, default=DEFAULT_BUDGET_MINUTES,
+        help=f"wall clock per run (default {DEFAULT_BUDGET_MINUTES:g})",
+    )  # fmt: skip
     add_quiet(reproduce)
 
 
@@ -85,11 +91,12 @@ def _numbers(text: str | None, what: str) -> tuple[int, ...] | None:
 
 
 def _study_command(args: argparse.Namespace) -> str:
-    words = ["vsml", "reproduce", args.name, "--reports-dir", str(args.reports_dir)]
+    words = ["vsml", "reproduce", args.name]
+    words += [] if str(args.reports_dir) == "reports" else ["--reports-dir", str(args.reports_dir)]
     for flag, value in (("--variants", args.variants), ("--seeds", args.seeds)):
         words += [flag, value] if value else []
     words += ["--confirm"] if args.confirm else []
-    words += ["--budget-minutes", f"{args.budget_minutes:g}"]
+    words += [] if args.budget_minutes == DEFAULT_BUDGET_MINUTES else ["--budget-minutes", f"{args.budget_minutes:g}"]
     return " ".join(shlex.quote(word) for word in words)
 
 
