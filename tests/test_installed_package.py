@@ -1,6 +1,6 @@
 """Installed is the same as checked out (STYLE.md §17, issue 23): `pip install .` into a bare folder, then from
 another folder `vsml reproduce --list` and `vsml meta-train <shipped config name>` work, with the configs and
-recipes found as package data, not through the source tree."""
+recipes (and the meta-test suite) found as package data, not through the source tree."""
 
 from __future__ import annotations
 
@@ -60,3 +60,11 @@ def test_the_installed_package_runs_shipped_configs_from_another_folder(tmp_path
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert (elsewhere / "run" / "ckpt_00000001.json").is_file()
     assert "name: demo_digits" in (elsewhere / "run" / "config.yaml").read_text()
+
+    # The meta-test suite ships too (vsml suite --suite general).
+    suite = _python(
+        ["-c", "from vsml.evaluation.suite import load_suite; print(len(load_suite('general').datasets))"],
+        elsewhere,
+        site,
+    )
+    assert suite.returncode == 0 and int(suite.stdout) >= 5, suite.stderr[-3000:]

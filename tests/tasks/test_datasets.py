@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from vsml.tasks.datasets import (
 )
 from vsml.tasks.idx import DataError, write_idx
 from vsml.tasks.toy2d import TOY2D_TASKS
+from vsml.tasks.transforms import standardise_per_feature
 
 MNIST_MU, MNIST_S = 0.13066, 0.30811  # spec §3.3
 
@@ -44,8 +47,10 @@ def _write_fake_idx_dataset(
 @pytest.fixture(autouse=True)
 def _fresh_idx_cache():
     datasets._read_idx_cached.cache_clear()  # tests write different files at recycled tmp paths
+    datasets._normalised_split.cache_clear()
     yield
     datasets._read_idx_cached.cache_clear()
+    datasets._normalised_split.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------------- registry
@@ -99,9 +104,22 @@ def test_idx_files_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert len(reads) == 4
     second = load_dataset("mnist", data_dir=tmp_path)
     assert len(reads) == 4, "the second load re-read the files"
-    np.testing.assert_array_equal(first.train_x, second.train_x)
-    first.train_x[...] = 0  # a caller mutating its Dataset must not affect later loads
+    assert second.train_x is first.train_x  # normalised once: every load shares the arrays
+    with pytest.raises(ValueError, match="read-only"):
+        first.train_x[...] = 0  # so no caller can change what later loads get
     assert load_dataset("mnist", data_dir=tmp_path).train_x.std() > 0
+    # Standardising per feature is done once for those arrays; a writeable dataset is standardised anew.
+    standardised = standardise_per_feature(first)
+    assert standardise_per_feature(second).train_x is standardised.train_x
+    assert not standardised.train_x.flags.writeable
+    copy = dataclasses.replace(first, train_x=first.train_x.copy(), test_x=first.test_x.copy())
+    fresh = standardise_per_feature(copy)
+    assert fresh.train_x is not standardised.train_x
+    np.testing.assert_array_equal(fresh.train_x, standardised.train_x)
+    # A new version of a file (here: the same size, another time stamp) is read again.
+    path = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert load_dataset("mnist", data_dir=tmp_path).train_x is not first.train_x and len(reads) == 5
 
 
 def test_missing_idx_file_names_it_and_the_fix(tmp_path: Path) -> None:

@@ -26,8 +26,10 @@ from vsml.tasks.omniglot import (
     load_omniglot_one_shot_runs,
     make_few_shot_source,
     one_shot_run_episodes,
+    sample_all_drawings_episodes,
     sample_few_shot_episodes,
 )
+from vsml.tasks.sampler import EpisodeSampler
 
 OMNIGLOT_DIR = DATASETS_DIR / "omniglot"
 STATIC = ("num_episodes", "ways", "shots")
@@ -229,6 +231,31 @@ def test_many_shot_labels_by_first_appearance(toy_source: FewShotSource) -> None
         same_class = episode_drawings[:-1][support == episode_classes[-1]]
         assert len(set(same_class)) == shots and episode_drawings[-1] not in same_class
     assert not np.array_equal(labels[:, :-1], np.broadcast_to(labels[0, :-1], labels[:, :-1].shape))
+
+
+def test_all_drawings_episodes_show_every_drawing_of_their_characters_once(toy_source: FewShotSource) -> None:
+    """The meta-test suite's protocol: `ways` distinct characters, each of their drawings exactly once in a
+    shuffled order, labels by first appearance; the sampler gives the same episodes."""
+    ways = 3
+    eps = sample_all_drawings_episodes(toy_source, jax.random.key(2), 16, ways)
+    length = ways * TOY_DRAWINGS
+    assert eps.xs.shape == (16, length, 2, 3, 1) and eps.ys.shape == (16, length, ways)
+    labels = np.asarray(eps.ys).argmax(-1)
+    classes, drawings = _toy_ids(eps.xs)
+    for episode_classes, episode_drawings, episode_labels in zip(classes, drawings, labels, strict=True):
+        first_seen = list(dict.fromkeys(episode_classes))
+        assert len(first_seen) == ways
+        assert sorted(zip(episode_classes, episode_drawings, strict=True)) == sorted(
+            (c, d) for c in first_seen for d in range(TOY_DRAWINGS)
+        )
+        np.testing.assert_array_equal(episode_labels, [first_seen.index(c) for c in episode_classes])
+    assert len(np.unique(classes)) == TOY_CLASSES  # characters vary over episodes
+    assert len({tuple(c) for c in classes}) > 1  # and so does the order
+    sampler = EpisodeSampler(length, ways=ways, all_drawings=True)
+    same = sampler.sample(toy_source, jax.random.key(2), 16, jax.random.key(0))
+    np.testing.assert_array_equal(same.xs, eps.xs)
+    with pytest.raises(ValueError, match="ways=10"):
+        sample_all_drawings_episodes(toy_source, jax.random.key(0), 2, 10)
 
 
 def test_deterministic_per_key_and_jit_compiles_once(toy_source: FewShotSource) -> None:

@@ -1,4 +1,5 @@
-"""Generated teacher tasks: a new random teacher in every episode, linear or a tanh MLP, at any size."""
+"""Generated teacher tasks: a new random teacher in every episode (linear, a tanh MLP or Gaussian blobs), at any
+size."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sklearn.linear_model import LogisticRegression
 
 from vsml.tasks.datasets import load_dataset
 from vsml.tasks.episodes import make_episode_source, sample_online_episodes
-from vsml.tasks.teachers import parse_teacher_name, teacher_stream
+from vsml.tasks.teachers import BLOBS_PER_CLASS, parse_teacher_name, teacher_stream
 
 
 def linear_fit_accuracy(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
@@ -51,6 +52,25 @@ def test_an_mlp_teacher_is_less_linear_than_a_linear_one():
         return float(np.mean(scores))
 
     assert mean_linear_accuracy("linear") > 0.97 > mean_linear_accuracy("mlp")
+
+
+def test_blobs_label_each_example_with_the_class_of_its_cluster():
+    """A blobs teacher's features have unit scale, and an example's label is the class of the cluster it was
+    drawn from: at 16 features the nearest of the teacher's own cluster centres predicts it; the next episode's
+    teacher has other centres."""
+    features, classes = 16, 3
+    stream = teacher_stream("blobs", features, classes)
+    for seed in range(4):
+        key = jax.random.key(seed)
+        x, y = (np.asarray(a) for a in stream(key, 300))
+        assert abs(x.std() - 1) < 0.3 and set(y) == {0, 1, 2}
+        centres = np.asarray(jax.random.normal(jax.random.split(key)[0], (classes, BLOBS_PER_CLASS, features)))
+        for own, expected in ((centres, 0.95), (np.roll(centres, 1, axis=0), 0.05)):  # another class order
+            distances = ((x[:, None, None] - own[None] / np.sqrt(2)) ** 2).sum(-1)
+            accuracy = float((distances.min(-1).argmin(-1) == y).mean())
+            assert accuracy > expected if expected > 0.5 else accuracy < expected
+    assert parse_teacher_name("blobs_teacher_32_5") == ("blobs", 32, 5)
+    assert load_dataset("blobs_teacher_32_5").input_shape == (32,)
 
 
 def test_teacher_names_and_their_errors():

@@ -20,6 +20,7 @@ from vsml.cli import (
     list_pretrained,
     meta_train,
     reproduce,
+    suite,
     sweep_lr,
 )
 from vsml.cli.common import positive_int
@@ -32,6 +33,7 @@ COMMANDS = {
     "reproduce": reproduce,
     "compare": compare,
     "introspect": introspect,
+    "suite": suite,
     "clone": clone,
     "list-pretrained": list_pretrained,
     "export-pretrained": export_pretrained,

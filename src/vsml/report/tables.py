@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 MISSING = "—"  # shown for a value a row does not have
+RESULTS_DIGITS = 4  # decimals of the floats in results.json (accuracies over <= 10^4 episode-steps)
 
 
 def markdown_table(
@@ -38,6 +40,17 @@ def markdown_table(
     rules = ["-" * (w - 1) + ":" if num else "-" * w for w, num in zip(widths, numeric, strict=True)]
     alignment = line(rules)
     return "\n".join([line(header), alignment, *(line(c) for c in cells)])
+
+
+def round_floats(value: Any, digits: int) -> Any:
+    """`value` with every float inside (dicts, lists) rounded to `digits` decimals: results files to commit."""
+    if isinstance(value, float):
+        return round(value, digits)
+    if isinstance(value, dict):
+        return {k: round_floats(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [round_floats(v, digits) for v in value]
+    return value
 
 
 def _is_number(value: object) -> bool:

@@ -39,7 +39,6 @@ from vsml.reproduce.cpu_scale import CPU_SCALE
 SCALES = ("cpu-small", "paper")
 REPORTS_SUBDIR = "_reports"  # under <runs_dir>/<scale>/: the report steps' full outputs
 RESULTS_FILE = "results.json"  # in <reports_dir>/<NAME>/: every report step's JSON, what its README shows
-RESULTS_DIGITS = 4  # decimals of the floats in results.json (accuracies over <= 10^4 episode-steps)
 HAND_DESIGNED_TOKENS = tuple(HAND_DESIGNED)  # `vsml compare` names: sgd, adam, sgd-160, adam-160
 
 
@@ -736,16 +735,9 @@ def results_json(summary: dict[str, Any]) -> str:
     """`reports/NAME/results.json`: every float to `RESULTS_DIGITS` decimals and one line per step, so that
     2,000-step learning curves stay a small file to commit (the full-precision outputs stay in the runs folder)."""
 
-    def rounded(value: Any) -> Any:
-        if isinstance(value, float):
-            return round(value, RESULTS_DIGITS)
-        if isinstance(value, dict):
-            return {k: rounded(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [rounded(v) for v in value]
-        return value
+    from vsml.report.tables import RESULTS_DIGITS, round_floats
 
-    steps = rounded(summary["steps"])
+    steps = round_floats(summary["steps"], RESULTS_DIGITS)
     head = {k: v for k, v in summary.items() if k != "steps"}
     lines = [json.dumps(head)[:-1] + ', "steps": {']
     lines += [f" {json.dumps(name)}: {json.dumps(step)}," for name, step in steps.items()]

@@ -60,6 +60,7 @@ __all__ = [
     "load_omniglot_one_shot_runs",
     "make_few_shot_source",
     "one_shot_run_episodes",
+    "sample_all_drawings_episodes",
     "sample_few_shot_episodes",
 ]
 
@@ -420,6 +421,40 @@ def _sample_few_shot_episodes(
     num_classes, num_drawings = source.images.shape[:2]
     classes, drawings, labels = _episode_indices(key, num_episodes, num_classes, num_drawings, ways, shots)
     xs = source.images[classes, drawings].astype(jnp.float32)
+    return Episodes(xs, jax.nn.one_hot(labels, ways, dtype=jnp.float32))
+
+
+def sample_all_drawings_episodes(source: FewShotSource, key: Array, num_episodes: int, ways: int) -> Episodes:
+    """`num_episodes` online episodes of ``ways`` distinct characters with *every* drawing of each, shuffled:
+    T = ways · drawings steps (20 · ways here), no image twice, labels by first appearance.
+
+    Not in the papers: the protocol of issue 24's meta-test suite ("C-way episodes of 20·C steps without
+    repeated images"), online learning of new characters rather than §6.5's one query. Returns
+    ``Episodes(xs [N, T, *input_shape], ys [N, T, ways])``; jittable with ``num_episodes`` and ``ways`` static.
+    """
+    num_episodes = _check_count(num_episodes, "num_episodes")
+    ways = _check_count(ways, "ways", minimum=2)
+    if not isinstance(source, FewShotSource) or source.images.ndim < 3:
+        raise TypeError("source must be a FewShotSource with images [classes, drawings, *input_shape]")
+    if ways > source.num_classes:
+        raise ValueError(f"ways={ways} needs that many classes, the source has {source.num_classes}")
+    return _sample_all_drawings_episodes(source, key, num_episodes, ways)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sample_all_drawings_episodes(source: FewShotSource, key: Array, num_episodes: int, ways: int) -> Episodes:
+    num_classes, num_drawings = source.images.shape[:2]
+    length = ways * num_drawings
+    key_classes, key_order = jax.random.split(key)
+    pick = jax.vmap(lambda k: jax.random.permutation(k, num_classes)[:ways])
+    classes = pick(jax.random.split(key_classes, num_episodes))  # [N, ways] distinct characters
+    shuffle = jax.vmap(lambda k: jax.random.permutation(k, length))
+    order = shuffle(jax.random.split(key_order, num_episodes))  # [N, T]: each (group, drawing) once
+    group, drawing = order // num_drawings, order % num_drawings
+    first = jnp.argmax(group[:, None, :] == jnp.arange(ways)[None, :, None], axis=2)  # [N, ways]
+    label_of_group = jnp.argsort(jnp.argsort(first, axis=1), axis=1)
+    xs = source.images[jnp.take_along_axis(classes, group, axis=1), drawing].astype(jnp.float32)
+    labels = jnp.take_along_axis(label_of_group, group, axis=1)
     return Episodes(xs, jax.nn.one_hot(labels, ways, dtype=jnp.float32))
 
 

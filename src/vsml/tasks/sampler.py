@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import jax
 
 from vsml.tasks.episodes import Episodes, EpisodeSource, sample_online_episodes
-from vsml.tasks.omniglot import FewShotSource, sample_few_shot_episodes
+from vsml.tasks.omniglot import FewShotSource, sample_all_drawings_episodes, sample_few_shot_episodes
 from vsml.tasks.transforms import EpisodeTransform, transform_episodes
 
 Source = EpisodeSource | FewShotSource
@@ -20,13 +20,16 @@ Source = EpisodeSource | FewShotSource
 
 @dataclass(frozen=True)
 class EpisodeSampler:
-    length: int  # T of online episodes (few-shot episodes have ways·shots + 1 steps)
+    length: int  # T of online episodes (few-shot episodes have ways·shots + 1 steps, all-drawings ones ways·20)
     transform: EpisodeTransform = field(default_factory=EpisodeTransform)
     ways: int = 5
     shots: int = 1
     # > 1: every step is a batch of this many examples (BLUR's inner batch, VSML's `inner_batch`); episodes are
     # then xs [N, T, B, *input_shape], ys [N, T, B, C], drawn as N·T·B examples and transformed before reshaping.
     batch_size: int = 1
+    # Few-shot sources only: online episodes of `ways` characters with every drawing of each, shuffled (T = ways
+    # · drawings, no image twice: `sample_all_drawings_episodes`) instead of §6.5's support-then-query episodes.
+    all_drawings: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -52,7 +55,10 @@ class EpisodeSampler:
         if isinstance(source, FewShotSource):
             if self.batch_size > 1:
                 raise ValueError("few-shot episodes (omniglot) have no inner batch: set task.batch_size = 1")
-            episodes = sample_few_shot_episodes(source, key, num_episodes, ways=self.ways, shots=self.shots)
+            if self.all_drawings:
+                episodes = sample_all_drawings_episodes(source, key, num_episodes, self.ways)
+            else:
+                episodes = sample_few_shot_episodes(source, key, num_episodes, ways=self.ways, shots=self.shots)
         else:
             episodes = sample_online_episodes(source, key, num_episodes, self.length * self.batch_size)
         if self.transforms:
