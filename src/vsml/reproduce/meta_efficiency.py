@@ -115,6 +115,7 @@ VARIANTS: dict[str, Variant] = {
     "sigma_0.2": Variant("noise sigma 0.2", (Stage(("es.sigma=0.2",)),)),
     "lr_0.05": Variant("Adam learning rate 0.05", (Stage(("es.learning_rate=0.05",)),)),
     "lr_0.1": Variant("Adam learning rate 0.1", (Stage(("es.learning_rate=0.1",)),)),
+    "lr_0.2": Variant("Adam learning rate 0.2", (Stage(("es.learning_rate=0.2",)),)),
     "pairs_16": Variant(
         "16 pairs: four times the iterations in the same time", (Stage(("es.num_pairs=16",)),)
     ),
@@ -128,6 +129,11 @@ VARIANTS: dict[str, Variant] = {
         "curriculum over input size: 4x4 (16 features) until the training loss is below 0.9 ln 10 (at most "
         "300 iterations), then 8x8",
         (Stage(_curriculum("[{iterations: 300, loss_below: 0.9, transform: {resize: [4, 4]}}]")),),
+    ),
+    "classes_lr_0.1": Variant(
+        "the two changes that helped most on seed 0 together: the curriculum over classes of classes_2_to_10 "
+        "and Adam learning rate 0.1",
+        (Stage(("es.learning_rate=0.1", *_curriculum(CLASSES_2_5_10))),),
     ),
     "classes_then_side": Variant(
         "the two curricula that helped on seed 0, one after the other: classes 2, 5, then 10 at 4x4, each stage "
