@@ -31,7 +31,7 @@ def suite_table(results: dict[str, Any]) -> str:
     for r in results["datasets"]:
         best = r["best_baseline"]
         rows.append({
-            "data set": r["name"] + ("" if r["held_out"] else " (in training)"),
+            "data set": r["name"] + ("" if r["held_out"] else " (not held out)"),
             "steps": r["steps"],
             f"LA, steps 1–{results['window']}": _cell(r["learner"][first]),
             f"best baseline, steps 1–{results['window']}": f"{_cell(best[first])} ({best[first]['baseline']})",
