@@ -18,6 +18,7 @@ from vsml.reproduce import recipes as rp
 from vsml.reproduce.cpu_scale import CPU_SCALE
 from vsml.run.experiment import FEW_SHOT_DATASETS, load_experiment, population_slices
 from vsml.tasks import DATASET_NAMES
+from vsml.tasks.teachers import parse_teacher_name
 
 ROOT = shipped_configs_dir()
 ALL_CONFIGS = sorted(ROOT.rglob("*.yaml"))
@@ -63,8 +64,10 @@ def test_config_and_its_cpu_scale_are_valid(path, tmp_path):
         slices = population_slices(config)
         members = config.es.num_pairs if config.meta_optimizer == "es" else config.grad.num_episodes
         split_counts(members, tuple(s.share for s in slices), "members")
-        for name in [s.dataset for s in slices] + list(config.eval.datasets):
-            assert name in DATASET_NAMES or name in FEW_SHOT_DATASETS, name
+        stages = [stage.population or () for stage in config.curriculum]
+        for name in [s.dataset for s in (*slices, *sum(stages, ()))] + list(config.eval.datasets):
+            known = name in DATASET_NAMES or name in FEW_SHOT_DATASETS or parse_teacher_name(name) is not None
+            assert known, name
 
 
 @pytest.mark.parametrize("path", CLONE_CONFIGS, ids=config_id)
@@ -80,6 +83,7 @@ def test_paper_configs_have_a_reduced_cpu_scale():
         "cloning/backprop",
         "cloning/backprop_random_init",
         "meta_efficiency",
+        "vsml_general",
     }
     for name, entry in CPU_SCALE.items():
         assert bool(entry.overrides) == (name not in cpu_sized), name

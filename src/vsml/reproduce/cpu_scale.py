@@ -67,6 +67,7 @@ CLASSES_2_5_10 = (
 
 CPU_SCALE: dict[str, CpuScale] = {
     "demo_digits": CpuScale(note=_CPU_SIZED),
+    "vsml_general": CpuScale(note=_CPU_SIZED),
     "fig6_mnist_rand_proj": CpuScale(
         (
             # The settings of the meta_efficiency study's task (vsml/configs/meta_efficiency.yaml): MNIST at
