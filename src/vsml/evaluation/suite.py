@@ -219,7 +219,7 @@ def tune_on_episodes(
 
     tuned = {}
     for window in windows:
-        grid = tuple(sorted(rates))
+        grid = tuple(sorted({*rates, *runs}))  # every rate run so far competes in every window
         for growth in range(MAX_EXTENSIONS + 1):
             best = max(grid, key=lambda r: score(r, window))
             edge = "low" if best == grid[0] else "high" if best == grid[-1] else None
