@@ -29,9 +29,12 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.setdefault("VSML_DATA", str(DATASETS_DIR))
     _share_compilations(config)
     flags, marks = os.environ.get("XLA_FLAGS", ""), config.getoption("markexpr", "")
-    if "xla_backend_optimization_level" in flags or ("slow" in marks and "not slow" not in marks):
-        return
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
+    if "xla_backend_optimization_level" not in flags and not ("slow" in marks and "not slow" not in marks):
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
+    # Start the backend now, with these flags: a CLI command a test runs in-process sets one XLA device per
+    # core in $XLA_FLAGS (`--cpu-devices`), which would otherwise decide this process's device count if it ran
+    # first (the benchmark smoke tests, run in-process, count members per device).
+    jax.devices()
 
 
 # Set by the process that created the run's compilation cache (the controller under pytest-xdist), which removes it.
