@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument(
         "--compare",
         type=lambda text: [members_at_once(c.strip()) for c in text.split(",") if c.strip()],
-        default=["all"],
+        default=[members_at_once("all")],  # argparse does not run `type` on a non-string default
         help="comma-separated members_at_once settings to time the fused step at too, interleaved with "
         "--members-at-once (default: all; each printed as seconds and its time over the main setting's)",
     )
