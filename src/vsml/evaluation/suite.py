@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vsml.config import load_config
+from vsml.evaluation.arrays import standardise_features
 from vsml.evaluation.baselines import HAND_DESIGNED, sgd_meta
 from vsml.evaluation.defaults import EVAL_SEED
 from vsml.evaluation.online import evaluate_on_source
@@ -45,7 +46,7 @@ from vsml.tasks.datasets import load_dataset
 from vsml.tasks.episodes import EpisodeSource, make_episode_source
 from vsml.tasks.omniglot import OMNIGLOT_TEST_ALPHABETS, FewShotSource, load_omniglot
 from vsml.tasks.sampler import EpisodeSampler, Source
-from vsml.tasks.transforms import EpisodeTransform, feature_statistics
+from vsml.tasks.transforms import EpisodeTransform
 
 __all__ = [
     "MAX_EXTENSIONS",
@@ -145,17 +146,14 @@ def window_name(window: int | None) -> str:
 # ----- episodes ------------------------------------------------------------------------------------------------
 
 
-def _standardised(x: np.ndarray, standardise: bool) -> np.ndarray:
-    """Each feature of the pool `x` [n, *shape] shifted and scaled by its own mean and std over the pool."""
-    if not standardise:
-        return x
-    mean, std = feature_statistics(x)
-    return ((x - mean) / std).astype(np.float32)
+def _standardised(x: np.ndarray, standardise: bool, what: str) -> np.ndarray:
+    """Each feature of the pool `x` [n, *shape] standardised over the pool, `evaluate_online`'s own rule."""
+    return standardise_features(x, what) if standardise else x
 
 
 def _omniglot_source(entry: SuiteDataset, standardise: bool, data_dir: str | os.PathLike[str] | None) -> FewShotSource:
     images = load_omniglot(data_dir, test_alphabets=entry.alphabets).split(entry.split)
-    flat = _standardised(images.reshape((-1, *images.shape[2:])), standardise)
+    flat = _standardised(images.reshape((-1, *images.shape[2:])), standardise, entry.name)
     return FewShotSource(jnp.asarray(flat.reshape(images.shape)))
 
 
@@ -166,7 +164,7 @@ def _array_source(entry: SuiteDataset, standardise: bool, data_dir: str | os.Pat
     splits = ("train", "test") if entry.split == "all" else (entry.split,)
     x = np.concatenate([dataset.split(s)[0] for s in splits])
     y = np.concatenate([dataset.split(s)[1] for s in splits])
-    pool = dataclasses.replace(dataset, train_x=_standardised(x, standardise), train_y=y)
+    pool = dataclasses.replace(dataset, train_x=_standardised(x, standardise, entry.name), train_y=y)
     return make_episode_source(pool, "train")
 
 
