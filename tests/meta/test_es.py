@@ -292,6 +292,28 @@ def test_update_descends_along_the_estimate():
     np.testing.assert_allclose(flat(step), -cfg.learning_rate * jnp.sign(flat(grad)), rtol=1e-5)
 
 
+def test_decaying_step_follows_the_half_cosine_then_stays_final():
+    """With decay, Adam's n-th step (a constant ĝ: a step of lr_n in size) is
+    lr_n = final + (lr − final)·(1 + cos(π n / N)) / 2 for n < N and final after; without it every step is lr."""
+    lr, final, n_decay = 0.1, 0.01, 4
+    grad = {"w": jnp.full((3, 2), 2.0), "b": jnp.array([1.0, -1.0, 3.0, -0.5])}
+    info = ESInfo(jnp.float32(0.0), jnp.int32(0), jnp.zeros(4), jnp.zeros(4))
+    for cfg, expected in (
+        (
+            OpenESConfig(learning_rate=lr, final_learning_rate=final, decay_iterations=n_decay),
+            [final + (lr - final) * (1 + np.cos(np.pi * n / n_decay)) / 2 for n in range(n_decay)] + [final] * 2,
+        ),
+        (OpenESConfig(learning_rate=lr), [lr] * (n_decay + 2)),
+    ):
+        optimizer, meta = make_es_optimizer(cfg), THETA
+        opt_state = optimizer.init(meta)
+        for n, size in enumerate(expected):
+            new_meta, opt_state = es_update(optimizer, meta, opt_state, grad, info)
+            step = flat(jax.tree.map(lambda new, old: new - old, new_meta, meta))
+            np.testing.assert_allclose(np.abs(step), size, rtol=1e-4, err_msg=f"step {n}")
+            meta = new_meta
+
+
 def test_estimate_over_population_slices_matches_the_gradient():
     """Pairs split over slices (shares 1:3): every slice's noise is its own part of ε, the mean is over all."""
     g = true_gradient()
@@ -396,10 +418,14 @@ def test_centered_rank_drops_non_finite_pairs():
         ({"sigma": float("nan")}, "sigma"),
         ({"learning_rate": -1.0}, "learning_rate"),
         ({"adam_b1": 1.0}, "adam_b1"),
+        ({"final_learning_rate": 0.01}, "final_learning_rate and decay_iterations go together"),
+        ({"decay_iterations": 100}, "final_learning_rate and decay_iterations go together"),
+        ({"final_learning_rate": 0.0, "decay_iterations": 100}, "final_learning_rate must"),
+        ({"final_learning_rate": 0.01, "decay_iterations": 0}, "decay_iterations must"),
     ],
 )
 def test_config_validation(kwargs, field):
-    with pytest.raises(ValueError, match=f"OpenESConfig.{field}"):
+    with pytest.raises(ValueError, match=f"OpenESConfig.{field}"):  # field: the message's start
         OpenESConfig(**kwargs)
 
 
