@@ -163,6 +163,10 @@ TINY = (
 
 def test_a_tiny_experiment_end_to_end_then_reused(tmp_path, monkeypatch, capsys):
     pytest.importorskip("sklearn")
+    tiny_suite = tmp_path / "tiny_suite.yaml"
+    tiny_suite.write_text(
+        "name: tiny\nepisodes: 2\nwindow: 3\nbaselines: [sgd]\ndatasets: [{name: digits, dataset: digits, length: 5}]\n"
+    )
     tiny = rp.Experiment(
         "A tiny VSML run on digits, then one more iteration warm-started from it.",
         (
@@ -179,6 +183,7 @@ def test_a_tiny_experiment_end_to_end_then_reused(tmp_path, monkeypatch, capsys)
                 "meta_test", "tiny_warm", {"cpu-small": rp.Size(2, 5)}, baselines=False, more_runs=("tiny",)
             ),
             rp.Compare("compare", ("tiny", "tiny_warm", "sgd"), ("digits",), {"cpu-small": rp.Size(2, 5)}),
+            rp.SuiteStep("suite", "tiny", {"cpu-small": rp.Size()}, suite=str(tiny_suite)),
         ),
     )
     monkeypatch.setitem(rp.EXPERIMENTS, "tiny", tiny)
@@ -189,7 +194,7 @@ def test_a_tiny_experiment_end_to_end_then_reused(tmp_path, monkeypatch, capsys)
     text = readme.read_text()
     for command in rp.plan("tiny", "cpu-small", runs):
         assert command in text
-    assert "trained iterations 1-2" in text and "trained iteration 1 " in text
+    assert "trained iterations 1-2" in text and "trained iteration 1;" in text
     assert "VSML, meta-trained V_M (1 ES it.)" in text
     pngs = sorted(p.name for p in (reports / "tiny").glob("*.png"))
     assert {"compare_grid.png", "meta_test_learning_curves_digits.png"} <= set(pngs)
@@ -199,7 +204,11 @@ def test_a_tiny_experiment_end_to_end_then_reused(tmp_path, monkeypatch, capsys)
     assert "over 2 runs" in text
     results = json.loads((reports / "tiny" / "results.json").read_text())
     assert (results["experiment"], results["scale"]) == ("tiny", "cpu-small")
-    assert list(results["steps"]) == ["meta_test", "compare"]
+    assert list(results["steps"]) == ["meta_test", "compare", "suite"]
+    suite = results["steps"]["suite"]["result"]  # the run's iteration named; its table in the README
+    assert suite["learner"] == "tiny (iteration 2)" and [r["name"] for r in suite["datasets"]] == ["digits"]
+    assert f"{suite['datasets'][0]['learner']['whole']['mean']:.3f}" in text and "suite_curves.png" in pngs
+    assert "of meta-steps in all" in text
     meta_test = results["steps"]["meta_test"]
     assert meta_test["command"] in text
     assert meta_test["result"]["runs"] == [str(runs / "cpu-small" / r) for r in ("tiny_warm", "tiny")]
@@ -211,7 +220,7 @@ def test_a_tiny_experiment_end_to_end_then_reused(tmp_path, monkeypatch, capsys)
     assert run_cli(*argv) == 0  # the second time: nothing is trained or re-evaluated
     assert (metrics.read_bytes(), metrics.stat().st_mtime_ns) == before
     text = readme.read_text()
-    assert text.count("reused: finished earlier") == 2 and text.count("reused: unchanged") == 2
+    assert text.count("reused: finished earlier") == 2 and text.count("reused: unchanged") == 3
     assert "VSML, meta-trained V_M (1 ES it.)" in text  # the tables are still there
 
 

@@ -11,9 +11,8 @@ import numpy as np
 
 from vsml.atomic import write_text_atomically
 from vsml.evaluation.suite import WHOLE
-from vsml.report.tables import RESULTS_DIGITS, markdown_table, round_floats
+from vsml.report.tables import RESULTS_DIGITS, RESULTS_FILE, markdown_table, round_floats
 
-RESULTS_FILE = "results.json"
 PLOT_FILE = "curves.png"
 
 

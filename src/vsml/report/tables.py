@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 MISSING = "—"  # shown for a value a row does not have
+RESULTS_FILE = "results.json"  # every report's JSON, the one its README is rendered from
 RESULTS_DIGITS = 4  # decimals of the floats in results.json (accuracies over <= 10^4 episode-steps)
 
 

@@ -36,6 +36,7 @@ from vsml.atomic import write_text_atomically
 from vsml.config import resolve_config_path
 from vsml.evaluation.online import evaluate_on_source
 from vsml.learners import build_learner
+from vsml.report.tables import RESULTS_FILE
 from vsml.reproduce.cpu_scale import CLASSES_2_5_10
 from vsml.run.experiment import (
     ExperimentConfig,
@@ -50,7 +51,6 @@ BASE_CONFIG = "meta_efficiency"  # vsml/configs/meta_efficiency.yaml
 BUDGET_SECONDS = 900.0  # wall clock per run
 SEEDS = (0, 1, 2)  # the study's seeds; the default is then confirmed on fresh ones
 CONFIRM_SEEDS = (3, 4, 5)
-RESULTS_FILE = "results.json"
 
 
 @dataclass(frozen=True)

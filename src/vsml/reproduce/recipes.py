@@ -34,11 +34,11 @@ from typing import Any
 from vsml.config import resolve_config_path
 from vsml.evaluation.baselines import HAND_DESIGNED
 from vsml.evaluation.defaults import EVAL_SEED
+from vsml.report.tables import RESULTS_FILE  # in <reports_dir>/<NAME>/: every report step's JSON, by step
 from vsml.reproduce.cpu_scale import CPU_SCALE
 
 SCALES = ("cpu-small", "paper")
 REPORTS_SUBDIR = "_reports"  # under <runs_dir>/<scale>/: the report steps' full outputs
-RESULTS_FILE = "results.json"  # in <reports_dir>/<NAME>/: every report step's JSON, what its README shows
 HAND_DESIGNED_TOKENS = tuple(HAND_DESIGNED)  # `vsml compare` names: sgd, adam, sgd-160, adam-160
 
 
@@ -114,7 +114,18 @@ class Introspect:
     ways: int = 5
 
 
-ReportStep = MetaTest | Compare | Introspect
+@dataclass(frozen=True)
+class SuiteStep:
+    """`vsml suite RUN --suite SUITE`: the run on a fixed meta-test suite of unseen data sets against online SGD
+    and Adam tuned on the very episodes they are scored on (`vsml.evaluation.suite`; the suite fixes its sizes)."""
+
+    name: str
+    run: str
+    sizes: Mapping[str, Size]  # only its scales count (a scale not listed: the step does not run at it)
+    suite: str = "general"
+
+
+ReportStep = MetaTest | Compare | Introspect | SuiteStep
 
 
 @dataclass(frozen=True)
@@ -174,6 +185,7 @@ BASELINES = tuple(
     for learner in ("metarnn", "hebbian", "fwmemory", "fwp")
 )
 BLUR_MNIST = _scaled("blur_mnist", "blur/mnist_cmaes.yaml")
+VSML_GENERAL = _scaled("vsml_general", "vsml_general.yaml")
 BLUR_TOY2D = _scaled("blur_toy2d", "blur/toy2d.yaml")
 OMNIGLOT = _scaled("omniglot", "omniglot.yaml")
 
@@ -282,6 +294,17 @@ EXPERIMENTS: dict[str, Experiment] = {
             MetaTest("meta_test_from_clone", ES_FROM_CLONE.run, BOTH),
             MetaTest("meta_test_from_random", ES_FROM_RANDOM.run, BOTH),
         ),
+    ),
+    "vsml_general": Experiment(
+        "The flagship LA (issue 24 Sec. 3): VSML meta-trained from a random V_M on a mixture of tasks "
+        "(vsml/configs/vsml_general.yaml: MNIST at 8x8 and 4x4, projected or not, Sum Sign, random linear and "
+        "tanh-MLP teachers; a curriculum over classes; 8,000 ES iterations of 64 pairs, a budget of 2 hours of "
+        "2 cores), then meta-tested on the suite `general` of data sets it never saw (Fashion-MNIST at 28x28, "
+        "Omniglot's Korean and Tagalog alphabets 5- and 20-way, scikit-learn's digits, a generated blobs family; "
+        "and Sum Sign) against online SGD and Adam, linear and with one hidden layer, tuned on the very episodes "
+        "they are scored on. The config is CPU-sized: both scales run it as it is.",
+        (VSML_GENERAL,),
+        (SuiteStep("suite", VSML_GENERAL.run, BOTH),),
     ),
     "omniglot": Experiment(
         "VSML paper, Omniglot few-shot (spec §6.5): 5-way 1-shot presented online, characters split by "
@@ -439,6 +462,8 @@ def report_command(
         size = Size(size.episodes or 16, size.length or 500)  # `vsml compare`'s defaults, written out
         words = ["vsml", "compare", *contenders, "--datasets", ",".join(step.datasets)]
         words += _size_words(size) + ["--seed", str(step.seed)] + _sets(step.overrides)
+    elif isinstance(step, SuiteStep):
+        words = ["vsml", "suite", scale_dir / step.run, "--suite", step.suite]
     else:
         words = ["vsml", "introspect", scale_dir / step.run]
         words += ["--dataset", step.dataset] if step.dataset else []
@@ -533,6 +558,8 @@ def _train(
     end = trainer.iteration
     status = f"trained iteration {end}" if end == start + 1 else f"trained iterations {start + 1}-{end}"
     status += f" (resumed at {start})" if start else ""
+    meta_seconds = sum(r.get("seconds", 0.0) for r in read_metrics(run_dir))
+    status += f"; {_duration(meta_seconds)} of meta-steps in all"
     if trainer.total_nonfinite:
         status += f"; {trainer.total_nonfinite} non-finite members skipped"
     return status
@@ -631,6 +658,10 @@ def _report(
             report = json.loads((out / "grid.json").read_text())
         write_grid(report, out, caption=f"Command: {command}")
         tables = grid_table(report)
+    elif isinstance(step, SuiteStep):
+        report, tables = _suite_report(
+            step, scale_dir, out, command, cached, data_dir, log if progress else None
+        )
     else:
         from vsml.evaluation.introspect import introspect_run
         from vsml.evaluation.meta_test import load_trained_run
@@ -656,6 +687,33 @@ def _report(
         )
     write_text_atomically(stamp_path, json.dumps(stamp, indent=1))
     return ("reused: unchanged since computed" if cached else "computed"), tables, report
+
+
+def _suite_report(
+    step: SuiteStep,
+    scale_dir: Path,
+    out: Path,
+    command: str,
+    cached: bool,
+    data_dir: str | None,
+    log: Callable[[str], None] | None,
+) -> tuple[dict[str, Any], str]:
+    """`vsml suite`'s report of the step's run (recomputed unless `cached`); returns (its JSON, its table)."""
+    from vsml.evaluation.meta_test import load_trained_run
+    from vsml.evaluation.suite import evaluate_suite, load_suite
+    from vsml.report.suite import suite_table, write_suite_report
+
+    if not cached:
+        trained = load_trained_run(scale_dir / step.run)
+        suite = load_suite(step.suite)
+        report = {
+            "learner": f"{step.run} (iteration {trained.iteration})",
+            **evaluate_suite(trained.learner, trained.meta, suite, data_dir=data_dir, progress=log),
+        }
+    else:
+        report = json.loads((out / RESULTS_FILE).read_text())
+    write_suite_report(report, out, command)
+    return report, suite_table(report)
 
 
 def _duration(seconds: float) -> str:
@@ -795,6 +853,7 @@ __all__ = [
     "Introspect",
     "MetaTest",
     "Size",
+    "SuiteStep",
     "TrainStep",
     "describe",
     "plan",
