@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 from vsml.evaluation.arrays import check_features, to_float32
 from vsml.learners.base import Learner, PyTree, TaskSpec
-from vsml.pretrained.load import Pretrained, as_pretrained
+from vsml.pretrained.load import DEFAULT_PRETRAINED, Pretrained, as_pretrained
 
 __all__ = ["LearnedOnlineClassifier"]
 
@@ -125,7 +125,7 @@ class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        pretrained: Any = "vsml_mnist",
+        pretrained: Any = DEFAULT_PRETRAINED,
         seed: int = 0,
         standardise: bool = True,
         shuffle: bool = True,
