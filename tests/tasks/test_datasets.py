@@ -46,10 +46,10 @@ def _write_fake_idx_dataset(
 
 @pytest.fixture(autouse=True)
 def _fresh_idx_cache():
-    datasets._read_idx_cached.cache_clear()  # tests write different files at recycled tmp paths
+    datasets._read_array_cached.cache_clear()  # tests write different files at recycled tmp paths
     datasets._normalised_split.cache_clear()
     yield
-    datasets._read_idx_cached.cache_clear()
+    datasets._read_array_cached.cache_clear()
     datasets._normalised_split.cache_clear()
 
 
@@ -61,7 +61,10 @@ def test_unknown_dataset_lists_the_known_names() -> None:
         load_dataset("cifar100")
     for name in ("mnist", "fashion_mnist", "digits", "random", "sum"):
         assert name in str(info.value)
-    assert set(DATASET_NAMES) == {"mnist", "fashion_mnist", "digits", "random", "sum", *TOY2D_TASKS}
+    assert set(DATASET_NAMES) == {
+        *("mnist", "fashion_mnist", "emnist", "kmnist", "cifar10", "digits", "random", "sum"),
+        *TOY2D_TASKS,
+    }
 
 
 def test_normalisation_constants_are_the_spec_values() -> None:

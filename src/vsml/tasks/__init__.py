@@ -1,5 +1,6 @@
 """Tasks: datasets held in memory and online episodes sampled from them on device (spec/vsml.md §3.3)."""
 
+from vsml.tasks.cifar import read_cifar10_binary, write_cifar10_binary
 from vsml.tasks.datasets import (
     DATASET_NAMES,
     NORMALISATION,
@@ -53,6 +54,7 @@ __all__ = [
     "make_few_shot_source",
     "one_shot_run_episodes",
     "prepare_dataset",
+    "read_cifar10_binary",
     "read_idx",
     "resolve_data_dir",
     "sample_few_shot_episodes",
@@ -60,5 +62,6 @@ __all__ = [
     "sample_projection",
     "sample_sum_sign",
     "transform_episodes",
+    "write_cifar10_binary",
     "write_idx",
 ]

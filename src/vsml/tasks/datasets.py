@@ -1,19 +1,23 @@
-"""In-memory dataset registry: mnist, fashion_mnist, digits, random, sum (spec/vsml.md §3.3), and BLUR's 2-D toy
-tasks (xor, and, twomoon, ...; spec/blur.md §7, `vsml.tasks.toy2d`).
+"""In-memory dataset registry: mnist, fashion_mnist, emnist, kmnist, cifar10, digits, random, sum (spec/vsml.md
+§3.3), and BLUR's 2-D toy tasks (xor, and, twomoon, ...; spec/blur.md §7, `vsml.tasks.toy2d`).
 
 A `Dataset` holds whole splits as numpy arrays, already preprocessed as spec §3.3 steps 1 and 4 say: pixels
 to [0, 1], then ``(x - mu) / s`` with the per-dataset scalar constants. Labels stay integers here; episodes
 turn them into one-hot vectors (learners/base.py). `sum` ("Sum Sign") is an infinite generated stream, so its
 Dataset holds no arrays but a `stream` function that draws examples on device from a key (so do the 2-D toys).
 
-Nothing is downloaded (DESIGN.md, Data): MNIST and Fashion-MNIST are read from IDX files under a data folder
-(see `resolve_data_dir`); digits ships with scikit-learn; random, sum and the 2-D toys are synthetic.
+Nothing is downloaded (DESIGN.md, Data): MNIST, Fashion-MNIST, EMNIST and KMNIST are read from IDX files (KMNIST
+also from its .npz files), CIFAR-10 from its binary batches, all under a data folder (see `resolve_data_dir`;
+the layout: docs/experiments.md, section Data); digits ships with scikit-learn; random, sum and the 2-D toys are
+synthetic.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from vsml.tasks.cifar import CIFAR10_IMAGE_SHAPE, read_cifar10_binary
 from vsml.tasks.idx import DataError, read_idx
 from vsml.tasks.teachers import parse_teacher_name, teacher_stream
 from vsml.tasks.toy2d import TOY2D_TASKS, toy2d_stream
@@ -46,6 +51,9 @@ NORMALISATION: Mapping[str, tuple[float, float]] = MappingProxyType(
     {
         "mnist": (0.13066, 0.30811),
         "fashion_mnist": (0.13066, 0.30811),  # spec §3.3: Fashion-MNIST reuses the MNIST constants
+        "emnist": (0.17392, 0.33191),
+        "kmnist": (0.19176, 0.34834),
+        "cifar10": (0.47336, 0.25157),  # one scalar pair for all three channels, as the spec gives it
         "digits": (0.30526, 0.37605),
         "random": (0.0, 1.0),
         "sum": (0.0, 1.0),
@@ -54,11 +62,47 @@ NORMALISATION: Mapping[str, tuple[float, float]] = MappingProxyType(
     }
 )
 
-# Sub-folder of the data dir per IDX dataset (the layout of ../shared/datasets).
-_IDX_FOLDERS = {"mnist": "mnist", "fashion_mnist": "fashion-mnist"}
-_IDX_FILES = {
+# Sub-folders of the data dir per file-backed dataset, tried in order (the layout of ../shared/datasets): our
+# name, then where the distributed archive unpacks to (NIST's EMNIST gzip.zip holds gzip/; CIFAR-10's binary
+# tarball holds cifar-10-batches-bin/), so the files can be used as unpacked.
+_DATA_FOLDERS: dict[str, tuple[str, ...]] = {
+    "mnist": ("mnist",),
+    "fashion_mnist": ("fashion-mnist",),
+    "emnist": ("emnist", "emnist/gzip", "gzip"),  # a folder counts only if it holds EMNIST's files
+    "kmnist": ("kmnist",),
+    "cifar10": ("cifar-10-batches-bin", "cifar10", "cifar10/cifar-10-batches-bin"),
+}
+# (images, labels) IDX stems per split, each read as `<stem>.gz` or `<stem>`. KMNIST (ROIS-CODH) uses MNIST's.
+_MNIST_IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# Only the "byclass" split of EMNIST: the tfds default the spec names (§3.3, 62 classes).
+_EMNIST_IDX_FILES = {
+    "train": ("emnist-byclass-train-images-idx3-ubyte", "emnist-byclass-train-labels-idx1-ubyte"),
+    "test": ("emnist-byclass-test-images-idx3-ubyte", "emnist-byclass-test-labels-idx1-ubyte"),
+}
+_IDX_FILES = {
+    "mnist": _MNIST_IDX_FILES,
+    "fashion_mnist": _MNIST_IDX_FILES,
+    "emnist": _EMNIST_IDX_FILES,
+    "kmnist": _MNIST_IDX_FILES,
+}
+# KMNIST's other distributed form: np.savez_compressed files whose one array is under the default key. Where
+# both forms are present IDX wins (as for MNIST); a split never mixes them (images .npz means labels .npz).
+_KMNIST_NPZ_FILES = {
+    "train": ("kmnist-train-imgs.npz", "kmnist-train-labels.npz"),
+    "test": ("kmnist-test-imgs.npz", "kmnist-test-labels.npz"),
+}
+_NPZ_KEY = "arr_0"
+_CIFAR10_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)), "test": ("test_batch.bin",)}
+# Image shape and class count per file-backed dataset (spec §3.3's table); a file of another shape is rejected.
+_FILE_DATASETS: dict[str, tuple[tuple[int, int, int], int]] = {
+    "mnist": ((28, 28, 1), 10),
+    "fashion_mnist": ((28, 28, 1), 10),
+    "emnist": ((28, 28, 1), 62),
+    "kmnist": ((28, 28, 1), 10),
+    "cifar10": (CIFAR10_IMAGE_SHAPE, 10),
 }
 
 _RANDOM_SIZE = 20  # spec §3.3: 20 Gaussian images, cycled (a memorisation task)
@@ -69,7 +113,20 @@ _IMAGE_28 = (28, 28, 1)
 # workspace's layout: a checkout next to shared/). Never relative to the source tree: an installed package
 # must behave as a checkout does (STYLE.md §17).
 DEFAULT_DATA_DIR = Path("..") / "shared" / "datasets"
-_DATA_FIX = "point --data-dir (data_dir=...) or $VSML_DATA at the folder holding mnist/ and fashion-mnist/"
+_LAYOUT = "the layout: docs/experiments.md, section Data"
+_DATA_FIX = (
+    "point --data-dir (data_dir=...) or $VSML_DATA at the folder holding the dataset folders (mnist/, "
+    f"fashion-mnist/, emnist/, kmnist/, cifar-10-batches-bin/; {_LAYOUT})"
+)
+# Where each file-backed dataset's files come from, for the error that finds none of its folders.
+_SOURCES = {
+    "mnist": "MNIST (the four IDX files, e.g. from http://yann.lecun.com/exdb/mnist/)",
+    "fashion_mnist": "Fashion-MNIST (the four IDX files of https://github.com/zalandoresearch/fashion-mnist)",
+    "emnist": "EMNIST byclass (the gzip/ folder of NIST's gzip.zip, https://www.nist.gov/itl/products-and-"
+    "services/emnist-dataset)",
+    "kmnist": "KMNIST (the MNIST-format .gz or the .npz files of https://github.com/rois-codh/kmnist)",
+    "cifar10": "CIFAR-10 (cifar-10-binary.tar.gz of https://www.cs.toronto.edu/~kriz/cifar.html, unpacked)",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -126,24 +183,74 @@ def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     raise FileNotFoundError(f"data folder not found ({source}); tried: {path}. Fix: {_DATA_FIX}.")
 
 
+def _read_npz_array(path: Path) -> np.ndarray:
+    """The array under `_NPZ_KEY` of a .npz file (KMNIST's form); anything else is a DataError naming the file."""
+    fix = f"check the file, or copy it again from the original dataset ({_LAYOUT})"
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise DataError(f"{path}: not a .npz archive (a bare .npy array?); {fix}")
+            if _NPZ_KEY not in npz.files:
+                raise DataError(f"{path}: no array {_NPZ_KEY!r} in the archive (found {npz.files}); {fix}")
+            return npz[_NPZ_KEY]
+    except DataError:
+        raise
+    # BadZipFile, EOFError, zlib.error: a truncated or corrupt archive; ValueError: not numpy data at all.
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
+        raise DataError(f"{path}: corrupt or truncated .npz file ({err}); {fix}") from err
+
+
 @functools.lru_cache(maxsize=16)
-def _read_idx_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
-    """`read_idx`, cached per file version (mtime and size are part of the key so an updated file is re-read).
+def _read_array_cached(path: str, mtime_ns: int, size: int) -> np.ndarray:
+    """`read_idx`, or `_read_npz_array` for a .npz file, cached per file version (mtime and size are part of the
+    key so an updated file is re-read).
 
     The cached array is made read-only so no caller can corrupt what later loads get.
     """
     del mtime_ns, size
-    array = read_idx(path)
+    array = _read_npz_array(Path(path)) if path.endswith(".npz") else read_idx(path)
     array.flags.writeable = False
     return array
 
 
-def _idx_path(folder: Path, stem: str) -> Path:
-    """`<stem>.gz` if present, else the decompressed `<stem>`; a missing file names the .gz and the fix."""
-    for path in (folder / f"{stem}.gz", folder / stem):
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"dataset file not found: {folder / stem}.gz (nor {stem}). Fix: {_DATA_FIX}.")
+def _dataset_folder(name: str, data_dir: str | os.PathLike[str] | None) -> Path:
+    """The first of `name`'s folders (`_DATA_FOLDERS`) that holds its first training file, else the first that
+    exists (a missing file is then named there), else FileNotFoundError naming the folders and the file."""
+    root = resolve_data_dir(data_dir)
+    folders = [root / folder for folder in _DATA_FOLDERS[name]]
+    first_file = _accepted_names(name, "train", 0)
+    for folder in folders:
+        if any((folder / file).is_file() for file in first_file):
+            return folder
+    for folder in folders:
+        if folder.is_dir():
+            return folder
+    tried = ", ".join(f"{folder}/" for folder in folders)
+    raise FileNotFoundError(
+        f"dataset {name!r}: folder not found; tried {tried}, for {first_file[0]} and the other files of "
+        f"{_SOURCES[name]}. Fix: put them in {folders[0]}/, or {_DATA_FIX}."
+    )
+
+
+def _accepted_names(name: str, split: str, which: int) -> tuple[str, ...]:
+    """The names under which file `which` (0 images, 1 labels) of `split` is read, preferred first; CIFAR-10
+    keeps images and labels together, so there `which` is the batch file's index."""
+    if name == "cifar10":
+        return (_CIFAR10_FILES[split][which],)
+    stem = _IDX_FILES[name][split][which]
+    names = (f"{stem}.gz", stem)
+    if name == "kmnist":
+        names += (_KMNIST_NPZ_FILES[split][which],)
+    return names
+
+
+def _find_file(folder: Path, names: tuple[str, ...]) -> Path:
+    """The first of `names` present in `folder`; a missing file names the preferred one and the fix."""
+    for file in names:
+        if (folder / file).is_file():
+            return folder / file
+    others = f" (nor {', '.join(names[1:])})" if len(names) > 1 else ""
+    raise FileNotFoundError(f"dataset file not found: {folder / names[0]}{others}. Fix: {_DATA_FIX}.")
 
 
 def _normalise(pixels: np.ndarray, scale: float, name: str) -> np.ndarray:
@@ -155,10 +262,13 @@ def _normalise(pixels: np.ndarray, scale: float, name: str) -> np.ndarray:
     return x
 
 
-def _load_idx_split(name: str, folder: Path, split: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    images_stem, labels_stem = _IDX_FILES[split]
-    images_path, labels_path = _idx_path(folder, images_stem), _idx_path(folder, labels_stem)
-    return _normalised_split(name, _file_version(images_path), _file_version(labels_path), num_classes)
+def _load_idx_split(name: str, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images_path = _find_file(folder, _accepted_names(name, split, 0))
+    labels_names = _accepted_names(name, split, 1)
+    if images_path.suffix == ".npz":  # KMNIST: labels in the same form as the images, never mixed
+        labels_names = labels_names[-1:]
+    labels_path = _find_file(folder, labels_names)
+    return _normalised_split(name, _file_version(images_path), _file_version(labels_path))
 
 
 def _file_version(path: Path) -> tuple[str, int, int]:
@@ -168,15 +278,49 @@ def _file_version(path: Path) -> tuple[str, int, int]:
 
 @functools.lru_cache(maxsize=8)
 def _normalised_split(
-    name: str, images_version: tuple[str, int, int], labels_version: tuple[str, int, int], num_classes: int
+    name: str, images_version: tuple[str, int, int], labels_version: tuple[str, int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One split's normalised images and labels, cached per file version like `_read_idx_cached` and read-only:
+    """One split's normalised images and labels, cached per file version like `_read_array_cached` and read-only:
     a process that builds the same data set many times (evaluations, the test suite) converts MNIST's 60,000
-    images to float once. Read-only arrays also let `standardise_per_feature` reuse its result."""
-    images, labels = _read_idx_cached(*images_version), _read_idx_cached(*labels_version)
+    images to float once. Read-only arrays also let `standardise_per_feature` reuse its result.
+
+    EMNIST's images are kept as the files store them (spec §3.3: "Images are not transposed"): NIST's files hold
+    each character transposed relative to upright, and tfds, which the paper's code read, passes them on as they
+    are; ``x.transpose(0, 2, 1, 3)`` would show them upright.
+    """
+    images, labels = _read_array_cached(*images_version), _read_array_cached(*labels_version)
     images_path, labels_path = images_version[0], labels_version[0]
     if images.ndim != 3 or images.dtype != np.uint8:
         raise DataError(f"{images_path}: expected uint8 images [N, H, W], got {images.dtype} {images.shape}")
+    return _checked_split(name, images[..., None], labels, images_path, labels_path)
+
+
+@functools.lru_cache(maxsize=4)
+def _cifar10_split(versions: tuple[tuple[str, int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """One CIFAR-10 split from its batch files, concatenated in order, normalised, cached like `_normalised_split`."""
+    batches = [read_cifar10_binary(path) for path, _, _ in versions]
+    images, labels = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
+    where = ", ".join(path for path, _, _ in versions)
+    return _checked_split("cifar10", images, labels, where, where)
+
+
+def _load_cifar10_split(name: str, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    del name  # the signature of _load_idx_split
+    paths = [_find_file(folder, (file,)) for file in _CIFAR10_FILES[split]]
+    return _cifar10_split(tuple(_file_version(path) for path in paths))
+
+
+def _checked_split(
+    name: str, images: np.ndarray, labels: np.ndarray, images_path: str, labels_path: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uint8 images ``[N, H, W, C]`` and labels ``[N]`` checked against `_FILE_DATASETS`, then normalised and made
+    read-only; any disagreement is a DataError naming the file."""
+    shape, num_classes = _FILE_DATASETS[name]
+    if images.shape[1:] != shape:
+        raise DataError(
+            f"{images_path}: {name} images must be {'x'.join(map(str, shape))} (spec §3.3), got "
+            f"{'x'.join(map(str, images.shape[1:]))}; is this another dataset's file?"
+        )
     if labels.ndim != 1:
         raise DataError(f"{labels_path}: expected labels [N], got shape {labels.shape}")
     if len(images) != len(labels):
@@ -185,17 +329,19 @@ def _normalised_split(
         raise DataError(
             f"{labels_path}: labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}"
         )
-    x, y = _normalise(images[..., None], 255.0, name), labels.astype(np.int32)
+    x, y = _normalise(images, 255.0, name), labels.astype(np.int32)
     x.flags.writeable = y.flags.writeable = False
     return x, y
 
 
-def _load_idx_dataset(name: str, data_dir: str | os.PathLike[str] | None, seed: int) -> Dataset:
+def _load_file_dataset(name: str, data_dir: str | os.PathLike[str] | None, seed: int) -> Dataset:
     del seed  # the files fix the splits
-    folder = resolve_data_dir(data_dir) / _IDX_FOLDERS[name]
-    train_x, train_y = _load_idx_split(name, folder, "train", 10)
-    test_x, test_y = _load_idx_split(name, folder, "test", 10)
-    return Dataset(name, train_x, train_y, test_x, test_y, 10, tuple(train_x.shape[1:]))
+    folder = _dataset_folder(name, data_dir)
+    load_split = _load_cifar10_split if name == "cifar10" else _load_idx_split
+    train_x, train_y = load_split(name, folder, "train")
+    test_x, test_y = load_split(name, folder, "test")
+    shape, num_classes = _FILE_DATASETS[name]
+    return Dataset(name, train_x, train_y, test_x, test_y, num_classes, shape)
 
 
 def _load_digits(data_dir: str | os.PathLike[str] | None, seed: int) -> Dataset:
@@ -260,8 +406,7 @@ def _load_toy2d(name: str, data_dir: str | os.PathLike[str] | None, seed: int) -
 
 
 _LOADERS: dict[str, Callable[[str | os.PathLike[str] | None, int], Dataset]] = {
-    "mnist": functools.partial(_load_idx_dataset, "mnist"),
-    "fashion_mnist": functools.partial(_load_idx_dataset, "fashion_mnist"),
+    **{name: functools.partial(_load_file_dataset, name) for name in _FILE_DATASETS},
     "digits": _load_digits,
     "random": _load_random,
     "sum": _load_sum,
@@ -273,11 +418,12 @@ DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
 def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> Dataset:
     """Load a registered dataset by name (spec §3.3): one of `DATASET_NAMES`.
 
-    ``data_dir`` is used only by file-backed datasets (mnist, fashion_mnist; see `resolve_data_dir`). ``seed``
+    ``data_dir`` is used only by file-backed datasets (mnist, fashion_mnist, emnist, kmnist, cifar10; see
+    `resolve_data_dir` and docs/experiments.md, section Data, for the folders). ``seed``
     is used only by ``random`` (which 20 images) and ``fixed_random_xor`` (its frozen P and b); digits' split is
     fixed and the streams (sum, the 2-D toys) are sampled from keys later.
-    Hyphens are accepted for underscores (``fashion-mnist``). IDX files are cached per file, so repeated loads
-    only redo the normalisation.
+    Hyphens are accepted for underscores (``fashion-mnist``). Files are read and normalised once per file version
+    and the arrays shared, read-only, by later loads (EMNIST byclass is large: ~2.5 GB as float32).
     """
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
