@@ -14,6 +14,7 @@ import sys
 from vsml.cli import (
     clone,
     compare,
+    docs,
     evaluate,
     export_pretrained,
     introspect,
@@ -37,6 +38,7 @@ COMMANDS = {
     "clone": clone,
     "list-pretrained": list_pretrained,
     "export-pretrained": export_pretrained,
+    "docs": docs,
 }
 
 
