@@ -11,14 +11,16 @@ from vsml.cli.main import INTERRUPTED, _build_parser, main
 
 pytest.importorskip("sklearn")
 
+# TINY's shapes (tests/run/test_trainer.py: 6-step episodes, 2 pairs, eval 2 x 6): the meta-step and the
+# evaluation then come from the suite's shared compilation cache instead of being compiled once more.
 TINY_YAML = """
 name: cli_tiny
 seed: 5
 learner: {name: vsml, feed_label: true}
-task: {dataset: digits, episode_length: 5}
+task: {dataset: digits, episode_length: 6}
 es: {num_pairs: 2}
 train: {iterations: 2, checkpoint_every: 1}
-eval: {datasets: [digits], every: 2, num_episodes: 2, episode_length: 5}
+eval: {datasets: [digits], every: 2, num_episodes: 2, episode_length: 6}
 """
 
 
@@ -37,7 +39,7 @@ def test_meta_train_then_evaluate(config_file, tmp_path, capsys):
     out = tmp_path / "run"
     assert run("meta-train", str(config_file), "--out", str(out), "--no-progress") == 0
     assert "meta-training done: iteration 2" in capsys.readouterr().out
-    assert run("evaluate", str(out), "--episodes", "2", "--length", "5") == 0
+    assert run("evaluate", str(out), "--episodes", "2", "--length", "6") == 0
     printed = capsys.readouterr().out
     for row in (
         "VSML, untrained V_M",
@@ -57,7 +59,7 @@ def test_meta_train_then_evaluate(config_file, tmp_path, capsys):
     assert "(1 ES it.)" in capsys.readouterr().out
     # Two checkpoints as two "seeds": meta-tested on the same episodes, combined, CSV written.
     both = [str(out / "ckpt_00000001.json"), str(out / "ckpt_00000002.json")]
-    assert run("evaluate", *both, "--no-baselines", "--episodes", "2", "--length", "5") == 2
+    assert run("evaluate", *both, "--no-baselines", "--episodes", "2", "--length", "6") == 2
     assert "several runs need --out" in capsys.readouterr().err
     assert (
         run(
@@ -67,7 +69,7 @@ def test_meta_train_then_evaluate(config_file, tmp_path, capsys):
             "--episodes",
             "2",
             "--length",
-            "5",
+            "6",
             "--out",
             str(tmp_path / "s"),
         )

@@ -26,14 +26,16 @@ from vsml.run.trainer import MetaTrainer
 
 pytest.importorskip("sklearn")
 
+# TINY's shapes (tests/run/test_trainer.py: 6-step episodes, 2 pairs, eval 2 x 6): the meta-step and the
+# evaluation then come from the suite's shared compilation cache instead of being compiled once more.
 TINY = {
     "name": "tiny_folder",
     "seed": 3,
     "learner": {"name": "vsml", "feed_label": True},
-    "task": {"dataset": "digits", "episode_length": 4},
+    "task": {"dataset": "digits", "episode_length": 6},
     "es": {"num_pairs": 2},
     "train": {"iterations": 2, "checkpoint_every": 2},
-    "eval": {"datasets": ["digits"], "every": 2, "num_episodes": 2, "episode_length": 4},
+    "eval": {"datasets": ["digits"], "every": 2, "num_episodes": 2, "episode_length": 6},
 }
 
 HOLD_LOCK = (
