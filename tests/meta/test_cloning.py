@@ -149,8 +149,10 @@ def test_cloning_configs_are_valid(path):
 
 def test_clone_command_writes_checkpoint_and_report(tmp_path, capsys):
     out = tmp_path / "clone"
+    # One CPU device, as the reproduce command's cloning test: the XLA flags are part of the compilation cache's
+    # key, so the two then share their compiled programs.
     args = [
-        "clone", str(CLONE_CONFIGS[0]), "--out", str(out), "--quiet",
+        "--cpu-devices", "1", "clone", str(CLONE_CONFIGS[0]), "--out", str(out), "--quiet",
         "--set", "train.steps=2", "--set", "train.heldout=64", "--set", "train.batch_size=32",
         "--set", "tuples.length=2", "--set", "eval.datasets=[digits]", "--set", "eval.architectures=[[]]",
         "--set", "eval.steps=50", "--set", "eval.test_examples=50", "--set", "eval.tail=20",
@@ -171,7 +173,7 @@ def test_clone_command_writes_checkpoint_and_report(tmp_path, capsys):
     assert main(["clone", str(CLONE_CONFIGS[0]), "--out", str(tmp_path / "none"), "--eval-only"]) == 2
     assert "holds no cloning checkpoint" in capsys.readouterr().err
     # A dataset the evaluation cannot find fails before cloning, not after it.
-    missing = [*args[:3], str(tmp_path / "missing_data"), *args[4:], "--set", "eval.datasets=[mnist]"]
+    missing = [*args[:5], str(tmp_path / "missing_data"), *args[6:], "--set", "eval.datasets=[mnist]"]
     missing += ["--data-dir", str(tmp_path / "empty")]
     (tmp_path / "empty").mkdir()
     assert main(missing) == 2

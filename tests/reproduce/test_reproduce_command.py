@@ -226,15 +226,17 @@ def test_a_tiny_experiment_end_to_end_then_reused(tmp_path, monkeypatch, capsys)
 
 def test_a_tiny_cloning_experiment_clones_warm_starts_es_from_it_and_is_reused(tmp_path, monkeypatch):
     pytest.importorskip("sklearn")
+    # The settings of tests/meta/test_cloning.py's clone command: the two compile the same programs once.
     clone_tiny = (
         "train.steps=2",
-        "train.batch_size=8",
-        "train.heldout=8",
+        "train.heldout=64",
+        "train.batch_size=32",
+        "tuples.length=2",
         "eval.datasets=[digits]",
         "eval.architectures=[[]]",
-        "eval.steps=30",
-        "eval.test_examples=20",
-        "eval.tail=10",
+        "eval.steps=50",
+        "eval.test_examples=50",
+        "eval.tail=20",
     )
     clone = rp.CloneRun("clone", "cloning/backprop.yaml", {"cpu-small": clone_tiny})
     tiny = rp.Experiment(
