@@ -106,6 +106,11 @@ CASES = {
         ["seconds", "auto_over_fastest_time"],
         [],
     ),
+    "estimator_fit.py": (
+        ["--examples", "20", "--repeats", "1"],
+        ["first_fit_seconds", "fit_seconds", "fit_examples_per_s", "sgd_online_seconds", "fit_over_sgd_online_time"],
+        ["held_out_accuracy"],
+    ),
     "bptt_memory.py": (
         ["--no-time", "--lengths", "5", "--inputs", "16", "--episodes", "1"],
         [
