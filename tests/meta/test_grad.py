@@ -117,10 +117,11 @@ def test_unknown_meta_optimizer_is_a_clear_error():
 
 
 def test_episodes_run_a_few_at_a_time_give_the_same_meta_gradient(key):
-    """grad.episodes_at_once only changes how a device batches the meta-batch (lax.map), not the gradient."""
+    """grad.episodes_at_once only changes how a device batches the meta-batch (lax.map), not the gradient.
+    Three episodes, so that 2 at once is a batch and a remainder."""
     model = VSML(hidden_sizes=(4,), feed_label=True)
     meta = model.init_meta(key)
-    xs, ys, keys = small_batch(jax.random.PRNGKey(1))
+    xs, ys, keys = small_batch(jax.random.PRNGKey(1), n=3)
 
     def gradient(at_once):
         def loss(m):
