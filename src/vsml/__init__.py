@@ -5,7 +5,7 @@ learner = VSML()
 meta = learner.init_meta(key)                      # V_M, what the outer loop learns
 logits = run_episode(learner, meta, key, xs, ys)   # online: predict, then learn from the label
 
-la = load_pretrained("vsml_mnist")                 # a shipped meta-trained LA (vsml.list_pretrained())
+la = load_pretrained("vsml_general")               # a shipped meta-trained LA (vsml.list_pretrained())
 evaluate_online(la, X, y, episodes=16, length=500).curve   # its online learning curve on your arrays
 """
 

@@ -1,7 +1,7 @@
 """A scikit-learn classifier whose learning algorithm is a meta-learned one: `LearnedOnlineClassifier`.
 
     from vsml.sklearn import LearnedOnlineClassifier
-    clf = LearnedOnlineClassifier("vsml_mnist").fit(X_train, y_train)   # one online pass, predict-then-learn
+    clf = LearnedOnlineClassifier().fit(X_train, y_train)   # vsml_general: one online pass, predict-then-learn
     clf.score(X_test, y_test)
 
 Nothing here is fitted by gradients: `fit` and `partial_fit` run the learner's own `step` over the examples,
@@ -94,11 +94,12 @@ def _check_label_types(labels: np.ndarray, what: str) -> None:
 
 
 class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
-    """Online classification by a meta-learned learning algorithm (default: the shipped `vsml_mnist` LA).
+    """Online classification by a meta-learned learning algorithm (default: the shipped `vsml_general` LA,
+    `vsml.pretrained.load.DEFAULT_PRETRAINED`).
 
     Parameters
     ----------
-    pretrained : str, Pretrained or (learner, meta), default "vsml_mnist"
+    pretrained : str, Pretrained or (learner, meta), default "vsml_general"
         The learning algorithm: a name from `vsml.list_pretrained()`, a loaded `vsml.load_pretrained(...)`, or
         any `Learner` with a `predict` method and its meta-parameters. It must learn from one example per step
         (VSML does; BLUR, meta-trained on batches of 128, does not).
@@ -141,9 +142,9 @@ class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         tags.input_tags.sparse = False
-        # One online pass of an LA meta-trained on 10-class MNIST: on scikit-learn's check problem (300 blobs,
-        # 2 features) it reaches 0.77-0.90 training accuracy with 3 classes and 0.69-0.76 with 2 (seeds 0-3),
-        # short of the 0.83 that the common checks ask of batch-fitted classifiers; "poor_score" is that case.
+        # One online pass of a learned LA: on scikit-learn's check problem (300 blobs, 2 features) it can fall
+        # short of the training accuracy that the common checks ask of batch-fitted classifiers (0.83);
+        # "poor_score" is that case.
         tags.classifier_tags.poor_score = True
         return tags
 
@@ -177,7 +178,7 @@ class LearnedOnlineClassifier(ClassifierMixin, BaseEstimator):
         if la.examples_per_step != 1 or getattr(la.learner, "inner_batch", 1) != 1:
             raise ValueError(
                 f"pretrained LA {la.name!r} learns from batches of {la.examples_per_step} examples per step; "
-                "LearnedOnlineClassifier presents one example per step: use an online LA such as 'vsml_mnist' "
+                "LearnedOnlineClassifier presents one example per step: use an online LA such as 'vsml_general' "
                 "(vsml.evaluate_online runs batched LAs on your arrays)"
             )
         return la

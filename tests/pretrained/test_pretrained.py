@@ -18,11 +18,20 @@ from vsml.pretrained.load import PRETRAINED_DIR, PretrainedError, describe_pretr
 from vsml.run.checkpoint import save_checkpoint
 from vsml.run.experiment import ExperimentConfig, TaskConfig, TrainConfig
 
-SHIPPED = ("vsml_mnist", "blur_mnist")
+SHIPPED = ("vsml_general", "vsml_mnist", "blur_mnist")
 
 
 def test_the_issue_s_las_are_shipped():
     assert set(SHIPPED) <= set(list_pretrained())
+
+
+def test_the_default_la_is_shipped_and_online():
+    """`LearnedOnlineClassifier()` and the README's first example load DEFAULT_PRETRAINED: it must ship and
+    learn from one example per step."""
+    from vsml.pretrained.load import DEFAULT_PRETRAINED
+
+    la = load_pretrained(DEFAULT_PRETRAINED)
+    assert DEFAULT_PRETRAINED in SHIPPED and la.examples_per_step == 1
 
 
 @pytest.mark.parametrize("name", list_pretrained())

@@ -1,7 +1,7 @@
 """Meta-testing on the user's own arrays: `vsml.evaluate_online(learner_or_pretrained, X, y, ...)`.
 
     import vsml
-    ours = vsml.evaluate_online("vsml_mnist", X, y, episodes=16, length=500)
+    ours = vsml.evaluate_online("vsml_general", X, y, episodes=16, length=500)
     sgd = vsml.evaluate_online(vsml.online_sgd(0.01), X, y, episodes=16, length=500)
     print(ours.mean_accuracy, sgd.mean_accuracy)   # .curve: mean online accuracy per step
 

@@ -50,7 +50,7 @@ __all__ = [
 # The shipped LAs: package data, found as the package finds its resources (STYLE.md §17).
 PRETRAINED_DIR = Path(str(importlib.resources.files("vsml.pretrained")))
 # The LA a user gets without naming one (`LearnedOnlineClassifier()`, the README's first example).
-DEFAULT_PRETRAINED = "vsml_mnist"
+DEFAULT_PRETRAINED = "vsml_general"
 FORMAT_NAME = "vsml-pretrained"
 FORMAT_VERSION = 1
 
