@@ -23,9 +23,11 @@ from vsml.report.generated import (
 
 ROOT = repository_root(Path(__file__))
 
-# Files the lint must pass on: no result-like number outside a marker or an explicit escape. The engineer who
-# converts README.md, docs/pretrained.md and reports/README.md appends them here.
+# Files the lint must pass on: no result-like number outside a marker or an explicit escape. reports/README.md
+# is the one default file not converted yet (its numbers are partly stale, issue 25): it goes here when it is.
 CONVERTED = [
+    "README.md",
+    "docs/pretrained.md",
     "docs/architecture.md",
     "docs/baselines.md",
     "docs/blur.md",
@@ -44,6 +46,7 @@ NOT_LINTED = {
     "reports/omniglot/README.md": "written by `vsml reproduce omniglot`",
     "reports/meta_efficiency/README.md": "written by `vsml reproduce meta_efficiency`",
     "reports/suite_vsml_mnist/README.md": "written by `vsml suite`",
+    "reports/vsml_general/README.md": "written by `vsml reproduce vsml_general`",
     "reports/cloning_cpu_small/README.md": "its runs' numbers are in no committed JSON",
     # Partly generated; the rest (medians over runs, ratios of two runs) is in no committed JSON yet.
     "docs/speed.md": "speed figures of reports/speed_cpu that no committed JSON holds",
@@ -202,6 +205,6 @@ def test_converted_files_show_no_hand_typed_result(path):
 
 def test_every_default_file_is_linted_or_excluded_with_a_reason():
     files = {str(p.relative_to(ROOT)) for p in default_files(ROOT)}
-    pending = {"README.md", "docs/pretrained.md", "reports/README.md"}  # converted next (see CONVERTED)
+    pending = {"reports/README.md"}  # converted next (see CONVERTED)
     unaccounted = files - set(CONVERTED) - set(NOT_LINTED) - pending
     assert not unaccounted, f"add these to CONVERTED or NOT_LINTED (with the reason): {sorted(unaccounted)}"
