@@ -31,6 +31,10 @@ def pytest_configure(config: pytest.Config) -> None:
     flags, marks = os.environ.get("XLA_FLAGS", ""), config.getoption("markexpr", "")
     if "xla_backend_optimization_level" not in flags and not ("slow" in marks and "not slow" not in marks):
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
+        # LLVM's expensive passes off as well: the whole suite 1,039 s of CPU instead of 1,107 (9:37 against
+        # 9:54 wall, same tree, back to back on a fresh clone, 2026-12-07), every test passing as before.
+        if "xla_llvm_disable_expensive_passes" not in flags:
+            os.environ["XLA_FLAGS"] += " --xla_llvm_disable_expensive_passes=true"
     # Start the backend now, with these flags: a CLI command a test runs in-process sets one XLA device per
     # core in $XLA_FLAGS (`--cpu-devices`), which would otherwise decide this process's device count if it ran
     # first (the benchmark smoke tests, run in-process, count members per device).
