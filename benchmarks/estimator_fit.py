@@ -17,29 +17,16 @@ import argparse
 import json
 import time
 import warnings
-from collections.abc import Callable
 
 import jax
 import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import SGDClassifier
-from timing import machine_fields
+from timing import best_times, machine_fields
 
 from vsml.pretrained.load import DEFAULT_PRETRAINED
 from vsml.sklearn import LearnedOnlineClassifier
-
-
-def best_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Fastest wall time of each zero-argument callable over `repeats` interleaved rounds, each waited for
-    (the LA's fit returns while JAX may still compute its state: `la_fit` returns that state)."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn())
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
 
 
 def main() -> None:
@@ -72,7 +59,10 @@ def main() -> None:
             warnings.simplefilter("ignore", ConvergenceWarning)  # one epoch is what is asked for
             SGDClassifier(max_iter=1, tol=None, random_state=0).fit(x_fit, y_fit)
 
-    seconds = best_of({"la": la_fit, "sgd_online": sgd_online, "sgd_one_epoch": sgd_one_epoch}, args.repeats)
+    # Interleaved, each call waited for (la_fit returns the state JAX may still be computing); the LA is
+    # compiled by the first fit above, so no warm-up call.
+    fns = {"la": la_fit, "sgd_online": sgd_online, "sgd_one_epoch": sgd_one_epoch}
+    seconds = best_times(fns, args.repeats, warm_up=False)
     report = {
         "benchmark": "estimator_fit",
         **machine_fields(),
