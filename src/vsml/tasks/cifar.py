@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vsml.atomic import write_atomically
 from vsml.tasks.idx import DataError
 
 __all__ = ["CIFAR10_IMAGE_SHAPE", "CIFAR10_RECORD_BYTES", "read_cifar10_binary", "write_cifar10_binary"]
@@ -56,7 +57,7 @@ def read_cifar10_binary(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.nd
 
 def write_cifar10_binary(path: str | os.PathLike[str], images: np.ndarray, labels: np.ndarray) -> None:
     """Write ``images [N, 32, 32, 3]`` and ``labels [N]`` (uint8) as one CIFAR-10 binary batch file; the inverse of
-    `read_cifar10_binary`. Used to build small fixtures; written to a temporary name, then renamed."""
+    `read_cifar10_binary`. Used to build small fixtures; written atomically (`vsml.atomic`)."""
     images, labels = np.asarray(images), np.asarray(labels)
     if images.dtype != np.uint8 or images.shape[1:] != CIFAR10_IMAGE_SHAPE:
         raise ValueError(
@@ -68,7 +69,4 @@ def write_cifar10_binary(path: str | os.PathLike[str], images: np.ndarray, label
         )
     planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
     payload = np.concatenate([labels[:, None], planes], axis=1).tobytes()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    write_atomically(path, lambda file: file.write(payload))

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vsml.atomic import write_atomically
+
 __all__ = ["IDX_DTYPES", "DataError", "read_idx", "write_idx"]
 
 # The standard IDX type codes; payloads are big-endian.
@@ -100,7 +102,6 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     Used to build small fixtures and to export data; the file is written to a temporary name first and then
     renamed, so an interrupted write leaves nothing half-written behind (DESIGN.md, Errors).
     """
-    path = Path(path)
     array = np.asarray(array)
     codes = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
     native = array.dtype.newbyteorder("=")
@@ -112,8 +113,6 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     code = codes[native]
     header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     payload = header + np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
-    if path.suffix == ".gz":
+    if Path(path).suffix == ".gz":
         payload = gzip.compress(payload, mtime=0)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    write_atomically(path, lambda file: file.write(payload))
