@@ -84,7 +84,7 @@ class OpenESConfig:
                 f"OpenESConfig.fitness_shaping must be one of {', '.join(FITNESS_SHAPINGS)}, "
                 f"got {self.fitness_shaping!r}"
             )
-        if isinstance(self.num_pairs, bool) or not isinstance(self.num_pairs, int) or self.num_pairs <= 0:
+        if not _is_positive_int(self.num_pairs):
             raise ValueError(f"OpenESConfig.num_pairs must be a positive int, got {self.num_pairs!r}")
         for name in ("sigma", "learning_rate", "adam_eps"):
             value = getattr(self, name)
@@ -107,13 +107,18 @@ class OpenESConfig:
                 "OpenESConfig.final_learning_rate must be a positive finite number or null, "
                 f"got {self.final_learning_rate!r}"
             )
-        value = self.decay_iterations
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise ValueError(f"OpenESConfig.decay_iterations must be a positive int or null, got {value!r}")
+        if self.decay_iterations is not None and not _is_positive_int(self.decay_iterations):
+            raise ValueError(
+                f"OpenESConfig.decay_iterations must be a positive int or null, got {self.decay_iterations!r}"
+            )
 
 
 def _is_real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _is_positive_finite(value: Any) -> bool:

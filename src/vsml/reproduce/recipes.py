@@ -538,11 +538,17 @@ def _check_finished_run(run_dir: Path, config: Any) -> None:
         )
 
 
+def _meta_step_seconds(run_dir: Path) -> float:
+    """The run's meta-step time summed over its iterations (metrics.jsonl), so over every resume."""
+    from vsml.run.run_dir import read_metrics
+
+    return sum(record.get("seconds", 0.0) for record in read_metrics(run_dir))
+
+
 def _train(
     step: TrainStep, scale: str, scale_dir: Path, data_dir: str | None, progress: bool, resume: bool
 ) -> str:
     from vsml.run.experiment import load_experiment
-    from vsml.run.run_dir import read_metrics
     from vsml.run.trainer import MetaTrainer
 
     run_dir = scale_dir / step.run
@@ -550,16 +556,14 @@ def _train(
     done = _latest_step(run_dir)
     if done >= config.train.iterations:
         _check_finished_run(run_dir, config)
-        meta_seconds = sum(r.get("seconds", 0.0) for r in read_metrics(run_dir))
-        return f"reused: finished earlier ({done} iterations, {_duration(meta_seconds)} of meta-steps)"
+        return f"reused: finished earlier ({done} iterations, {_duration(_meta_step_seconds(run_dir))} of meta-steps)"
     trainer = MetaTrainer(config, run_dir, resume=resume)
     start = trainer.iteration
     trainer.run(progress=progress)
     end = trainer.iteration
     status = f"trained iteration {end}" if end == start + 1 else f"trained iterations {start + 1}-{end}"
     status += f" (resumed at {start})" if start else ""
-    meta_seconds = sum(r.get("seconds", 0.0) for r in read_metrics(run_dir))
-    status += f"; {_duration(meta_seconds)} of meta-steps in all"
+    status += f"; {_duration(_meta_step_seconds(run_dir))} of meta-steps in all"
     if trainer.total_nonfinite:
         status += f"; {trainer.total_nonfinite} non-finite members skipped"
     return status
