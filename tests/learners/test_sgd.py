@@ -126,6 +126,34 @@ def test_adam_first_steps_match_optax():
         jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), state.params, params)
 
 
+def test_a_batch_is_one_step_on_the_batch_mean_loss():
+    # A batch [B, *input_shape] with y [B, C] (BLUR's episodes): one Adam step on the mean CE, predicted first.
+    learner = online_adam(0.01, hidden_sizes=(6,))
+    meta = learner.init_meta(jax.random.key(0))
+    state = learner.init_state(meta, jax.random.key(1), SPEC)
+    xs, ys = jax.vmap(_example)(jax.random.split(jax.random.key(2), 5))
+    reference = optax.adam(0.01, b1=0.9, b2=0.999, eps=1e-8)
+
+    def mean_loss(p):
+        return jnp.mean(jax.vmap(lambda x, y: softmax_cross_entropy(learner.logits(p, x.reshape(-1)), y))(xs, ys))
+
+    updates, _ = reference.update(jax.grad(mean_loss)(state.params), reference.init(state.params), state.params)
+    logits, new_state = jax.jit(learner.step)(meta, state, xs, ys)
+
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6),
+        new_state.params,
+        optax.apply_updates(state.params, updates),
+    )
+    before = jax.vmap(lambda x: learner.logits(state.params, x.reshape(-1)))(xs)
+    np.testing.assert_allclose(logits, before, atol=1e-6)
+    # predict: forward only, a batch or one example, from the learned weights.
+    one = learner.predict(meta, new_state, xs[1])
+    np.testing.assert_allclose(learner.predict(meta, new_state, xs)[1], one, atol=1e-6)
+    np.testing.assert_allclose(one, learner.logits(new_state.params, xs[1].reshape(-1)), atol=1e-6)
+    assert learner.predict(meta, new_state, xs).shape == (5, SPEC.num_classes)
+
+
 @pytest.mark.parametrize("learner", [online_sgd(), online_adam(hidden_sizes=(7,))], ids=["sgd", "adam-mlp"])
 def test_step_keeps_structure_shapes_and_dtypes(learner):
     meta = learner.init_meta(jax.random.key(0))

@@ -39,7 +39,9 @@ def test_recipes_take_their_cpu_small_settings_from_cpu_scale():
         # the entry's overrides first, in order; after them only what makes a variant run (ES from random, a seed)
         assert overrides[: len(entry.overrides)] == entry.overrides, run
         extra = overrides[len(entry.overrides) :]
-        assert not extra or run == "es_from_random" or (run.startswith("fig6_seed") and extra == (f"seed={run[9:]}",))
+        seeded = run.startswith(("fig6_seed", "blur_mnist_random_init_seed")) and extra == (f"seed={run[-1]}",)
+        variant = run in ("es_from_random", "blur_mnist_backprop_init")
+        assert not extra or variant or seeded, run
         if entry.warm_start is not None:  # the warm start is the run of the config CPU_SCALE names
             (scale, warm_run), *_ = warm_start
             warm_config = next(c for r, c, _, _ in steps if r == warm_run)

@@ -96,8 +96,11 @@ def meta_test_baselines(learner: Learner, batched: bool) -> list[Baseline]:
     """(label, learner, learning rates to sweep, meta for a rate) of each hand-designed contender of a meta-test
     of `learner`; `batched` (inner batches or query steps): plain SGD on the same MLP and batches instead."""
     if batched:
+        # Adam on the batch-mean loss of a tanh MLP of the same sizes (its own Haiku-default initialisation).
+        adam = HandDesigned("adam", tuple(getattr(learner, "hidden_sizes", ())))
         return [
-            ("SGD, same MLP and batches", same_unroll_sgd(learner), BATCH_SGD_LEARNING_RATES, batch_sgd_meta)
+            ("SGD, same MLP and batches", same_unroll_sgd(learner), BATCH_SGD_LEARNING_RATES, batch_sgd_meta),
+            ("Adam, same MLP and batches", adam.learner(), adam.rates, sgd_meta),
         ]
     return [
         (optimizer_label(b.optimizer), b.learner(), b.rates, sgd_meta)

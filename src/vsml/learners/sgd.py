@@ -96,12 +96,16 @@ class OnlineSGD:
     def step(
         self, meta: OnlineSGDMeta, state: OnlineSGDState, x: Array, y: Array
     ) -> tuple[Array, OnlineSGDState]:
-        """Predict x with the current params, then take an optimiser step on CE(ŷ, y); returns (ŷ, state)."""
-        x = jnp.reshape(x, (-1,)).astype(state.params[0].w.dtype)
+        """Predict x with the current params, then take an optimiser step on CE(ŷ, y); returns (ŷ, state).
+
+        `x` is one example or an inner batch `[B, *input_shape]` with `y: [B, C]`: then one mini-batch step on
+        the batch-mean cross-entropy (a baseline on the batched episodes of BLUR)."""
+        batched = y.ndim == 2
+        x = self._flat_inputs(state, x, batched)
 
         def loss_and_logits(params: tuple[DenseParams, ...]) -> tuple[Array, Array]:
-            logits = self.logits(params, x)
-            return softmax_cross_entropy(logits, y), logits
+            logits = self._logits(params, x, batched)
+            return jnp.mean(softmax_cross_entropy(logits, y)), logits
 
         (_, logits), grads = jax.value_and_grad(loss_and_logits, has_aux=True)(state.params)
         direction, opt_state = self._direction().update(grads, state.opt_state, state.params)
@@ -109,6 +113,22 @@ class OnlineSGD:
         # Casting keeps the scan carry's dtypes fixed even if meta arrives in another precision.
         params = jax.tree.map(lambda p, d: p - (learning_rate * d).astype(p.dtype), state.params, direction)
         return logits, OnlineSGDState(params=params, opt_state=opt_state)
+
+    def predict(self, meta: OnlineSGDMeta, state: OnlineSGDState, x: Array) -> Array:
+        """Forward-only: the logits of one example or of a batch `[B, *input_shape]`; nothing learns."""
+        del meta
+        input_size = state.params[0].w.shape[0]
+        batched = x.ndim >= 1 and math.prod(x.shape[1:]) == input_size  # as BLUR.predict tells them apart
+        return self._logits(state.params, self._flat_inputs(state, x, batched), batched)
+
+    def _logits(self, params: tuple[DenseParams, ...], x: Array, batched: bool) -> Array:
+        return jax.vmap(self.logits, (None, 0))(params, x) if batched else self.logits(params, x)
+
+    def _flat_inputs(self, state: OnlineSGDState, x: Array, batched: bool) -> Array:
+        """One example flattened to [D], or a batch to [B, D]."""
+        input_size = state.params[0].w.shape[0]
+        shape = (x.shape[0], input_size) if batched else (input_size,)
+        return jnp.reshape(x, shape).astype(state.params[0].w.dtype)
 
     def logits(self, params: tuple[DenseParams, ...], x: Array) -> Array:
         """Bounded logits [C] of a flat input x [D]: tanh hidden layers, linear output, tanh bound (§5)."""
