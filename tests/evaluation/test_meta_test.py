@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -49,9 +51,23 @@ def test_blur_run_meta_test_reports_query_accuracy_and_same_mlp_sgd(tmp_path):
     sgd = next(label for label in learners if label.startswith("SGD, same MLP and batches"))
     for entry in learners.values():
         assert 0.0 <= entry["query_accuracy"] <= 1.0 and len(entry["curve"]) == 3
+    adam = next(label for label in learners if label.startswith("Adam, same MLP and batches"))
     # 3 SGD steps on batches of 8 digits learn something a fresh network cannot know.
     assert learners[sgd]["query_accuracy"] > 0.2
-    assert "| query |" in report_tables(report, num_blocks=3)
+    assert 0.0 <= learners[adam]["query_accuracy_interval_95"] <= 1.0 and len(learners[adam]["curve"]) == 3
+    table = report_tables(report, num_blocks=3)
+    assert "| query | query ± 95% |" in table
+    # Short episodes: every step with its interval over episodes, one column per learner.
+    assert "predicted before it is learned" in table and f"| {adam}" in table
+    # Two runs (here the same run with another query score): the mean over runs, and the best run beside it.
+    other = json.loads(json.dumps(report))
+    trained = next(r for r in other["datasets"]["digits"]["learners"].values() if r["role"] == "meta-trained")
+    mine = next(r for r in learners.values() if r["role"] == "meta-trained")["query_accuracy"]
+    trained["query_accuracy"] = mine + 0.5
+    query = combine_runs([report, other], ["a", "b"])["datasets"]["digits"]["seeds"]["query_accuracy"]
+    assert query["values"] == pytest.approx([mine, mine + 0.5]) and query["best_run"] == "b"
+    assert query["mean"] == pytest.approx(mine + 0.25) and query["best"] == pytest.approx(mine + 0.5)
+    assert "the best run" in report_tables(combine_runs([report, other], ["a", "b"]), num_blocks=3)
 
 
 def test_same_unroll_sgd_uses_the_learners_mlp_and_initial_synapses():

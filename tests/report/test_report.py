@@ -160,3 +160,15 @@ def test_plot_meta_training_places_points_at_their_iterations(tmp_path, monkeypa
         plot_meta_training(runs, "eval_loss", tmp_path / "x.png")
     with pytest.raises(ValueError, match="steps\\['a'\\] has shape"):
         plot_learning_curves({"a": np.ones(3)}, tmp_path / "y.png", steps={"a": np.arange(4)})
+
+
+def test_online_evaluation_intervals_per_step_and_of_the_query():
+    from vsml.evaluation.online import OnlineEvaluation
+
+    accuracy = np.array([[0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.5], [1.0, 1.0, 0.5]])
+    result = OnlineEvaluation(accuracy, np.zeros_like(accuracy), np.array([0.5, 0.7, 0.6, 0.8]))
+    expected = [1.96 * np.std(column, ddof=1) / 2 for column in accuracy.T]
+    np.testing.assert_allclose(result.curve_interval, expected)
+    assert result.curve_interval[1] == 0.0  # every episode right at step 2
+    assert result.query_accuracy_interval == pytest.approx(1.96 * np.std([0.5, 0.7, 0.6, 0.8], ddof=1) / 2)
+    assert OnlineEvaluation(accuracy, accuracy).query_accuracy_interval is None

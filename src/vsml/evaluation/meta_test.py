@@ -169,10 +169,12 @@ def meta_test(
                     "final_accuracy_interval_95": r.final_accuracy_interval,
                     "mean_loss": r.mean_loss,
                     "query_accuracy": r.mean_query_accuracy,
+                    "query_accuracy_interval_95": r.query_accuracy_interval,
                     "block_accuracy": block_means(r.curve, num_blocks).tolist(),
                     "prefix_accuracy": prefix_accuracy(r.accuracy),
                     "curve": r.curve.tolist(),
                     "curve_std": r.curve_std.tolist(),
+                    "curve_interval_95": r.curve_interval.tolist(),
                     "loss_curve": r.loss_curve.tolist(),
                 }
                 for label, r in results.items()
@@ -214,6 +216,16 @@ def combine_runs(reports: list[dict[str, Any]], names: list[str]) -> dict[str, A
             "final_accuracy_interval_95": interval_95(np.asarray(finals)),
         }
         entry["seeds"]["curve"] = np.mean([r["curve"] for r in trained], axis=0).tolist()
+        queries = [r.get("query_accuracy") for r in trained]
+        if all(q is not None for q in queries):  # few-shot and BLUR: the query after learning is what counts
+            best = int(np.argmax(queries))
+            entry["seeds"]["query_accuracy"] = {
+                "values": [float(q) for q in queries],
+                "mean": float(np.mean(queries)),
+                "interval_95": interval_95(np.asarray(queries)),
+                "best": float(queries[best]),
+                "best_run": names[best],
+            }
         prefixes = [r.get("prefix_accuracy", {}) for r in trained]  # none in reports written before them
         if all(prefixes):
             entry["seeds"]["prefix_accuracy"] = {

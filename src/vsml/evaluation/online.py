@@ -57,8 +57,16 @@ class OnlineEvaluation(NamedTuple):
         return interval_95(self.accuracy[:, -1])
 
     @property
+    def curve_interval(self) -> np.ndarray:  # [T] 95% interval of each step's mean accuracy over episodes
+        return np.array([interval_95(column) for column in self.accuracy.T])
+
+    @property
     def mean_query_accuracy(self) -> float | None:
         return None if self.query_accuracy is None else float(self.query_accuracy.mean())
+
+    @property
+    def query_accuracy_interval(self) -> float | None:  # 95% interval of `mean_query_accuracy` over episodes
+        return None if self.query_accuracy is None else interval_95(self.query_accuracy)
 
 
 def _per_step(a: jax.Array) -> jax.Array:

@@ -31,11 +31,15 @@ def report_tables(report: dict[str, Any], num_blocks: int | None = None) -> str:
             row["final"] = r["final_accuracy"]
             if r.get("query_accuracy") is not None:
                 row["query"] = r["query_accuracy"]
+                if r.get("query_accuracy_interval_95") is not None:
+                    row["query ± 95%"] = r["query_accuracy_interval_95"]
             row.update(dict(zip(labels, r["block_accuracy"], strict=True)))
             rows.append(row)
         chance = {"learner": "chance", "mean": entry["chance"], "final": entry["chance"]}
         if report.get("query_steps"):
             chance["query"] = entry["chance"]
+            if any("query ± 95%" in row for row in rows):
+                chance["query ± 95%"] = None
         chance.update(dict.fromkeys(labels, entry["chance"]))
         rows.append(chance)
         text = (
@@ -49,11 +53,48 @@ def report_tables(report: dict[str, Any], num_blocks: int | None = None) -> str:
                 f"{seeds['mean_accuracy_mean']:.3f} ± {seeds['mean_accuracy_interval_95']:.3f}, final step "
                 f"{seeds['final_accuracy_mean']:.3f} ± {seeds['final_accuracy_interval_95']:.3f} (95% over runs)"
             )
+            if "query_accuracy" in seeds:
+                query = seeds["query_accuracy"]
+                text += (
+                    f"; query accuracy {query['mean']:.3f} ± {query['interval_95']:.3f} (95% over runs), the best "
+                    f"run {query['best']:.3f} ({query['best_run']})"
+                )
+        steps = step_table(entry)
+        if steps:
+            text += (
+                "\n\nAccuracy on each step's batch, predicted before it is learned (± 95% over episodes):"
+                f"\n\n{steps}"
+            )
         prefixes = prefix_table(entry)
         if prefixes:
             text += f"\n\nOnline accuracy over the first n examples (± 95% over episodes):\n\n{prefixes}"
         parts.append(text)
     return "\n\n".join(parts) + "\n"
+
+
+# Episodes this short (BLUR's 15 inner batches, few-shot episodes) get a table of every step.
+STEP_TABLE_MAX_STEPS = 20
+
+
+def step_table(entry: dict[str, Any]) -> str:
+    """Markdown, one row per online step and one column per learner: its mean accuracy ± 95% over episodes.
+    Empty for episodes longer than `STEP_TABLE_MAX_STEPS` or reports written before the per-step intervals."""
+    learners = entry["learners"]
+    if not all("curve_interval_95" in r for r in learners.values()):
+        return ""
+    length = len(next(iter(learners.values()))["curve"])
+    if length > STEP_TABLE_MAX_STEPS:
+        return ""
+    return markdown_table(
+        [
+            {"step": t + 1}
+            | {
+                label: f"{r['curve'][t]:.3f} ± {r['curve_interval_95'][t]:.3f}"
+                for label, r in learners.items()
+            }
+            for t in range(length)
+        ]
+    )
 
 
 def prefix_table(entry: dict[str, Any]) -> str:
