@@ -64,6 +64,16 @@ def test_recognition_by_k_on_a_hand_made_trace():
     pooled = recognition_by_k(np.stack([probabilities] * 2), np.stack([labels] * 2), max_k=3)
     assert pooled["count"] == [6, 4, 2, 0] and pooled["true_class_probability"][3] is None
     assert recognition_by_k(probabilities, labels, max_k=0)["count"] == [3]
+    assert "accuracy_interval_95" not in by_k  # one episode: no interval over episodes
+    # Intervals over episodes: each episode's mean over its steps with that k. Two identical episodes: 0.
+    assert pooled["true_class_probability_interval_95"][:3] == [0.0, 0.0, 0.0]
+    # A second episode with k = 1 steps at p 0.15 (the first: 0.65): the spread of the two episode means.
+    other = probabilities.copy()
+    other[[2, 4]] = [[0.15, 0.8, 0.05], [0.8, 0.15, 0.05]]
+    spread = recognition_by_k(np.stack([probabilities, other]), np.stack([labels] * 2))
+    assert spread["true_class_probability"][1] == pytest.approx(0.4)
+    assert spread["true_class_probability_interval_95"][1] == pytest.approx(1.96 * np.std([0.65, 0.15], ddof=1) / np.sqrt(2))
+    assert spread["accuracy_interval_95"][1] == pytest.approx(1.96 * np.std([1.0, 0.0], ddof=1) / np.sqrt(2))
 
 
 def test_prediction_trace_shapes_and_probabilities(key):
@@ -154,8 +164,8 @@ def test_cli_introspect_end_to_end(vsml_config, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert (
         "| k (earlier examples) |" in printed
-        and "VSML p(true)" in printed
-        and "online SGD p(true)" in printed
+        and "VSML p(true) ± 95%" in printed
+        and "online SGD p(true) ± 95%" in printed
     )
     assert "VSML, meta-trained V_M (1 ES it.)" in printed
     report = json.loads((out / "introspection.json").read_text())

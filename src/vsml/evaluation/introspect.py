@@ -39,6 +39,7 @@ from vsml.evaluation.baselines import HAND_DESIGNED, grid_edge, sgd_meta, tune_l
 from vsml.evaluation.defaults import EVAL_SEED, TUNE_SEED
 from vsml.evaluation.labels import learner_labels, optimizer_label
 from vsml.evaluation.meta_test import TrainedRun, meta_trained_label
+from vsml.evaluation.statistics import interval_95
 from vsml.learners.base import Learner, PyTree, run_episode, run_episodes
 from vsml.learners.blur.learner import BLUR
 from vsml.run.experiment import experiment_sampler, make_experiment_source
@@ -72,7 +73,9 @@ def recognition_by_k(
     `probabilities: [..., T, C]`, `labels: [..., T]`; leading axes (episodes) are pooled: each entry is a mean
     over all steps with that k. Returns lists over k = 0..max_k (default: the largest k present): "k",
     "true_class_probability", "accuracy" (argmax = label) and "count"; a k without steps gives None. Steps with
-    k > max_k are left out.
+    k > max_k are left out. With episodes (`[N, T, C]`), also the 95% interval of each over episodes
+    ("true_class_probability_interval_95", "accuracy_interval_95"): each episode's mean over its steps with
+    that k, the episodes without such a step left out.
     """
     probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels)
     if probabilities.shape[:-1] != labels.shape:
@@ -84,6 +87,9 @@ def recognition_by_k(
     k = earlier_examples(labels)
     max_k = int(k.max(initial=0)) if max_k is None else int(max_k)
     summary: dict[str, list[Any]] = {"k": [], "true_class_probability": [], "accuracy": [], "count": []}
+    by_episode = labels.ndim == 2
+    if by_episode:
+        summary |= {"true_class_probability_interval_95": [], "accuracy_interval_95": []}
     for value in range(max_k + 1):
         mask = k == value
         count = int(mask.sum())
@@ -91,6 +97,11 @@ def recognition_by_k(
         summary["count"].append(count)
         summary["true_class_probability"].append(float(true_probability[mask].mean()) if count else None)
         summary["accuracy"].append(float(correct[mask].mean()) if count else None)
+        if by_episode:
+            present = mask.any(axis=-1)
+            for name, values in (("true_class_probability", true_probability), ("accuracy", correct)):
+                per_episode = (values * mask).sum(axis=-1)[present] / mask.sum(axis=-1)[present]
+                summary[f"{name}_interval_95"].append(interval_95(per_episode) if count else None)
     return summary
 
 

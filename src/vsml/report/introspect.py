@@ -22,7 +22,8 @@ def _contenders(report: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def introspection_table(report: Mapping[str, Any]) -> str:
-    """Markdown: the true-class probability and accuracy by k (earlier labelled examples of the class)."""
+    """Markdown: the true-class probability and accuracy by k (earlier labelled examples of the class), with
+    their 95% intervals over episodes where the report has them."""
     contenders = _contenders(report)
     rows = []
     by_k = contenders[0]["by_k"] if contenders else {"k": [], "count": []}
@@ -30,8 +31,13 @@ def introspection_table(report: Mapping[str, Any]) -> str:
         row: dict[str, object] = {"k (earlier examples)": k, "steps": by_k["count"][i]}
         for entry in contenders:
             short = entry["label"].split(",")[0].split(" (")[0]
-            row[f"{short} p(true)"] = entry["by_k"]["true_class_probability"][i]
-            row[f"{short} accuracy"] = entry["by_k"]["accuracy"][i]
+            for name, column in (("true_class_probability", "p(true)"), ("accuracy", "accuracy")):
+                value = entry["by_k"][name][i]
+                intervals = entry["by_k"].get(f"{name}_interval_95")  # absent in reports written before them
+                if intervals is None or value is None:
+                    row[f"{short} {column}"] = value
+                else:
+                    row[f"{short} {column} ± 95%"] = f"{value:.3f} ± {intervals[i]:.3f}"
         rows.append(row)
     notes = ["; ".join(entry["label"] for entry in contenders)] if contenders else []
     if report.get("learner_not_measured"):

@@ -112,6 +112,7 @@ class Introspect:
     sizes: Mapping[str, Size]
     dataset: str | None = None
     ways: int = 5
+    overrides: tuple[str, ...] = ()  # the meta-test setting, e.g. transform.resize=null
 
 
 @dataclass(frozen=True)
@@ -330,7 +331,14 @@ EXPERIMENTS: dict[str, Experiment] = {
         "and Sum Sign) against online SGD and Adam, linear and with one hidden layer, tuned on the very episodes "
         "they are scored on. The config is CPU-sized: both scales run it as it is.",
         (VSML_GENERAL,),
-        (SuiteStep("suite", VSML_GENERAL.run, BOTH),),
+        (
+            SuiteStep("suite", VSML_GENERAL.run, BOTH),
+            # VSML Sec. 5 on the shipped default: how fast a class is recognised, at MNIST's own 28x28.
+            Introspect(
+                "introspect", VSML_GENERAL.run, {"cpu-small": Size(64, 30), "paper": Size(64, 30)}, "mnist",
+                overrides=_AT_28X28,
+            ),  # fmt: skip
+        ),
     ),
     "omniglot": Experiment(
         "VSML paper, Omniglot few-shot (spec §6.5): 5-way 1-shot presented online, characters split by "
@@ -493,7 +501,7 @@ def report_command(
     else:
         words = ["vsml", "introspect", scale_dir / step.run]
         words += ["--dataset", step.dataset] if step.dataset else []
-        words += _size_words(size) + ["--ways", str(step.ways)]
+        words += _size_words(size) + ["--ways", str(step.ways)] + _sets(step.overrides)
     return _command(words + ["--out", out] + _data(data_dir))
 
 
@@ -698,7 +706,7 @@ def _report(
         from vsml.report.introspect import asymmetry_lines, introspection_table, write_introspection
 
         if not cached:
-            run = load_trained_run(scale_dir / step.run)
+            run = load_trained_run(scale_dir / step.run, step.overrides)
             report = introspect_run(
                 run,
                 step.dataset,
