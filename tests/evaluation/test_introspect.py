@@ -72,8 +72,9 @@ def test_recognition_by_k_on_a_hand_made_trace():
     other[[2, 4]] = [[0.15, 0.8, 0.05], [0.8, 0.15, 0.05]]
     spread = recognition_by_k(np.stack([probabilities, other]), np.stack([labels] * 2))
     assert spread["true_class_probability"][1] == pytest.approx(0.4)
-    assert spread["true_class_probability_interval_95"][1] == pytest.approx(1.96 * np.std([0.65, 0.15], ddof=1) / np.sqrt(2))
-    assert spread["accuracy_interval_95"][1] == pytest.approx(1.96 * np.std([1.0, 0.0], ddof=1) / np.sqrt(2))
+    half_width = 1.96 / np.sqrt(2)
+    assert spread["true_class_probability_interval_95"][1] == pytest.approx(half_width * np.std([0.65, 0.15], ddof=1))
+    assert spread["accuracy_interval_95"][1] == pytest.approx(half_width * np.std([1.0, 0.0], ddof=1))
 
 
 def test_prediction_trace_shapes_and_probabilities(key):
