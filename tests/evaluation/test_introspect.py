@@ -176,6 +176,13 @@ def test_cli_introspect_end_to_end(vsml_config, tmp_path, capsys):
         and "gradient_asymmetry" not in report
     )
     assert (out / "introspection.png").stat().st_size > 20_000
+    # Several runs (here one run twice) on the same episodes: their mean over runs beside the first run.
+    twice = [*argv[:4], str(tmp_path / "run"), *argv[4:]]
+    assert main([*twice, "--set", "task.normalisation=dataset"]) == 0
+    assert "mean of 2 runs p(true) ± 95% over runs" in capsys.readouterr().out
+    seeds = json.loads((out / "introspection.json").read_text())["seeds"]
+    assert seeds["by_k"]["accuracy"]["mean"] == report["learner"]["by_k"]["accuracy"]
+    assert seeds["by_k"]["accuracy"]["interval_95"] == [0.0] * len(seeds["by_k"]["k"])
     # Bad input is one clear line.
     with pytest.raises(SystemExit) as exit_info:  # argparse refuses it, with its usage line
         main([*argv, "--episodes", "0"])
@@ -223,3 +230,29 @@ def test_blur_normalising_over_the_batch_is_not_introspected_one_example_at_a_ti
         run = TrainedRun(config, learner, learner.init_meta(jax.random.PRNGKey(2)), 0, tmp_path)
         report = introspect_run(run, length=8, ways=4, episodes=2, sgd=False, asymmetry=False)
         assert report["learner"] is not None
+
+
+def _introspected(values: list[float | None], mean_accuracy: float, **setting: object) -> dict:
+    by_k = {"k": list(range(len(values))), "true_class_probability": values, "accuracy": values}
+    report = {"dataset": "digits", "length": 6, "ways": 3, "episodes": 2, "seed": 22} | setting
+    return report | {"learner": {"label": "VSML", "by_k": by_k, "mean_accuracy": mean_accuracy}, "sgd": None}
+
+
+def test_combined_introspections_are_means_and_intervals_over_runs():
+    from vsml.evaluation.introspect import combine_introspections
+
+    combined = combine_introspections(
+        [_introspected([0.1, 0.5, None], 0.4), _introspected([0.3, 0.7, None], 0.6)], ["a", "b"]
+    )
+    seeds = combined["seeds"]
+    assert seeds["runs"] == ["a", "b"] and combined["learner"]["by_k"]["accuracy"] == [0.1, 0.5, None]
+    np.testing.assert_allclose(seeds["by_k"]["true_class_probability"]["mean"][:2], [0.2, 0.6])
+    half_width = 1.96 * np.std([0.1, 0.3], ddof=1) / np.sqrt(2)
+    np.testing.assert_allclose(seeds["by_k"]["accuracy"]["interval_95"][:2], [half_width] * 2)
+    assert seeds["by_k"]["accuracy"]["mean"][2] is None  # no step had that k
+    assert seeds["mean_accuracy"]["mean"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="different episodes"):
+        combine_introspections([_introspected([0.1], 0.1), _introspected([0.1], 0.1, seed=3)], ["a", "b"])
+    unmeasured = _introspected([0.1], 0.1) | {"learner": None}
+    with pytest.raises(ValueError, match="of b was not measured"):
+        combine_introspections([_introspected([0.1], 0.1), unmeasured], ["a", "b"])

@@ -20,7 +20,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "number k of earlier labelled examples of that class. For a BLUR run, also the asymmetry of its update "
         "Jacobian (BLUR paper Sec. 3.5). Writes introspection.json and introspection.png into --out.",
     )
-    introspect.add_argument("run", type=Path, metavar="RUN", help="run directory or checkpoint file")
+    introspect.add_argument(
+        "runs",
+        type=Path,
+        nargs="+",
+        metavar="RUN",
+        help="run directory or checkpoint file; several (seeds of one recipe): each on the same episodes, "
+        "with their mean and 95%% interval over runs",
+    )
     introspect.add_argument("--dataset", help="an array dataset (default: the config's first eval dataset)")
     introspect.add_argument(
         "--length", type=positive_int, default=30, help="online steps per episode (default 30)"
@@ -42,14 +49,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vsml.evaluation.introspect import introspect_run
+    from vsml.evaluation.introspect import introspect_runs
     from vsml.evaluation.meta_test import load_trained_run
     from vsml.report.introspect import asymmetry_lines, introspection_table, write_introspection
 
-    run = load_trained_run(args.run, args.overrides)
-    out = report_directory(args.out, run.path)
-    report = introspect_run(
-        run,
+    runs = [load_trained_run(path, args.overrides) for path in args.runs]
+    out = report_directory(args.out, runs[0].path)
+    report = introspect_runs(
+        runs,
+        [str(path) for path in args.runs],
         dataset=args.dataset,
         length=args.length,
         ways=args.ways,

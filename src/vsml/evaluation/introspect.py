@@ -24,6 +24,7 @@ Documented choices (the paper's Sec. 5 text and figure details are not available
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -339,6 +340,56 @@ def introspect_run(
         first = Episodes(xs[0], ys[0])
         report["gradient_asymmetry"] = _run_asymmetry(run, test, first, seed, asymmetry_synapses)
     return report
+
+
+# What must agree for introspections of several runs to be combined: the same episodes.
+_SAME_EPISODES = ("dataset", "length", "ways", "episodes", "seed")
+
+
+def introspect_runs(runs: list[TrainedRun], names: list[str], **settings: Any) -> dict[str, Any]:
+    """`introspect_run` of each run (seeds of one recipe) on the same episodes; tuned SGD is run once, with the
+    first. One run: its report. Several: `combine_introspections` of their reports."""
+    if len(runs) != len(names) or not runs:
+        raise ValueError(f"introspect_runs needs one name per run, got {len(runs)} runs, {len(names)} names")
+    reports = [introspect_run(run, **settings | ({"sgd": False} if i else {})) for i, run in enumerate(runs)]
+    return reports[0] if len(reports) == 1 else combine_introspections(reports, names)
+
+
+def combine_introspections(reports: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    """Several runs introspected on the same episodes: the first report, plus "seeds": per k the mean over runs
+    of each run's true-class probability and accuracy and their 95% interval over runs, and each run's values."""
+    if len(reports) != len(names) or len(reports) < 2:
+        raise ValueError(f"combining needs two or more reports, one name each; got {len(reports)}, {len(names)}")
+    settings = [tuple(r[key] for key in _SAME_EPISODES) for r in reports]
+    if any(other != settings[0] for other in settings[1:]):
+        raise ValueError(
+            f"the runs were introspected on different episodes ({', '.join(_SAME_EPISODES)}): "
+            + "; ".join(f"{n}: {s}" for n, s in zip(names, settings, strict=True))
+        )
+    missing = [n for n, r in zip(names, reports, strict=True) if r["learner"] is None]
+    if missing:
+        raise ValueError(f"the learner of {', '.join(missing)} was not measured, so the runs cannot be combined")
+    combined = json.loads(json.dumps(reports[0]))
+    by_k: dict[str, Any] = {"k": reports[0]["learner"]["by_k"]["k"]}
+    for name in ("true_class_probability", "accuracy"):
+        values = [r["learner"]["by_k"][name] for r in reports]
+        columns = list(zip(*values, strict=True))  # per k, the runs' values (None where no step had that k)
+        by_k[name] = {
+            "values": values,
+            "mean": [None if None in c else float(np.mean(c)) for c in columns],
+            "interval_95": [None if None in c else interval_95(np.asarray(c)) for c in columns],
+        }
+    means = [r["learner"]["mean_accuracy"] for r in reports]
+    combined["seeds"] = {
+        "runs": list(names),
+        "by_k": by_k,
+        "mean_accuracy": {
+            "values": means,
+            "mean": float(np.mean(means)),
+            "interval_95": interval_95(np.asarray(means)),
+        },
+    }
+    return combined
 
 
 def _run_asymmetry(

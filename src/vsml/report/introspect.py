@@ -38,8 +38,21 @@ def introspection_table(report: Mapping[str, Any]) -> str:
                     row[f"{short} {column}"] = value
                 else:
                     row[f"{short} {column} ± 95%"] = f"{value:.3f} ± {intervals[i]:.3f}"
+        seeds = report.get("seeds")
+        if seeds:
+            short = f"mean of {len(seeds['runs'])} runs"
+            for name, column in (("true_class_probability", "p(true)"), ("accuracy", "accuracy")):
+                mean, interval = seeds["by_k"][name]["mean"][i], seeds["by_k"][name]["interval_95"][i]
+                row[f"{short} {column} ± 95% over runs"] = (
+                    None if mean is None else f"{mean:.3f} ± {interval:.3f}"
+                )
         rows.append(row)
     notes = ["; ".join(entry["label"] for entry in contenders)] if contenders else []
+    if report.get("seeds"):
+        notes.append(
+            f"The first columns are {report['seeds']['runs'][0]}; the mean of {len(report['seeds']['runs'])} runs "
+            f"({', '.join(report['seeds']['runs'])}) is over the runs' own means."
+        )
     if report.get("learner_not_measured"):
         notes.append(f"{report['learner_not_measured']}.")
     if report.get("online_single_examples"):

@@ -113,6 +113,7 @@ class Introspect:
     dataset: str | None = None
     ways: int = 5
     overrides: tuple[str, ...] = ()  # the meta-test setting, e.g. transform.resize=null
+    more_runs: tuple[str, ...] = ()  # other seeds of the same config, on the same episodes (as MetaTest's)
 
 
 @dataclass(frozen=True)
@@ -253,6 +254,11 @@ EXPERIMENTS: dict[str, Experiment] = {
                 _AT_28X28,
                 more_runs=tuple(step.run for step in FIG6[1:]),
             ),
+            # VSML Sec. 5 on each seed: how fast a class is recognised, at 28x28, beside tuned SGD.
+            Introspect(
+                "introspect", FIG6[0].run, {"cpu-small": Size(64, 30), "paper": Size(64, 30)}, "mnist",
+                overrides=_AT_28X28, more_runs=tuple(step.run for step in FIG6[1:]),
+            ),  # fmt: skip
         ),
     ),
     "fig8_baselines": Experiment(
@@ -384,7 +390,7 @@ def runs_used(step: ReportStep) -> tuple[str, ...]:
     """Run names a report step reads."""
     if isinstance(step, Compare):
         return tuple(c for c in step.contenders if c not in HAND_DESIGNED_TOKENS)
-    if isinstance(step, MetaTest):
+    if isinstance(step, MetaTest | Introspect):
         return (step.run, *step.more_runs)
     return (step.run,)
 
@@ -499,7 +505,7 @@ def report_command(
     elif isinstance(step, SuiteStep):
         words = ["vsml", "suite", scale_dir / step.run, "--suite", step.suite]
     else:
-        words = ["vsml", "introspect", scale_dir / step.run]
+        words = ["vsml", "introspect", *(scale_dir / run for run in runs_used(step))]
         words += ["--dataset", step.dataset] if step.dataset else []
         words += _size_words(size) + ["--ways", str(step.ways)] + _sets(step.overrides)
     return _command(words + ["--out", out] + _data(data_dir))
@@ -701,18 +707,18 @@ def _report(
             step, scale_dir, out, command, cached, data_dir, log if progress else None
         )
     else:
-        from vsml.evaluation.introspect import introspect_run
+        from vsml.evaluation.introspect import introspect_runs
         from vsml.evaluation.meta_test import load_trained_run
         from vsml.report.introspect import asymmetry_lines, introspection_table, write_introspection
 
         if not cached:
-            run = load_trained_run(scale_dir / step.run, step.overrides)
-            report = introspect_run(
-                run,
-                step.dataset,
-                size.length or 30,
-                step.ways,
-                size.episodes or 32,
+            report = introspect_runs(
+                [load_trained_run(path, step.overrides) for path in used],
+                [str(path) for path in used],
+                dataset=step.dataset,
+                length=size.length or 30,
+                ways=step.ways,
+                episodes=size.episodes or 32,
                 data_dir=data_dir,
                 log=log,
             )
