@@ -86,6 +86,20 @@ def test_cloning_by_gradients_lowers_the_held_out_loss():
     assert history["train"][-1]["loss"] < history["train"][0]["loss"]
 
 
+def test_a_curriculum_over_history_length_trains_each_length_in_turn():
+    train = CloneTrainConfig(steps=6, batch_size=64, learning_rate=3e-3, heldout=64, log_every=1,
+                             history_lengths=(1, 3))  # fmt: skip
+    assert [train.history_length(i, 8) for i in range(6)] == [1, 1, 1, 3, 3, 3]
+    assert CloneTrainConfig().history_length(5, 8) == 8  # no curriculum: the tuples' length
+    config = CloneConfig(init="random", tuples=TupleDistribution(length=2), train=train)
+    _, history = cloning.train_clone(config, codec.VSMLCloneStudent(codec.clone_learner()), progress=False)
+    assert [record["length"] for record in history["train"]] == [1, 1, 1, 3, 3, 3]
+    assert all(np.isfinite(record["loss"]) for record in history["train"])
+    for lengths in ((0, 2), (1,) * 7):
+        with pytest.raises(ValueError, match="train.history_lengths"):
+            CloneTrainConfig(steps=6, history_lengths=lengths)
+
+
 @pytest.mark.parametrize(
     ("hidden", "min_same", "max_deviation"), [((), 0.99, 1e-3), ((8,), 0.99, 1e-3)], ids=["shallow", "deep"]
 )

@@ -33,7 +33,8 @@ VSML's up to O(ε²)). Both are then trained by gradients on the objective.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
 import jax
@@ -266,11 +267,27 @@ class CloneTrainConfig:
     magnitude_floor: float = 1e-3
     heldout: int = 4096  # held-out histories (their own key) for the before/after report
     log_every: int = 25
+    # A curriculum over the histories' length: the steps split evenly over these lengths, in order. Length 1 is
+    # teacher forcing (every step starts from the teacher's state, so errors cannot compound); longer ones run
+    # the student free. () = `tuples.length` throughout.
+    history_lengths: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "learning_rate", "magnitude_floor", "heldout", "log_every"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"config key train.{name} must be positive, got {getattr(self, name)}")
+        object.__setattr__(self, "history_lengths", tuple(int(n) for n in self.history_lengths))
+        if any(n < 1 for n in self.history_lengths) or len(self.history_lengths) > self.steps:
+            raise ValueError(
+                "config key train.history_lengths must be lengths >= 1, at most one per step, got "
+                f"{list(self.history_lengths)} for {self.steps} steps"
+            )
+
+    def history_length(self, step: int, default: int) -> int:
+        """The histories' length at `step` (0-based) of the curriculum; `default` without one."""
+        if not self.history_lengths:
+            return default
+        return self.history_lengths[step * len(self.history_lengths) // self.steps]
 
 
 @dataclass(frozen=True)
@@ -364,7 +381,15 @@ def train_clone(
     params = init_clone_params(student, config.init, jax.random.fold_in(key, 1), config.teacher)
     optimizer = make_clone_optimizer(config.train)
     opt_state = optimizer.init(params)
-    step = jax.jit(partial(clone_step, student, config, optimizer))
+    steps: dict[int, Callable] = {}  # one compiled step per history length of the curriculum
+
+    def step(i: int, *args: object) -> tuple:
+        length = config.train.history_length(i, config.tuples.length)
+        if length not in steps:
+            at_length = replace(config, tuples=replace(config.tuples, length=length))
+            steps[length] = jax.jit(partial(clone_step, student, at_length, optimizer))
+        return steps[length](*args)
+
     heldout = heldout_histories(config)
     evaluate = jax.jit(lambda p: cloning_losses(student, p, heldout, config.teacher.learning_rate))
 
@@ -374,9 +399,11 @@ def train_clone(
     history: dict[str, object] = {"heldout_before": as_floats(evaluate(params)), "train": []}
     bar = tqdm(range(config.train.steps), desc=f"clone ({config.init})", unit="step", disable=not progress)
     for i in bar:
-        params, opt_state, loss, parts = step(params, opt_state, jax.random.fold_in(key, 100 + i))
+        params, opt_state, loss, parts = step(i, params, opt_state, jax.random.fold_in(key, 100 + i))
         if i % config.train.log_every == 0 or i == config.train.steps - 1:
-            history["train"].append({"step": i, "loss": float(loss), **as_floats(parts)})  # type: ignore[union-attr]
+            length = config.train.history_length(i, config.tuples.length)
+            record = {"step": i, "length": length, "loss": float(loss), **as_floats(parts)}
+            history["train"].append(record)  # type: ignore[union-attr]
             bar.set_postfix(loss=f"{float(loss):.3g}")
     history["heldout_after"] = as_floats(evaluate(params))
     return params, history
