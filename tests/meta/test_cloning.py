@@ -8,6 +8,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from vsml.cli.main import main
@@ -192,3 +193,44 @@ def test_clone_command_writes_checkpoint_and_report(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(missing) == 2
     assert "mnist" in capsys.readouterr().err and latest_checkpoint(tmp_path / "missing_data") is None
+
+
+def test_steps_relative_to_each_parameter_or_to_its_leaf():
+    params = {"small": jnp.array([1e-3, 0.0]), "large": jnp.array([1000.0, 0.0])}
+    ones = jax.tree.map(jnp.ones_like, params)
+    plain, _ = cloning.scale_by_magnitude(1.0).update(ones, optax.EmptyState(), params)
+    np.testing.assert_allclose(plain["small"], [1.001, 1.0])  # the floor swamps a small leaf's own size
+    np.testing.assert_allclose(plain["large"], [1001.0, 1.0])
+    leaf, _ = cloning.scale_by_magnitude(0.5, per_leaf=True).update(ones, optax.EmptyState(), params)
+    np.testing.assert_allclose(leaf["small"], [1.5e-3, 0.5e-3])  # the floor: half the leaf's largest entry
+    np.testing.assert_allclose(leaf["large"], [1500.0, 500.0])
+    assert CloneTrainConfig(floor_per_leaf=True).floor_per_leaf
+
+
+def test_a_fixed_codec_is_not_trained_while_v_m_is():
+    config = CloneConfig(
+        init="random",
+        tuples=TupleDistribution(length=2),
+        train=CloneTrainConfig(steps=3, batch_size=64, learning_rate=3e-3, heldout=64, learn_codec=False),
+    )
+    student = codec.VSMLCloneStudent(codec.clone_learner())
+    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)  # train_clone's init key
+    start = codec.random_clone_params(student.learner, key, CloneTeacher())
+    params, _ = cloning.train_clone(config, student, progress=False)
+    jax.tree.map(np.testing.assert_array_equal, params.codec, start.codec)
+    assert not np.array_equal(params.meta.sets[0].lstm_W, start.meta.sets[0].lstm_W)
+    with pytest.raises(ValueError, match="codec_mask"):
+        cloning.make_clone_optimizer(config.train)
+
+
+@pytest.mark.parametrize("kind", ["one_cell", "distributed"])
+def test_a_random_codec_reads_back_what_it_wrote(kind):
+    learner = codec.clone_learner()
+    params = codec.random_clone_params(learner, jax.random.PRNGKey(0), CloneTeacher(), kind)
+    values = jnp.array([[250.0, -3.0], [-0.5, 40.0]])  # (w, b) of two synapses
+    cells = values @ params.codec.encoder
+    np.testing.assert_allclose(cells @ params.codec.readout, values, rtol=1e-4)
+    shared = np.count_nonzero(np.asarray(params.codec.encoder[0]))
+    assert shared == (1 if kind == "one_cell" else learner.state_size)  # distributed: every cell holds a share
+    with pytest.raises(ValueError, match="codec must be one of"):
+        CloneConfig(init="random", codec="sparse")

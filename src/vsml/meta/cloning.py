@@ -45,6 +45,9 @@ import optax
 from vsml.learners.base import Array, PyTree
 
 CLONE_INITS = ("random", "constructed")
+# How a random V_M's codec holds (w, b) in the cells: "one_cell" (w in cell 0, b in cell 1) or "distributed"
+# (a random direction over all cells, read back by its pseudo-inverse).
+RANDOM_CODECS = ("one_cell", "distributed")
 
 
 @dataclass(frozen=True)
@@ -180,8 +183,13 @@ class CloneStudent(Protocol):
         """Parameters (V_M and codec) that implement the teacher by construction (`init: constructed`)."""
         ...
 
-    def random_params(self, key: Array, teacher: CloneTeacher) -> PyTree:
-        """The learner's default initialisation and a codec at the teacher's scales (`init: random`)."""
+    def random_params(self, key: Array, teacher: CloneTeacher, codec: str = "one_cell") -> PyTree:
+        """The learner's default initialisation and a codec at the teacher's scales (`init: random`), of the
+        kind `codec` (`RANDOM_CODECS`)."""
+        ...
+
+    def codec_mask(self, params: PyTree) -> PyTree:
+        """`params`' structure with True on the codec's leaves (how weights sit in the state), False on V_M's."""
         ...
 
     def trace(
@@ -191,11 +199,13 @@ class CloneStudent(Protocol):
         ...
 
 
-def init_clone_params(student: CloneStudent, init: str, key: Array, teacher: CloneTeacher) -> PyTree:
+def init_clone_params(
+    student: CloneStudent, init: str, key: Array, teacher: CloneTeacher, codec: str = "one_cell"
+) -> PyTree:
     if init == "constructed":
         return student.constructed_params(teacher)
     if init == "random":
-        return student.random_params(key, teacher)
+        return student.random_params(key, teacher, codec)
     raise ValueError(f"config key init must be one of {', '.join(CLONE_INITS)}, got {init!r}")
 
 
@@ -238,9 +248,11 @@ def cloning_loss(
     return sum(parts.values()), parts
 
 
-def scale_by_magnitude(floor: float) -> optax.GradientTransformation:
+def scale_by_magnitude(floor: float, per_leaf: bool = False) -> optax.GradientTransformation:
     """Multiply each update by |θ| + floor: steps relative to a parameter's size. The constructed V_M mixes
-    entries of 1e-5 and 1e5, so an absolute step size would wreck the small ones or never move the big ones."""
+    entries of 1e-5 and 1e5, so an absolute step size would wreck the small ones or never move the big ones.
+    `per_leaf`: the floor is `floor` times the leaf's largest |θ|, so a leaf of small entries (a codec's 1/κ)
+    moves relative to its own size and one of large entries (its κ) relative to its own."""
 
     def init(params: optax.Params) -> optax.EmptyState:
         del params
@@ -249,7 +261,12 @@ def scale_by_magnitude(floor: float) -> optax.GradientTransformation:
     def update(updates: optax.Updates, state: optax.EmptyState, params: optax.Params | None = None) -> tuple:
         if params is None:
             raise ValueError("scale_by_magnitude needs the parameters")
-        return jax.tree.map(lambda u, p: u * (jnp.abs(p) + floor), updates, params), state
+
+        def scaled(u: Array, p: Array) -> Array:
+            leaf_floor = floor * jnp.max(jnp.abs(p)) if per_leaf else floor
+            return u * (jnp.abs(p) + leaf_floor)
+
+        return jax.tree.map(scaled, updates, params), state
 
     return optax.GradientTransformation(init, update)
 
@@ -265,6 +282,13 @@ class CloneTrainConfig:
     # steps first throw the loss up 1000-fold (1e-5 at κ = 6000 wrecked the backward message).
     learning_rate: float = 1e-7
     magnitude_floor: float = 1e-3
+    # The floor relative to each leaf's largest |θ| (`scale_by_magnitude`): a random V_M's codec holds entries
+    # of 1/κ and κ, which one absolute floor either freezes or overwrites in a few steps.
+    floor_per_leaf: bool = False
+    # False: the codec stays as initialised and only V_M learns. From a random V_M, whose cells change a lot
+    # every tick, the cheapest way to lower the update and hold losses is to shrink the read-out until the
+    # changes vanish, which wrecks the read-out of the weight itself (measured: state loss 1e-15 -> 2.5).
+    learn_codec: bool = True
     heldout: int = 4096  # held-out histories (their own key) for the before/after report
     log_every: int = 25
     # A curriculum over the histories' length: the steps split evenly over these lengths, in order. Length 1 is
@@ -316,6 +340,7 @@ class CloneConfig:
     name: str = "clone"
     seed: int = 0
     init: str = "constructed"  # "random" (Haiku default V_M) or "constructed" (`constructed_backprop`)
+    codec: str = "one_cell"  # a random V_M's codec (`RANDOM_CODECS`); the constructed one has its own
     num_micro_ticks: int = 2
     teacher: CloneTeacher = CloneTeacher()
     tuples: TupleDistribution = TupleDistribution()
@@ -325,15 +350,26 @@ class CloneConfig:
     def __post_init__(self) -> None:
         if self.init not in CLONE_INITS:
             raise ValueError(f"config key init must be one of {', '.join(CLONE_INITS)}, got {self.init!r}")
+        if self.codec not in RANDOM_CODECS:
+            raise ValueError(f"config key codec must be one of {', '.join(RANDOM_CODECS)}, got {self.codec!r}")
         if self.num_micro_ticks < 1:
             raise ValueError(f"config key num_micro_ticks must be >= 1, got {self.num_micro_ticks}")
 
 
-def make_clone_optimizer(cfg: CloneTrainConfig) -> optax.GradientTransformation:
-    return optax.chain(
+def make_clone_optimizer(
+    cfg: CloneTrainConfig, codec_mask: PyTree | None = None
+) -> optax.GradientTransformation:
+    """Adam on a cosine-decayed rate, relative steps (`scale_by_magnitude`); with `learn_codec` off, no step on
+    the leaves `codec_mask` marks."""
+    steps = [
         optax.adam(optax.cosine_decay_schedule(cfg.learning_rate, cfg.steps, alpha=0.05)),
-        scale_by_magnitude(cfg.magnitude_floor),
-    )
+        scale_by_magnitude(cfg.magnitude_floor, cfg.floor_per_leaf),
+    ]
+    if not cfg.learn_codec:
+        if codec_mask is None:
+            raise ValueError("train.learn_codec: false needs the student's codec_mask")
+        steps.append(optax.masked(optax.set_to_zero(), codec_mask))
+    return optax.chain(*steps)
 
 
 def clone_step(
@@ -378,8 +414,8 @@ def train_clone(
     from tqdm.auto import tqdm
 
     key = jax.random.PRNGKey(config.seed)
-    params = init_clone_params(student, config.init, jax.random.fold_in(key, 1), config.teacher)
-    optimizer = make_clone_optimizer(config.train)
+    params = init_clone_params(student, config.init, jax.random.fold_in(key, 1), config.teacher, config.codec)
+    optimizer = make_clone_optimizer(config.train, student.codec_mask(params))
     opt_state = optimizer.init(params)
     steps: dict[int, Callable] = {}  # one compiled step per history length of the curriculum
 

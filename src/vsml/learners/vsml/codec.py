@@ -198,12 +198,22 @@ def constructed_backprop(vsml: VSML, teacher: CodecScales) -> CloneParams:
     return as32(CloneParams(VSMLMeta((forward, reverse)), CloneCodec(encoder, readout)))
 
 
-def random_clone_params(vsml: VSML, key: Array, teacher: CodecScales) -> CloneParams:
-    """Haiku-default V_M (spec §1.3) and a codec of one weight cell and one bias cell at the teacher's scales."""
+def random_clone_params(vsml: VSML, key: Array, teacher: CodecScales, codec: str = "one_cell") -> CloneParams:
+    """Haiku-default V_M (spec §1.3) and a codec at the teacher's scales: `one_cell`, one weight cell and one
+    bias cell; `distributed`, w/κ and b/bias_scale along random directions over all H cells (N(0, 1/H)
+    entries), read back by the pseudo-inverse, so every cell holds a share of both (any cell's output gate can
+    then gate the weight)."""
     check_clone_learner(vsml)
     H = vsml.state_size
-    encoder = jnp.zeros((2, H)).at[0, 0].set(1 / teacher.weight_scale).at[1, 1].set(1 / teacher.bias_scale)
-    readout = jnp.zeros((H, 2)).at[0, 0].set(teacher.weight_scale).at[1, 1].set(teacher.bias_scale)
+    scales = jnp.array([teacher.weight_scale, teacher.bias_scale])
+    if codec == "one_cell":
+        directions = jnp.eye(2, H)
+    elif codec == "distributed":
+        directions = jax.random.normal(jax.random.fold_in(key, 1), (2, H)) / np.sqrt(H)
+    else:
+        raise ValueError(f"codec must be one_cell or distributed, got {codec!r}")
+    encoder = directions / scales[:, None]
+    readout = jnp.linalg.pinv(directions) * scales[None, :]
     return CloneParams(vsml.init_meta(key), CloneCodec(encoder, readout))
 
 
@@ -267,8 +277,14 @@ class VSMLCloneStudent:
     def constructed_params(self, teacher: CodecScales) -> CloneParams:
         return constructed_backprop(self.learner, teacher)
 
-    def random_params(self, key: Array, teacher: CodecScales) -> CloneParams:
-        return random_clone_params(self.learner, key, teacher)
+    def random_params(self, key: Array, teacher: CodecScales, codec: str = "one_cell") -> CloneParams:
+        return random_clone_params(self.learner, key, teacher, codec)
+
+    def codec_mask(self, params: CloneParams) -> CloneParams:
+        """True on the codec's leaves, False on V_M's."""
+        return CloneParams(
+            jax.tree.map(lambda _: False, params.meta), jax.tree.map(lambda _: True, params.codec)
+        )
 
     def trace(self, params: CloneParams, *histories: Array) -> tuple[Array, ...]:
         """`synapse_trace` of the histories' arrays (w0, b0, x, stale, delta, upper)."""
