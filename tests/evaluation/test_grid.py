@@ -87,13 +87,13 @@ def test_unknown_contender_is_a_clear_error():
 def test_compare_command_writes_the_grid(hebbian_run, tmp_path, capsys):
     out = tmp_path / "cmp"
     code = main(
-        ["compare", str(hebbian_run), "adam", "--datasets", "digits", "--episodes", "2", "--length", "20",
-         "--out", str(out), "--quiet"]
+        ["--cpu-devices", "1", "compare", str(hebbian_run), "adam", "--datasets", "digits", "--episodes", "2",
+         "--length", "20", "--out", str(out), "--quiet"]
     )  # fmt: skip
     assert code == 0
     assert {p.name for p in out.iterdir()} == {"grid.json", "grid.md", "grid.png", "curves_digits.png"}
     assert "online Adam, linear" in capsys.readouterr().out
-    assert main(["compare", "nonsense", "--datasets", "digits", "--out", str(out)]) == 2
+    assert main(["--cpu-devices", "1", "compare", "nonsense", "--datasets", "digits", "--out", str(out)]) == 2
     assert "hand-designed" in capsys.readouterr().err
 
 
