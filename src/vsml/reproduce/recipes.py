@@ -170,17 +170,21 @@ def _scaled(run: str, config: str, *earlier: TrainStep | CloneRun) -> TrainStep:
 DEMO = _scaled("demo", "demo_digits.yaml")  # already a CPU-scale config
 # The same run, needed only at cpu-small: there it is a contender of the Fig. 8 grid.
 DEMO_AT_CPU_SMALL = TrainStep(DEMO.run, DEMO.config, {"cpu-small": DEMO.overrides["cpu-small"]})
-# Fig. 6 from a random V_M, one run per seed (fixed in advance) at either scale; Fig. 8's grid takes the first.
-FIG6_SEEDS = (0, 1, 2)
-_FIG6_CONFIG = "fig6_mnist_rand_proj.yaml"
-FIG6 = tuple(
-    TrainStep(
-        f"fig6_seed{seed}",
-        _FIG6_CONFIG,
-        {"cpu-small": (*cpu_small(_FIG6_CONFIG), f"seed={seed}"), "paper": (f"seed={seed}",)},
+
+
+def _seeded(prefix: str, config: str, seeds: tuple[int, ...]) -> tuple[TrainStep, ...]:
+    """One run of `config` per seed (fixed in advance), named `<prefix><seed>`, at either scale."""
+    return tuple(
+        TrainStep(
+            f"{prefix}{seed}", config, {"cpu-small": (*cpu_small(config), f"seed={seed}"), "paper": (f"seed={seed}",)}
+        )
+        for seed in seeds
     )
-    for seed in FIG6_SEEDS
-)
+
+
+# Fig. 6 from a random V_M, one run per seed; Fig. 8's grid takes the first.
+FIG6_SEEDS = (0, 1, 2)
+FIG6 = _seeded("fig6_seed", "fig6_mnist_rand_proj.yaml", FIG6_SEEDS)
 # The Fig. 8 baselines meta-trained on MNIST.
 BASELINES = tuple(
     _scaled(f"{learner}_mnist", f"baselines/{learner}_mnist.yaml")
@@ -189,14 +193,7 @@ BASELINES = tuple(
 # BLUR from the authors' random genome, one run per seed (fixed in advance), and one from the backprop genome.
 BLUR_SEEDS = (0, 1)
 _BLUR_CONFIG = "blur/mnist_cmaes.yaml"
-BLUR_RANDOM_INIT = tuple(
-    TrainStep(
-        f"blur_mnist_random_init_seed{seed}",
-        _BLUR_CONFIG,
-        {"cpu-small": (*cpu_small(_BLUR_CONFIG), f"seed={seed}"), "paper": (f"seed={seed}",)},
-    )
-    for seed in BLUR_SEEDS
-)
+BLUR_RANDOM_INIT = _seeded("blur_mnist_random_init_seed", _BLUR_CONFIG, BLUR_SEEDS)
 _FROM_BACKPROP = ("learner.genome_init=backprop",)
 BLUR_BACKPROP_INIT = TrainStep(
     "blur_mnist_backprop_init",
