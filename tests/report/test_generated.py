@@ -108,6 +108,19 @@ def test_a_table_block_replaces_the_lines_between_its_markers(root):
     assert lines[3].startswith("| variant") and lines[-2] == "<!-- /generated -->"
 
 
+def test_a_clone_block_is_the_runs_tables_without_their_heading(root):
+    result = {"dataset": "mnist", "architecture": "784-10", "steps": 100, "tail": 10, "same_online_prediction": 0.5,
+              "clone": {"test_accuracy": 0.25, "online_accuracy_tail": 0.2},
+              "teacher": {"test_accuracy": 0.9, "online_accuracy_tail": 0.8}}  # fmt: skip
+    config = {"init": "random", "teacher": {"learning_rate": 0.3}, "train": {"steps": 5},
+              "eval": {"weight_std": 1.0, "seed": 0}}  # fmt: skip
+    history = {"heldout_before": {"forward": 0.1}, "heldout_after": {"forward": 0.001}}
+    summary = {"history": history, "results": [result], "config": config}
+    (root / "r" / "clone.json").write_text(json.dumps(summary))
+    out = render("<!-- generated: table r/clone.json clone -->\n<!-- /generated -->\n", root)
+    assert "| mnist" in out and "0.250" in out and "| forward" in out and "# Learning" not in out
+
+
 def test_rendering_a_rendered_file_changes_nothing(root):
     text = f"a {value('r/results.json a.b[0]')}\n\n<!-- generated: table r/results.json meta-efficiency-runs -->\n"
     text += "<!-- /generated -->\n"

@@ -109,8 +109,13 @@ def plot_clone_curves(record: Path, config: CloneConfig, architecture: str, data
 
 def clone_markdown(summary: dict[str, Any]) -> str:
     """The report of a cloning run: held-out cloning losses, then the free-running table."""
+    return "# Learning-algorithm cloning of backprop\n\n" + clone_tables(summary)
+
+
+def clone_tables(summary: dict[str, Any]) -> str:
+    """`clone_markdown` without its heading (a generated block of a README: `table FILE clone`)."""
     history = summary.get("history") or {}
-    lines = ["# Learning-algorithm cloning of backprop", ""]
+    lines = []
     if history.get("heldout_before"):
         rows = [
             {"held-out loss part": k, "before cloning": history["heldout_before"][k],

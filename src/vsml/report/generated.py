@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vsml.report.clone import clone_tables
 from vsml.report.grid import grid_table
 from vsml.report.introspect import introspection_table
 from vsml.report.meta_efficiency import runs_table, variant_table
@@ -51,6 +52,7 @@ RENDERERS: dict[str, Callable[[Any], str]] = {
     "grid": grid_table,  # a `vsml compare` grid: steps.<compare step>.result
     "introspect": introspection_table,  # a `vsml introspect` report: steps.introspect.result
     "suite": suite_table,  # a `vsml suite` results.json (no PATH)
+    "clone": clone_tables,  # a `vsml clone` run's clone.json (no PATH)
     "meta-efficiency-variants": lambda results: variant_table(results["records"]),
     "meta-efficiency-runs": lambda results: runs_table(results["records"]),
 }
