@@ -172,3 +172,11 @@ def test_online_evaluation_intervals_per_step_and_of_the_query():
     assert result.curve_interval[1] == 0.0  # every episode right at step 2
     assert result.query_accuracy_interval == pytest.approx(1.96 * np.std([0.5, 0.7, 0.6, 0.8], ddof=1) / 2)
     assert OnlineEvaluation(accuracy, accuracy).query_accuracy_interval is None
+
+
+def test_over_runs_is_each_value_their_mean_and_its_interval():
+    from vsml.evaluation.statistics import over_runs
+
+    summary = over_runs([0.5, 0.7])
+    assert summary["values"] == [0.5, 0.7] and summary["mean"] == pytest.approx(0.6)
+    assert summary["interval_95"] == pytest.approx(interval_95(np.array([0.5, 0.7])))

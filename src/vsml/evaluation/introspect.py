@@ -40,7 +40,7 @@ from vsml.evaluation.baselines import HAND_DESIGNED, grid_edge, sgd_meta, tune_l
 from vsml.evaluation.defaults import EVAL_SEED, TUNE_SEED
 from vsml.evaluation.labels import learner_labels, optimizer_label
 from vsml.evaluation.meta_test import TrainedRun, meta_trained_label
-from vsml.evaluation.statistics import interval_95
+from vsml.evaluation.statistics import interval_95, over_runs
 from vsml.learners.base import Learner, PyTree, run_episode, run_episodes
 from vsml.learners.blur.learner import BLUR
 from vsml.run.experiment import experiment_sampler, make_experiment_source
@@ -383,11 +383,7 @@ def combine_introspections(reports: list[dict[str, Any]], names: list[str]) -> d
     combined["seeds"] = {
         "runs": list(names),
         "by_k": by_k,
-        "mean_accuracy": {
-            "values": means,
-            "mean": float(np.mean(means)),
-            "interval_95": interval_95(np.asarray(means)),
-        },
+        "mean_accuracy": over_runs(means),
     }
     return combined
 

@@ -21,7 +21,7 @@ from vsml.evaluation.defaults import TUNE_SEED
 from vsml.evaluation.labels import learner_labels
 from vsml.evaluation.labels import meta_trained_label as label_meta_trained
 from vsml.evaluation.online import OnlineEvaluation, evaluate_on_source
-from vsml.evaluation.statistics import block_means, interval_95, prefix_accuracy
+from vsml.evaluation.statistics import block_means, interval_95, over_runs, prefix_accuracy
 from vsml.learners import build_learner
 from vsml.learners.base import Learner, PyTree
 from vsml.run.checkpoint import checkpoint_metadata, load_checkpoint, resolve_checkpoint_json
@@ -219,21 +219,14 @@ def combine_runs(reports: list[dict[str, Any]], names: list[str]) -> dict[str, A
         queries = [r.get("query_accuracy") for r in trained]
         if all(q is not None for q in queries):  # few-shot and BLUR: the query after learning is what counts
             best = int(np.argmax(queries))
-            entry["seeds"]["query_accuracy"] = {
-                "values": [float(q) for q in queries],
-                "mean": float(np.mean(queries)),
-                "interval_95": interval_95(np.asarray(queries)),
+            entry["seeds"]["query_accuracy"] = over_runs(queries) | {
                 "best": float(queries[best]),
                 "best_run": names[best],
             }
         prefixes = [r.get("prefix_accuracy", {}) for r in trained]  # none in reports written before them
         if all(prefixes):
             entry["seeds"]["prefix_accuracy"] = {
-                n: {
-                    "values": [p[n]["mean"] for p in prefixes],
-                    "mean": float(np.mean([p[n]["mean"] for p in prefixes])),
-                    "interval_95": interval_95(np.asarray([p[n]["mean"] for p in prefixes])),
-                }
+                n: over_runs([p[n]["mean"] for p in prefixes])
                 for n in prefixes[0]
             }
     return combined

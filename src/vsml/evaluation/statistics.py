@@ -5,6 +5,7 @@ Plain numpy on the host; used by the evaluation code and, through it, by the rep
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -19,6 +20,12 @@ def interval_95(values: np.ndarray) -> float:
     if values.size < 2:
         return 0.0
     return float(1.96 * values.std(ddof=1) / math.sqrt(values.size))
+
+
+def over_runs(values: list[float]) -> dict[str, Any]:
+    """One number of several runs (seeds): each run's value, their mean and its 95% interval over runs."""
+    values = [float(v) for v in values]
+    return {"values": values, "mean": float(np.mean(values)), "interval_95": interval_95(np.asarray(values))}
 
 
 def moving_average(curve: np.ndarray, window: int) -> np.ndarray:

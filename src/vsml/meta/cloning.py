@@ -417,14 +417,13 @@ def train_clone(
     params = init_clone_params(student, config.init, jax.random.fold_in(key, 1), config.teacher, config.codec)
     optimizer = make_clone_optimizer(config.train, student.codec_mask(params))
     opt_state = optimizer.init(params)
-    steps: dict[int, Callable] = {}  # one compiled step per history length of the curriculum
+    compiled: dict[int, Callable] = {}  # one compiled step per history length of the curriculum
 
-    def step(i: int, *args: object) -> tuple:
-        length = config.train.history_length(i, config.tuples.length)
-        if length not in steps:
+    def step_at(length: int) -> Callable:
+        if length not in compiled:
             at_length = replace(config, tuples=replace(config.tuples, length=length))
-            steps[length] = jax.jit(partial(clone_step, student, at_length, optimizer))
-        return steps[length](*args)
+            compiled[length] = jax.jit(partial(clone_step, student, at_length, optimizer))
+        return compiled[length]
 
     heldout = heldout_histories(config)
     evaluate = jax.jit(lambda p: cloning_losses(student, p, heldout, config.teacher.learning_rate))
@@ -435,9 +434,9 @@ def train_clone(
     history: dict[str, object] = {"heldout_before": as_floats(evaluate(params)), "train": []}
     bar = tqdm(range(config.train.steps), desc=f"clone ({config.init})", unit="step", disable=not progress)
     for i in bar:
-        params, opt_state, loss, parts = step(i, params, opt_state, jax.random.fold_in(key, 100 + i))
+        length = config.train.history_length(i, config.tuples.length)
+        params, opt_state, loss, parts = step_at(length)(params, opt_state, jax.random.fold_in(key, 100 + i))
         if i % config.train.log_every == 0 or i == config.train.steps - 1:
-            length = config.train.history_length(i, config.tuples.length)
             record = {"step": i, "length": length, "loss": float(loss), **as_floats(parts)}
             history["train"].append(record)  # type: ignore[union-attr]
             bar.set_postfix(loss=f"{float(loss):.3g}")
