@@ -14,11 +14,15 @@ import numpy as np
 from vsml.atomic import write_atomically, write_text_atomically
 from vsml.evaluation.introspect import earlier_examples
 from vsml.report.plots import PNG_DPI
-from vsml.report.tables import markdown_table
+from vsml.report.tables import markdown_table, plus_minus
 
 
 def _contenders(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [entry for entry in (report["learner"], report.get("sgd")) if entry is not None]
+
+
+# What the table shows by k: (the report's key, its column name).
+_MEASURES = (("true_class_probability", "p(true)"), ("accuracy", "accuracy"))
 
 
 def introspection_table(report: Mapping[str, Any]) -> str:
@@ -31,20 +35,20 @@ def introspection_table(report: Mapping[str, Any]) -> str:
         row: dict[str, object] = {"k (earlier examples)": k, "steps": by_k["count"][i]}
         for entry in contenders:
             short = entry["label"].split(",")[0].split(" (")[0]
-            for name, column in (("true_class_probability", "p(true)"), ("accuracy", "accuracy")):
+            for name, column in _MEASURES:
                 value = entry["by_k"][name][i]
                 intervals = entry["by_k"].get(f"{name}_interval_95")  # absent in reports written before them
                 if intervals is None or value is None:
                     row[f"{short} {column}"] = value
                 else:
-                    row[f"{short} {column} ± 95%"] = f"{value:.3f} ± {intervals[i]:.3f}"
+                    row[f"{short} {column} ± 95%"] = plus_minus(value, intervals[i])
         seeds = report.get("seeds")
         if seeds:
             short = f"mean of {len(seeds['runs'])} runs"
-            for name, column in (("true_class_probability", "p(true)"), ("accuracy", "accuracy")):
+            for name, column in _MEASURES:
                 mean, interval = seeds["by_k"][name]["mean"][i], seeds["by_k"][name]["interval_95"][i]
                 row[f"{short} {column} ± 95% over runs"] = (
-                    None if mean is None else f"{mean:.3f} ± {interval:.3f}"
+                    None if mean is None else plus_minus(mean, interval)
                 )
         rows.append(row)
     notes = ["; ".join(entry["label"] for entry in contenders)] if contenders else []

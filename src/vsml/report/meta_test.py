@@ -12,7 +12,7 @@ import numpy as np
 from vsml.atomic import write_text_atomically
 from vsml.evaluation.statistics import block_labels
 from vsml.report.plots import plot_learning_curves
-from vsml.report.tables import markdown_table
+from vsml.report.tables import markdown_table, plus_minus
 
 
 def report_tables(report: dict[str, Any], num_blocks: int | None = None) -> str:
@@ -50,13 +50,13 @@ def report_tables(report: dict[str, Any], num_blocks: int | None = None) -> str:
             seeds = entry["seeds"]
             text += (
                 f"\n\nMeta-trained over {len(seeds['runs'])} runs ({', '.join(seeds['runs'])}): mean "
-                f"{seeds['mean_accuracy_mean']:.3f} ± {seeds['mean_accuracy_interval_95']:.3f}, final step "
-                f"{seeds['final_accuracy_mean']:.3f} ± {seeds['final_accuracy_interval_95']:.3f} (95% over runs)"
+                f"{plus_minus(seeds['mean_accuracy_mean'], seeds['mean_accuracy_interval_95'])}, final step "
+                f"{plus_minus(seeds['final_accuracy_mean'], seeds['final_accuracy_interval_95'])} (95% over runs)"
             )
             if "query_accuracy" in seeds:
                 query = seeds["query_accuracy"]
                 text += (
-                    f"; query accuracy {query['mean']:.3f} ± {query['interval_95']:.3f} (95% over runs), the best "
+                    f"; query accuracy {plus_minus(query['mean'], query['interval_95'])} (95% over runs), the best "
                     f"run {query['best']:.3f} ({query['best_run']})"
                 )
         steps = step_table(entry)
@@ -89,7 +89,7 @@ def step_table(entry: dict[str, Any]) -> str:
         [
             {"step": t + 1}
             | {
-                label: f"{r['curve'][t]:.3f} ± {r['curve_interval_95'][t]:.3f}"
+                label: plus_minus(r["curve"][t], r["curve_interval_95"][t])
                 for label, r in learners.items()
             }
             for t in range(length)
@@ -112,13 +112,13 @@ def prefix_table(entry: dict[str, Any]) -> str:
         row = {"learner": label}
         for n in steps:
             block = r["prefix_accuracy"][n]
-            row[f"steps 1–{n}"] = f"{block['mean']:.3f} ± {block['interval_95']:.3f}"
+            row[f"steps 1–{n}"] = plus_minus(block["mean"], block["interval_95"])
         rows.append(row)
     seeds = entry.get("seeds", {}).get("prefix_accuracy")
     if seeds:
         row = {"learner": f"meta-trained, mean of {len(entry['seeds']['runs'])} runs (± 95% over runs)"}
         for n in steps:
-            row[f"steps 1–{n}"] = f"{seeds[n]['mean']:.3f} ± {seeds[n]['interval_95']:.3f}"
+            row[f"steps 1–{n}"] = plus_minus(seeds[n]["mean"], seeds[n]["interval_95"])
         rows.append(row)
     return markdown_table(rows)
 

@@ -11,13 +11,13 @@ import numpy as np
 
 from vsml.atomic import write_text_atomically
 from vsml.evaluation.suite import WHOLE
-from vsml.report.tables import RESULTS_DIGITS, RESULTS_FILE, markdown_table, round_floats
+from vsml.report.tables import RESULTS_DIGITS, RESULTS_FILE, markdown_table, plus_minus, round_floats
 
 PLOT_FILE = "curves.png"
 
 
 def _cell(summary: dict[str, Any]) -> str:
-    return f"{summary['mean']:.3f} ± {summary['interval']:.3f}"
+    return plus_minus(summary["mean"], summary["interval"])
 
 
 def suite_table(results: dict[str, Any]) -> str:

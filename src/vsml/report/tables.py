@@ -43,6 +43,11 @@ def markdown_table(
     return "\n".join([line(header), alignment, *(line(c) for c in cells)])
 
 
+def plus_minus(mean: float, interval: float) -> str:
+    """A table cell "mean ± half-width" (the 95% intervals of every report), three decimals each."""
+    return f"{mean:.3f} ± {interval:.3f}"
+
+
 def round_floats(value: Any, digits: int) -> Any:
     """`value` with every float inside (dicts, lists) rounded to `digits` decimals: results files to commit."""
     if isinstance(value, float):
