@@ -1,7 +1,9 @@
 """Writes meta_regression.npz: V_M after 3 iterations of es, cmaes and grad on tiny configs, recorded before the
 outer loop moved behind the MetaOptimizer protocol (issue 23), so that the redesign provably did not move
 results. Run from the repository root: `python tests/data/make_meta_regression.py`. Only rerun it on purpose:
-tests/meta/test_meta_regression.py compares against what it wrote."""
+tests/meta/test_meta_regression.py compares against what it wrote. Rerun once since, on 2026-12-07, when
+cmaes_ask moved from B D z to the basis-free B D Bᵀ z: only the cmaes digest changed (es, es_sliced, grad and
+grad_sliced came out bit-identical)."""
 
 from __future__ import annotations
 
