@@ -35,6 +35,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # 9:54 wall, same tree, back to back on a fresh clone, 2026-12-07), every test passing as before.
         if "xla_llvm_disable_expensive_passes" not in flags:
             os.environ["XLA_FLAGS"] += " --xla_llvm_disable_expensive_passes=true"
+        # XLA:CPU's elemental IR emitters instead of its newer MLIR fusion emitters: a tiny VSML meta-gradient
+        # (tests/meta/test_grad.py) compiled in 1.3-1.5 s instead of 2.8-2.9 s, and `make test` took 7:08 wall
+        # and 826 s of CPU instead of 9:54 and 1,148 s (idle 2-core AMD EPYC, 2026-12-07, the same tests
+        # passing; /usr/bin/time -v make test, before and after this flag).
+        if "xla_cpu_use_fusion_emitters" not in flags:
+            os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
     # Start the backend now, with these flags: a CLI command a test runs in-process sets one XLA device per
     # core in $XLA_FLAGS (`--cpu-devices`), which would otherwise decide this process's device count if it ran
     # first (the benchmark smoke tests, run in-process, count members per device).
