@@ -33,18 +33,37 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
         # LLVM's expensive passes off as well: the whole suite 1,039 s of CPU instead of 1,107 (9:37 against
         # 9:54 wall, same tree, back to back on a fresh clone, 2026-12-07), every test passing as before.
-        if "xla_llvm_disable_expensive_passes" not in flags:
-            os.environ["XLA_FLAGS"] += " --xla_llvm_disable_expensive_passes=true"
         # XLA:CPU's elemental IR emitters instead of its newer MLIR fusion emitters: a tiny VSML meta-gradient
         # (tests/meta/test_grad.py) compiled in 1.3-1.5 s instead of 2.8-2.9 s, and `make test` took 7:08 wall
         # and 826 s of CPU instead of 9:54 and 1,148 s (idle 2-core AMD EPYC, 2026-12-07, the same tests
         # passing; /usr/bin/time -v make test, before and after this flag).
-        if "xla_cpu_use_fusion_emitters" not in flags:
-            os.environ["XLA_FLAGS"] += " --xla_cpu_use_fusion_emitters=false"
+        wanted = [
+            f"--{name}={value}"
+            for name, value in (("xla_llvm_disable_expensive_passes", "true"), ("xla_cpu_use_fusion_emitters", "false"))
+            if name not in flags
+        ]
+        os.environ["XLA_FLAGS"] += "".join(f" {flag}" for flag in _flags_xla_knows(wanted))
     # Start the backend now, with these flags: a CLI command a test runs in-process sets one XLA device per
     # core in $XLA_FLAGS (`--cpu-devices`), which would otherwise decide this process's device count if it ran
     # first (the benchmark smoke tests, run in-process, count members per device).
     jax.devices()
+
+
+def _flags_xla_knows(flags: list[str]) -> list[str]:
+    """Those of `flags` this jaxlib accepts. XLA aborts the process on an unknown flag in $XLA_FLAGS, and these
+    speed-only flags come and go between releases; a probe (a Python that starts JAX's CPU backend, ~2 s) keeps
+    the suite running on any jaxlib. One probe for all of them, one per flag only if that fails."""
+    import subprocess
+    import sys
+
+    def accepted(candidates: list[str]) -> bool:
+        env = {**os.environ, "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {' '.join(candidates)}"}
+        probe = [sys.executable, "-c", "import jax; jax.devices()"]
+        return subprocess.run(probe, env=env, capture_output=True, timeout=120).returncode == 0
+
+    if not flags or accepted(flags):
+        return flags
+    return [flag for flag in flags if accepted([flag])]
 
 
 # Set by the process that created the run's compilation cache (the controller under pytest-xdist), which removes it.
