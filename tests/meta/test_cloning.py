@@ -234,3 +234,25 @@ def test_a_random_codec_reads_back_what_it_wrote(kind):
     assert shared == (1 if kind == "one_cell" else learner.state_size)  # distributed: every cell holds a share
     with pytest.raises(ValueError, match="codec must be one of"):
         CloneConfig(init="random", codec="sparse")
+
+
+def test_relative_parts_divide_each_part_by_what_a_zero_predictor_scores():
+    student = codec.VSMLCloneStudent(codec.clone_learner())
+    histories = cloning.sample_histories(jax.random.PRNGKey(5), TupleDistribution(length=3), 256)
+    levels = {k: float(v) for k, v in cloning.zero_predictor_losses(student, histories, 0.3).items()}
+    teacher = cloning.teacher_trace(histories, 0.3, student.msg_size)
+    w, delta, bwd = (np.asarray(a) for a in (teacher.w, histories.delta, teacher.bwd))
+    scale = (1 + np.abs(w)) * (np.abs(delta) + 0.1)  # the backward message's, by hand
+    assert levels["backward"] == pytest.approx(float(np.mean((bwd / scale[..., None]) ** 2)), rel=1e-5)
+    assert levels["hold"] == 0.0 and all(levels[name] > 0 for name in cloning.RELATIVE_PARTS)
+    params = codec.random_clone_params(student.learner, jax.random.PRNGKey(0), CloneTeacher())
+    plain, parts = cloning.cloning_loss(student, params, histories, 0.3)
+    relative, same_parts = cloning.cloning_loss(student, params, histories, 0.3, relative_parts=True)
+    assert float(plain) == pytest.approx(sum(float(v) for v in parts.values()), rel=1e-6)
+    expected = sum(float(v) / levels[k] if k != "hold" else float(v) for k, v in same_parts.items())
+    assert float(relative) == pytest.approx(expected, rel=1e-5)
+    # the constructed V_M (the teacher, up to rounding) scores far below every zero-predictor level
+    constructed = codec.constructed_backprop(student.learner, CloneTeacher())
+    near_zero, _ = cloning.cloning_loss(student, constructed, histories, 0.3, relative_parts=True)
+    assert float(near_zero) < 1e-3
+    assert CloneConfig(train=CloneTrainConfig(relative_parts=True)).train.relative_parts

@@ -221,7 +221,21 @@ def cloning_losses(
     forward message by 1 + |w| + |b|, backward message by (1 + |w|)(|δ| + 0.1), read-out by 1 + |w| (1 + |b|),
     read-out changes (per tick) by α(|δ| + 0.1). The sum is the cloning loss."""
     teacher = teacher_trace(histories, learning_rate, student.msg_size)
-    learned = student_trace(student, params, histories)
+    return _trace_errors(student_trace(student, params, histories), teacher, histories, learning_rate)
+
+
+def zero_predictor_losses(
+    student: CloneStudent, histories: SynapseHistories, learning_rate: float
+) -> dict[str, Array]:
+    """`cloning_losses` of a student whose every message, read-out and change is 0: per part, the level that a
+    student who learned nothing of that part scores (0 for "hold", whose target is no change)."""
+    teacher = teacher_trace(histories, learning_rate, student.msg_size)
+    return _trace_errors(jax.tree.map(jnp.zeros_like, teacher), teacher, histories, learning_rate)
+
+
+def _trace_errors(
+    learned: SynapseTrace, teacher: SynapseTrace, histories: SynapseHistories, learning_rate: float
+) -> dict[str, Array]:
     weight_scale = 1.0 + jnp.abs(teacher.w)
     bias_scale = 1.0 + jnp.abs(teacher.b)
     step_scale = learning_rate * (jnp.abs(histories.delta) + 0.1)
@@ -241,11 +255,27 @@ def cloning_losses(
     }
 
 
+# The parts `relative_parts` divides by their zero-predictor level; "hold" has none (its target is no change).
+RELATIVE_PARTS = ("forward", "backward", "state", "update")
+
+
 def cloning_loss(
-    student: CloneStudent, params: PyTree, histories: SynapseHistories, learning_rate: float
+    student: CloneStudent,
+    params: PyTree,
+    histories: SynapseHistories,
+    learning_rate: float,
+    relative_parts: bool = False,
 ) -> tuple[Array, dict[str, Array]]:
+    """The loss trained on and its parts (`cloning_losses`). Their sum; with `relative_parts`, each part of
+    `RELATIVE_PARTS` first divided by its zero-predictor level on the same batch (which does not depend on the
+    parameters), so that a part whose targets are small (the backward message: w δ with small δ) weighs as much as the
+    others while the student has learned none of it."""
     parts = cloning_losses(student, params, histories, learning_rate)
-    return sum(parts.values()), parts
+    if not relative_parts:
+        return sum(parts.values()), parts
+    levels = zero_predictor_losses(student, histories, learning_rate)
+    total = sum(part / levels[name] if name in RELATIVE_PARTS else part for name, part in parts.items())
+    return total, parts
 
 
 def scale_by_magnitude(floor: float, per_leaf: bool = False) -> optax.GradientTransformation:
@@ -295,6 +325,9 @@ class CloneTrainConfig:
     # teacher forcing (every step starts from the teacher's state, so errors cannot compound); longer ones run
     # the student free. () = `tuples.length` throughout.
     history_lengths: tuple[int, ...] = ()
+    # True: each loss part but "hold" divided by what a zero predictor scores on the same batch (`cloning_loss`).
+    # From a random V_M the backward part stayed at that level for 60,000 steps of the plain sum (issue 25 §2).
+    relative_parts: bool = False
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "learning_rate", "magnitude_floor", "heldout", "log_every"):
@@ -384,7 +417,7 @@ def clone_step(
     histories = sample_histories(key, config.tuples, config.train.batch_size)
 
     def loss_fn(p: PyTree) -> tuple[Array, dict[str, Array]]:
-        return cloning_loss(student, p, histories, config.teacher.learning_rate)
+        return cloning_loss(student, p, histories, config.teacher.learning_rate, config.train.relative_parts)
 
     (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     updates, new_state = optimizer.update(grads, opt_state, params)
