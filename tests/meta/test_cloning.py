@@ -12,7 +12,7 @@ import optax
 import pytest
 
 from vsml.cli.main import main
-from vsml.config import load_config, shipped_configs_dir
+from vsml.config import config_from_dict, load_config, shipped_configs_dir
 from vsml.evaluation.clone import (
     clone_online,
     encode_network,
@@ -253,6 +253,23 @@ def test_relative_parts_divide_each_part_by_what_a_zero_predictor_scores():
     assert float(relative) == pytest.approx(expected, rel=1e-5)
     # the constructed V_M (the teacher, up to rounding) scores far below every zero-predictor level
     constructed = codec.constructed_backprop(student.learner, CloneTeacher())
-    near_zero, _ = cloning.cloning_loss(student, constructed, histories, 0.3, relative_parts=True)
-    assert float(near_zero) < 1e-3
-    assert CloneConfig(train=CloneTrainConfig(relative_parts=True)).train.relative_parts
+    _, constructed_parts = cloning.cloning_loss(student, constructed, histories, 0.3)
+    assert all(float(constructed_parts[name]) < 1e-6 * levels[name] for name in cloning.RELATIVE_PARTS)
+    # a batch whose δ are all 0 has no backward or update target: the loss stays finite
+    still = histories._replace(delta=jnp.zeros_like(histories.delta))
+    assert np.isfinite(float(cloning.cloning_loss(student, params, still, 0.3, relative_parts=True)[0]))
+
+
+def test_a_config_with_relative_parts_trains_on_the_relative_loss():
+    config = config_from_dict(CloneConfig, {"init": "random", "tuples": {"length": 2},
+                                            "train": {"relative_parts": True, "batch_size": 64}})  # fmt: skip
+    assert config.train.relative_parts
+    student = codec.VSMLCloneStudent(codec.clone_learner())
+    params = codec.random_clone_params(student.learner, jax.random.PRNGKey(0), CloneTeacher())
+    optimizer = cloning.make_clone_optimizer(config.train)
+    key = jax.random.PRNGKey(4)
+    _, _, loss, _ = cloning.clone_step(student, config, optimizer, params, optimizer.init(params), key)
+    histories = cloning.sample_histories(key, config.tuples, config.train.batch_size)  # clone_step's batch
+    lr = config.teacher.learning_rate
+    assert float(loss) == pytest.approx(float(cloning.cloning_loss(student, params, histories, lr, True)[0]), rel=1e-5)
+    assert float(loss) != pytest.approx(float(cloning.cloning_loss(student, params, histories, lr)[0]), rel=1e-2)

@@ -303,6 +303,17 @@ def test_candidates_do_not_depend_on_the_basis_of_a_repeated_eigenvalue():
     np.testing.assert_allclose(first, second, atol=1e-5)
 
 
+def test_candidates_have_covariance_sigma_squared_c():
+    """Over many keys, ask's candidates scatter around m as N(0, σ² C) for a warm, non-isotropic state."""
+    state = warm_state(generations=6)
+    draws = jax.vmap(lambda k: ask(CONFIG, state, k))(jax.random.split(jax.random.key(9), 4000))
+    y = np.asarray(draws, np.float64).reshape(-1, N) - np.asarray(state.mean)
+    expected = float(state.sigma) ** 2 * np.asarray(state.covariance, np.float64)
+    assert not np.allclose(expected / expected[0, 0], np.eye(N), atol=0.05)  # C is not a multiple of I
+    # 32,000 draws: each entry's standard error is about 0.6 % of the diagonal
+    np.testing.assert_allclose(np.cov(y, rowvar=False), expected, atol=0.03 * np.abs(np.diag(expected)).max())
+
+
 def test_ask_and_tell_do_not_recompile():
     traces = {"ask": 0, "tell": 0}
 

@@ -1,5 +1,6 @@
 """V_M after 3 iterations of each meta-optimiser equals what the trainer computed before the outer loop moved
-behind the MetaOptimizer protocol (tests/data/meta_regression.npz, written by make_meta_regression.py)."""
+behind the MetaOptimizer protocol (tests/data/meta_regression.npz, written by make_meta_regression.py). The cmaes
+entry is newer: it was rewritten when CMA-ES moved to the symmetric-root sampling (make_meta_regression.py)."""
 
 from __future__ import annotations
 

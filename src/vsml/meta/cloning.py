@@ -229,7 +229,10 @@ def zero_predictor_losses(
 ) -> dict[str, Array]:
     """`cloning_losses` of a student whose every message, read-out and change is 0: per part, the level that a
     student who learned nothing of that part scores (0 for "hold", whose target is no change)."""
-    teacher = teacher_trace(histories, learning_rate, student.msg_size)
+    return _zero_predictor_errors(teacher_trace(histories, learning_rate, student.msg_size), histories, learning_rate)
+
+
+def _zero_predictor_errors(teacher: SynapseTrace, histories: SynapseHistories, learning_rate: float) -> dict:
     return _trace_errors(jax.tree.map(jnp.zeros_like, teacher), teacher, histories, learning_rate)
 
 
@@ -257,6 +260,7 @@ def _trace_errors(
 
 # The parts `relative_parts` divides by their zero-predictor level; "hold" has none (its target is no change).
 RELATIVE_PARTS = ("forward", "backward", "state", "update")
+_SMALLEST_LEVEL = 1e-12  # the divisor of a part whose batch has no target to predict
 
 
 def cloning_loss(
@@ -266,15 +270,20 @@ def cloning_loss(
     learning_rate: float,
     relative_parts: bool = False,
 ) -> tuple[Array, dict[str, Array]]:
-    """The loss trained on and its parts (`cloning_losses`). Their sum; with `relative_parts`, each part of
-    `RELATIVE_PARTS` first divided by its zero-predictor level on the same batch (which does not depend on the
-    parameters), so that a part whose targets are small (the backward message: w δ with small δ) weighs as much as the
-    others while the student has learned none of it."""
-    parts = cloning_losses(student, params, histories, learning_rate)
+    """The loss trained on and its parts (`cloning_losses`, always the plain ones). Their sum; with
+    `relative_parts`, each part of `RELATIVE_PARTS` first divided by its zero-predictor level on the same batch
+    (which does not depend on the parameters), so that a part whose targets are small (the backward message:
+    w δ with small δ) weighs as much as the others while the student has learned none of it."""
+    teacher = teacher_trace(histories, learning_rate, student.msg_size)
+    parts = _trace_errors(student_trace(student, params, histories), teacher, histories, learning_rate)
     if not relative_parts:
         return sum(parts.values()), parts
-    levels = zero_predictor_losses(student, histories, learning_rate)
-    total = sum(part / levels[name] if name in RELATIVE_PARTS else part for name, part in parts.items())
+    levels = _zero_predictor_errors(teacher, histories, learning_rate)
+    # A level is 0 only where the batch's targets of that part all are (e.g. one history with δ = 0).
+    total = sum(
+        part / jnp.maximum(levels[name], _SMALLEST_LEVEL) if name in RELATIVE_PARTS else part
+        for name, part in parts.items()
+    )
     return total, parts
 
 
@@ -327,6 +336,7 @@ class CloneTrainConfig:
     history_lengths: tuple[int, ...] = ()
     # True: each loss part but "hold" divided by what a zero predictor scores on the same batch (`cloning_loss`).
     # From a random V_M the backward part stayed at that level for 60,000 steps of the plain sum (issue 25 §2).
+    # The logged training loss is then this weighted sum; the logged parts and held-out losses stay plain.
     relative_parts: bool = False
 
     def __post_init__(self) -> None:

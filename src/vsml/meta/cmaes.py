@@ -4,7 +4,7 @@ Hansen, "The CMA Evolution Strategy: A Tutorial", arXiv:1604.00772. Equation num
 Appendix A summary, eqs. (38)–(47), and the default strategy parameters of its Table 1 (the 2023 revision,
 whose c_μ carries the 1/4 term). One generation, minimising f over R^n:
 
-    z_k ~ N(0, I),  y_k = B D Bᵀ z_k,  x_k = m + σ y_k             k = 1..λ                    (38)–(40)
+    z_k ~ N(0, I),  y_k = B D z_k,  x_k = m + σ y_k                k = 1..λ                    (38)–(40)
     ⟨y⟩_w = Σ_{i≤μ} w_i y_{i:λ}                                    the μ best, w_i > 0, Σ w_i = 1 (41)
     m ← m + c_m σ ⟨y⟩_w                                            c_m = 1                     (42)
     p_σ ← (1 − c_σ) p_σ + √(c_σ (2 − c_σ) μ_eff) C^{-1/2} ⟨y⟩_w                                (43)
@@ -14,6 +14,11 @@ whose c_μ carries the 1/4 term). One generation, minimising f over R^n:
 
 Only the positive (default) recombination weights are used: no active CMA, so (46) is the identity. C is
 eigendecomposed every generation (the BLUR genome has n ≈ 25, so O(n³) per generation is negligible).
+
+Documented choice: candidates are drawn as y_k = B D Bᵀ z_k, the symmetric square root of C, where the tutorial
+writes B D z_k. Any square root of C gives the same distribution N(0, C), and the update only uses the
+candidates, y_k = (x_k − m)/σ. But B D z_k depends on the basis that eigh returns (`cmaes_ask`), and B D Bᵀ z_k
+does not.
 
 Documented choice: a non-finite fitness (NaN/±inf from a diverging candidate) ranks after every finite one, so
 such a candidate is a parent only if fewer than μ candidates are finite; it never becomes the best-so-far.
@@ -177,11 +182,13 @@ def cmaes_init(config: CMAESConfig, mean: Array) -> CMAESState:
 def cmaes_ask(config: CMAESConfig, state: CMAESState, key: Array) -> Array:
     """λ candidates x_k = m + σ C^{1/2} z_k with z_k ~ N(0, I), as `[λ, n]` (eqs. 38–40).
 
-    The tutorial's y_k = B D z_k is replaced by the symmetric root y_k = B D Bᵀ z_k: the same distribution
-    N(0, C), but one sample per key. C = (1 − c_1 − c_μ) I + a rank-(μ + 1) update has one eigenvalue of high
-    multiplicity for many generations, and within that eigenspace eigh's basis is decided by rounding, so with
-    B D z the same seed gave different genomes on two CPUs (tests/meta/test_meta_regression.py failed on an AMD
-    EPYC after passing elsewhere). B D Bᵀ does not depend on that basis (tests/meta/test_cmaes.py).
+    The tutorial's y_k = B D z_k is replaced by the symmetric root y_k = B D Bᵀ z_k. Both have the same
+    distribution N(0, C), but the symmetric root gives one sample per key. eigh's eigenvectors are fixed only
+    up to sign. Within a repeated eigenvalue they are fixed only up to rotation: while μ + 1 < n, C is
+    (1 − c_1 − c_μ) I plus a low-rank update for the first ≈ n/(μ + 1) generations. In both cases rounding
+    picks the basis, so with B D z one seed gave different genomes on two CPUs
+    (tests/meta/test_meta_regression.py failed on an AMD EPYC after passing elsewhere). B D Bᵀ does not depend
+    on that basis (tests/meta/test_cmaes.py).
     """
     n = state.mean.shape[0]
     lam = cmaes_constants(n, config).population_size
