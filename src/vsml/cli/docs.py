@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 # The files the command fills by default, relative to the repository root.
-DEFAULT_FILES = ("README.md", "docs/*.md", "reports/*/README.md")
+DEFAULT_FILES = ("README.md", "docs/*.md", "reports/README.md", "reports/*/README.md")
 STALE = 1  # --check's exit status when a block differs from its JSON
 
 
@@ -29,7 +29,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def default_files(root: Path) -> list[Path]:
-    """README.md, docs/*.md and reports/*/README.md under `root`, those that exist, sorted within each pattern."""
+    """README.md, docs/*.md, reports/README.md and reports/*/README.md under `root`, those that exist, sorted within each pattern."""
     return [path for pattern in DEFAULT_FILES for path in sorted(root.glob(pattern)) if path.is_file()]
 
 
