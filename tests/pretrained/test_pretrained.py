@@ -18,7 +18,7 @@ from vsml.pretrained.load import PRETRAINED_DIR, PretrainedError, describe_pretr
 from vsml.run.checkpoint import save_checkpoint
 from vsml.run.experiment import ExperimentConfig, TaskConfig, TrainConfig
 
-SHIPPED = ("vsml_general", "vsml_mnist", "blur_mnist")
+SHIPPED = ("vsml_general", "vsml_mnist", "blur_mnist", "blur_mnist_random_init")
 
 
 def test_the_issue_s_las_are_shipped():
