@@ -29,7 +29,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def default_files(root: Path) -> list[Path]:
-    """README.md, docs/*.md, reports/README.md and reports/*/README.md under `root`, those that exist, sorted within each pattern."""
+    """README.md, docs/*.md, reports/README.md and reports/*/README.md under `root`, those that exist, sorted
+    within each pattern."""
     return [path for pattern in DEFAULT_FILES for path in sorted(root.glob(pattern)) if path.is_file()]
 
 
