@@ -12,7 +12,7 @@ import numpy as np
 
 from vsml.atomic import write_atomically, write_text_atomically
 from vsml.report.plots import PNG_DPI, plot_learning_curves
-from vsml.report.tables import markdown_table
+from vsml.report.tables import markdown_table, plus_minus
 
 SEEN_MARK = "†"  # a dataset the contender was meta-trained on (or warm-started from)
 
@@ -29,9 +29,7 @@ def grid_table(report: dict[str, Any], metric: str = "mean_accuracy") -> str:
             if "unavailable" in cell:
                 line[dataset] = "n/a"
                 continue
-            text = f"{cell[metric]:.3f}"
-            if metric == "mean_accuracy":
-                text += f" ± {cell['interval_95']:.3f}"
+            text = plus_minus(cell[metric], cell["interval_95"]) if metric == "mean_accuracy" else f"{cell[metric]:.3f}"
             if "learning_rate" in cell:
                 text += f" (lr {cell['learning_rate']:g})"
             line[dataset] = text + (f" {SEEN_MARK}" if dataset in row["seen"] else "")
