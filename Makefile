@@ -32,7 +32,7 @@ lint: $(STAMP)
 
 # `make reproduce`: the named paper experiments at CPU scale (reports/NAME/README.md + PNGs; runs are reused
 # or resumed), then the slow tests. E.g. `make reproduce REPRODUCE="blur_mnist omniglot" SCALE=paper`.
-REPRODUCE ?= demo fig6 fig8_baselines blur_toy2d cloning
+REPRODUCE ?= demo fig6 fig8 blur_toy2d cloning
 SCALE ?= cpu-small
 reproduce: $(STAMP)
 	for name in $(REPRODUCE); do $(BIN)/vsml reproduce $$name --scale $(SCALE) || exit 1; done

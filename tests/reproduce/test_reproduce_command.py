@@ -28,7 +28,7 @@ def all_training_steps(kind: type = rp.TrainStep) -> list[tuple[str, str, rp.Tra
 
 
 def test_registry_covers_the_paper_experiments():
-    assert {"demo", "fig6", "fig8_baselines", "blur_mnist", "blur_toy2d", "omniglot", "cloning"} <= set(
+    assert {"demo", "fig6", "fig8", "blur_mnist", "blur_toy2d", "omniglot", "cloning"} <= set(
         rp.EXPERIMENTS
     )
     for name in rp.EXPERIMENTS:
@@ -115,7 +115,7 @@ def test_list_and_dry_run(tmp_path, capsys):
     runs = tmp_path / "runs"
     argv = [
         "reproduce",
-        "fig8_baselines",
+        "fig8",
         "--dry-run",
         "--runs-dir",
         str(runs),
@@ -124,9 +124,9 @@ def test_list_and_dry_run(tmp_path, capsys):
     ]
     assert run_cli(*argv) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert printed == rp.plan("fig8_baselines", "cpu-small", runs)
+    assert printed == rp.plan("fig8", "cpu-small", runs)
     assert any(line.startswith("vsml compare") and " sgd adam " in line for line in printed)
-    assert not runs.exists() and not (tmp_path / "fig8_baselines").exists()  # nothing was run
+    assert not runs.exists() and not (tmp_path / "fig8").exists()  # nothing was run
 
 
 @pytest.mark.parametrize(
@@ -272,3 +272,22 @@ def test_a_tiny_cloning_experiment_clones_warm_starts_es_from_it_and_is_reused(t
     )
     with pytest.raises(ValueError, match="holds a clone of another config .*seed"):
         rp.reproduce("tiny_clone", runs_dir=runs, reports_dir=reports, progress=False)
+
+
+def test_compare_adds_the_datasets_whose_files_are_present_and_names_the_absent(tmp_path):
+    import numpy as np
+
+    folder = tmp_path / "kmnist"
+    folder.mkdir()
+    for split, count in (("train", 3), ("test", 2)):  # KMNIST's .npz form, tiny
+        np.savez(folder / f"kmnist-{split}-imgs.npz", np.zeros((count, 28, 28), np.uint8))
+        np.savez(folder / f"kmnist-{split}-labels.npz", np.arange(count, dtype=np.uint8))
+    step = rp.Compare("grid", ("sgd",), ("digits",), {"cpu-small": rp.Size(2, 5)}, if_present=("emnist", "kmnist"))
+    assert rp.compare_datasets(step, str(tmp_path)) == (("digits", "kmnist"), ("emnist",))
+    command = rp.report_command(step, "cpu-small", tmp_path / "runs", tmp_path / "out", set(), str(tmp_path))
+    assert "--datasets digits,kmnist " in command
+    line = rp.absent_line(("emnist",), str(tmp_path))
+    assert "No column for emnist" in line and str(tmp_path.resolve()) in line
+    assert rp.absent_line((), str(tmp_path)) == ""
+    fig8 = next(s for s in rp.EXPERIMENTS["fig8"].reports if isinstance(s, rp.Compare) and s.if_present)
+    assert set(fig8.if_present) == {"emnist", "kmnist", "cifar10"}  # the paper's columns we have loaders for

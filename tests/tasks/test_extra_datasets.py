@@ -316,3 +316,19 @@ def test_emnist_image_and_label_counts_must_agree(tmp_path: Path) -> None:
     write_idx(tmp_path / "emnist" / f"{EMNIST_STEMS['train'][1]}.gz", np.zeros(3, np.uint8))
     with pytest.raises(DataError, match="has 7 images but .*emnist-byclass-train-labels-idx1-ubyte.gz has 3"):
         load_dataset("emnist", data_dir=tmp_path)
+
+
+def test_dataset_files_present(tmp_path: Path) -> None:
+    """Present only with every file of both splits; a wrong data folder is an error, not "absent"."""
+    _write_kmnist_npz(tmp_path / "kmnist")
+    _write_cifar10(tmp_path / "cifar-10-batches-bin")
+    assert datasets.dataset_files_present("kmnist", tmp_path)
+    assert datasets.dataset_files_present("cifar10", tmp_path)
+    assert not datasets.dataset_files_present("emnist", tmp_path)  # no folder
+    assert datasets.dataset_files_present("digits", tmp_path)  # not file-backed
+    (tmp_path / "cifar-10-batches-bin" / "data_batch_3.bin").unlink()
+    assert not datasets.dataset_files_present("cifar10", tmp_path)  # one batch missing
+    (tmp_path / "kmnist" / "kmnist-test-labels.npz").unlink()
+    assert not datasets.dataset_files_present("kmnist", tmp_path)
+    with pytest.raises(FileNotFoundError, match="data folder not found"):
+        datasets.dataset_files_present("kmnist", tmp_path / "typo")

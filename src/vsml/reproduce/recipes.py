@@ -101,6 +101,21 @@ class Compare:
     sizes: Mapping[str, Size]
     overrides: tuple[str, ...] = ()
     seed: int = EVAL_SEED
+    # Columns added only where the data folder holds their files (datasets users supply, e.g. EMNIST); the
+    # report names the absent ones.
+    if_present: tuple[str, ...] = ()
+
+
+def compare_datasets(step: Compare, data_dir: str | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the step's columns: its datasets, then those of `if_present` whose files are in the data folder; the
+    absent ones)."""
+    from vsml.tasks.datasets import dataset_files_present
+
+    try:
+        present = tuple(name for name in step.if_present if dataset_files_present(name, data_dir))
+    except FileNotFoundError:  # no data folder: nothing is present (the step's own datasets will say so loudly)
+        present = ()
+    return (*step.datasets, *present), tuple(name for name in step.if_present if name not in present)
 
 
 @dataclass(frozen=True)
@@ -258,12 +273,14 @@ EXPERIMENTS: dict[str, Experiment] = {
             ),  # fmt: skip
         ),
     ),
-    "fig8_baselines": Experiment(
+    "fig8": Experiment(
         "VSML paper Fig. 8 (Sec. 4.4): does a meta-learner generalise beyond its meta-training set? The Fig. 6 "
-        "VSML run and the meta-learned baselines (Meta-RNN, Hebbian FW, FWMemory, FWP; by gradients through "
-        "the unroll, vsml/configs/baselines/), all meta-trained on MNIST, and tuned online SGD/Adam, on MNIST, "
-        "Fashion-MNIST, Random, Sum Sign and digits, then on MNIST/Fashion-MNIST under a new random "
-        "projection (reports/fig8_cpu_small/ holds the cpu-small result).",
+        "VSML run (seed 0, from a random V_M), the demo's digits LA and the meta-learned baselines (Meta-RNN, "
+        "Hebbian FW, FWMemory, FWP; by gradients through the unroll, vsml/configs/baselines/), all meta-trained "
+        "on MNIST (the demo on digits), and tuned online SGD/Adam, on MNIST, Fashion-MNIST, Random, Sum Sign "
+        "and digits, plus EMNIST, KMNIST and CIFAR-10 where the data folder holds their files (the report "
+        "names those absent; CIFAR-10 only for learners that take 32x32x3 inputs), then on MNIST/Fashion-MNIST "
+        "under a new random projection.",
         (DEMO_AT_CPU_SMALL, FIG6[0], *BASELINES),
         (
             Compare(
@@ -272,6 +289,7 @@ EXPERIMENTS: dict[str, Experiment] = {
                 ("mnist", "fashion_mnist", "random", "sum", "digits"),
                 {"cpu-small": Size(16, 500), "paper": Size(32, 2000)},
                 _AT_28X28,
+                if_present=("emnist", "kmnist", "cifar10"),  # the paper's other columns, files the user supplies
             ),
             Compare(
                 "new_projection",
@@ -497,7 +515,7 @@ def report_command(
     elif isinstance(step, Compare):
         contenders = [c if c in HAND_DESIGNED_TOKENS else scale_dir / c for c in contenders_at(step, runs)]
         size = Size(size.episodes or 16, size.length or 500)  # `vsml compare`'s defaults, written out
-        words = ["vsml", "compare", *contenders, "--datasets", ",".join(step.datasets)]
+        words = ["vsml", "compare", *contenders, "--datasets", ",".join(compare_datasets(step, data_dir)[0])]
         words += _size_words(size) + ["--seed", str(step.seed)] + _sets(step.overrides)
     elif isinstance(step, SuiteStep):
         words = ["vsml", "suite", scale_dir / step.run, "--suite", step.suite]
@@ -681,6 +699,7 @@ def _report(
         from vsml.evaluation.grid import contenders_from_arguments, generalisation_grid
         from vsml.report.grid import grid_table, write_grid
 
+        datasets, absent = compare_datasets(step, data_dir)
         if not cached:
             tokens = [
                 c if c in HAND_DESIGNED_TOKENS else str(scale_dir / c) for c in contenders_at(step, runs)
@@ -688,7 +707,7 @@ def _report(
             contenders = contenders_from_arguments(tokens, step.overrides)
             report = generalisation_grid(
                 contenders,
-                step.datasets,
+                datasets,
                 size.episodes or 16,
                 size.length or 500,
                 step.seed,
@@ -697,8 +716,9 @@ def _report(
             )
         else:
             report = json.loads((out / "grid.json").read_text())
+        report["absent_datasets"] = list(absent)
         write_grid(report, out, caption=f"Command: {command}")
-        tables = grid_table(report)
+        tables = grid_table(report) + absent_line(absent, data_dir)
     elif isinstance(step, SuiteStep):
         report, tables = _suite_report(
             step, scale_dir, out, command, cached, data_dir, log if progress else None
@@ -728,6 +748,18 @@ def _report(
         )
     write_text_atomically(stamp_path, json.dumps(stamp, indent=1))
     return ("reused: unchanged since computed" if cached else "computed"), tables, report
+
+
+def absent_line(absent: tuple[str, ...], data_dir: str | None) -> str:
+    """The README's note on the columns left out because their files are not in the data folder."""
+    if not absent:
+        return ""
+    from vsml.tasks.datasets import resolve_data_dir
+
+    return (
+        f"\n\nNo column for {', '.join(absent)}: their files are not in {resolve_data_dir(data_dir)} (put them "
+        "there as docs/experiments.md, section Data, lays out, and run the same command again to add them)."
+    )
 
 
 def _suite_report(

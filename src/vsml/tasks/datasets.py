@@ -36,6 +36,7 @@ __all__ = [
     "DATASET_NAMES",
     "NORMALISATION",
     "Dataset",
+    "dataset_files_present",
     "load_dataset",
     "resolve_data_dir",
     "sample_sum_sign",
@@ -413,6 +414,25 @@ _LOADERS: dict[str, Callable[[str | os.PathLike[str] | None, int], Dataset]] = {
     **{name: functools.partial(_load_toy2d, name) for name in TOY2D_TASKS},
 }
 DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
+
+
+def dataset_files_present(name: str, data_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether every file of a file-backed dataset (mnist, fashion_mnist, emnist, kmnist, cifar10) is in the data
+    folder, without reading them; always true for the others (generated or shipped with a package). What reads
+    the files still checks them: a present but corrupt file is a DataError then, never "absent". A data folder
+    that does not exist is a FileNotFoundError (a typo must not make every dataset absent)."""
+    key = name.strip().lower().replace("-", "_")
+    if key not in _FILE_DATASETS:
+        return True
+    resolve_data_dir(data_dir)
+    try:
+        folder = _dataset_folder(key, data_dir)
+        for split in SPLITS:
+            for which in range(len(_CIFAR10_FILES[split]) if key == "cifar10" else 2):
+                _find_file(folder, _accepted_names(key, split, which))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, seed: int = 0) -> Dataset:
