@@ -1,24 +1,56 @@
-"""The figure of reports/cloning_cpu_small/: held-out accuracy during ES meta-training from the cloned V_M and from a random one."""
+"""The ES figure of reports/cloning_cpu_small/: held-out digits accuracy during ES meta-training from the cloned
+backprop V_M and from a random V_M, the two ES runs of `vsml reproduce cloning`.
+
+    python reports/cloning_cpu_small/es_figure.py [--runs-dir runs/reproduce/cpu-small]
+
+Reads each run's metrics.jsonl (the evaluation every `eval.every` iterations), evaluates its starting V_M the same
+way (iteration 0), and writes es_from_clone_vs_random.json and .png beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
 import tempfile
-from vsml.experiment import load_experiment
-from vsml.meta.trainer import MetaTrainer, read_metrics
-from vsml.report import plot_meta_training
-runs = {
-    "cloned V_M, relative ES (seed 42)": "runs/es_from_clone_v3",
-    "cloned V_M, relative ES (seed 43)": "runs/es_from_clone_v3_s43",
-    "cloned V_M (κ = 2000), relative ES (seed 42)": "runs/es_from_clone_v2",
-    "random V_M, plain ES (seed 42)": "runs/es_from_random",
-    "random V_M, plain ES (seed 43)": "runs/es_from_random_s43",
-    "cloned V_M (κ = 2000), plain ES (seed 42)": "runs/es_from_clone_v2_plain",
-    "random V_M, relative ES (seed 42)": "runs/es_from_random_rel",
+from pathlib import Path
+
+from vsml.report.plots import plot_meta_training
+from vsml.run.experiment import load_experiment
+from vsml.run.run_dir import read_metrics
+from vsml.run.trainer import MetaTrainer
+
+HERE = Path(__file__).resolve().parent
+METRIC = "eval_accuracy_digits"
+RUNS = {  # label -> run name in `vsml reproduce cloning`'s runs folder
+    "cloned V_M, relative ES": "es_from_clone",
+    "random V_M, plain ES": "es_from_random",
 }
-start = {}
-for label, run in runs.items():  # the evaluation of the starting V_M, as the trainer logs it at eval.every
-    with tempfile.TemporaryDirectory() as d:
-        start[label] = MetaTrainer(load_experiment(f"{run}/config.yaml"), d).evaluate()["eval_accuracy_digits"]
-    print(label, round(start[label], 3))
-print(plot_meta_training({k: read_metrics(v) for k, v in runs.items()}, "eval_accuracy_digits",
-    "reports/cloning_cpu_small/es_from_clone_vs_random.png",
-    "ES meta-training on digits from the cloned backprop V_M and from a random V_M "
-    "(held-out digits, 32 episodes x 100 online steps)", chance=0.1, start=start,
-    ylabel="mean online accuracy, held-out digits"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs-dir", default="runs/reproduce/cpu-small")
+    runs_dir = Path(parser.parse_args().runs_dir)
+    curves = {}
+    for label, name in RUNS.items():
+        run = runs_dir / name
+        with tempfile.TemporaryDirectory() as scratch:  # the trainer's evaluation of the starting V_M
+            start = MetaTrainer(load_experiment(run / "config.yaml"), scratch).evaluate()[METRIC]
+        logged = [(r["iteration"], r[METRIC]) for r in read_metrics(run) if METRIC in r]
+        curves[label] = {"run": str(run), "iterations": [0] + [i for i, _ in logged],
+                         "accuracy": [start] + [a for _, a in logged]}  # fmt: skip
+    (HERE / "es_from_clone_vs_random.json").write_text(json.dumps({"metric": METRIC, "runs": curves}, indent=1))
+    plot_meta_training(
+        {label: [{"iteration": i, METRIC: a} for i, a in zip(c["iterations"], c["accuracy"], strict=True)]
+         for label, c in curves.items()},  # fmt: skip
+        METRIC,
+        HERE / "es_from_clone_vs_random.png",
+        "ES meta-training on digits from the cloned backprop V_M and from a random V_M "
+        "(held-out digits, 32 episodes x 100 online steps)",
+        chance=0.1,
+        ylabel="mean online accuracy, held-out digits",
+    )
+
+
+if __name__ == "__main__":
+    main()

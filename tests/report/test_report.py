@@ -180,3 +180,10 @@ def test_over_runs_is_each_value_their_mean_and_its_interval():
     summary = over_runs([0.5, 0.7])
     assert summary["values"] == [0.5, 0.7] and summary["mean"] == pytest.approx(0.6)
     assert summary["interval_95"] == pytest.approx(interval_95(np.array([0.5, 0.7])))
+
+
+def test_round_floats_keeps_small_quantities():
+    from vsml.report.tables import round_floats
+
+    rounded = round_floats({"loss": [1.267086574552323e-10, 0.0], "acc": 0.123456, "n": 3, "big": 12.345678}, 4)
+    assert rounded == {"loss": [1.267e-10, 0.0], "acc": 0.1235, "n": 3, "big": 12.3457}

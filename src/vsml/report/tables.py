@@ -49,9 +49,10 @@ def plus_minus(mean: float, interval: float) -> str:
 
 
 def round_floats(value: Any, digits: int) -> Any:
-    """`value` with every float inside (dicts, lists) rounded to `digits` decimals: results files to commit."""
+    """`value` with every float inside (dicts, lists) rounded to `digits` decimals, those below 1 in magnitude to
+    `digits` significant digits instead (a cloning loss of 1.3e-10 must not become 0): results files to commit."""
     if isinstance(value, float):
-        return round(value, digits)
+        return float(f"{value:.{digits}g}") if abs(value) < 1 else round(value, digits)
     if isinstance(value, dict):
         return {k: round_floats(v, digits) for k, v in value.items()}
     if isinstance(value, list):
