@@ -35,7 +35,7 @@ from vsml.config import resolve_config_path
 from vsml.evaluation.baselines import HAND_DESIGNED
 from vsml.evaluation.defaults import EVAL_SEED
 from vsml.report.tables import RESULTS_FILE  # in <reports_dir>/<NAME>/: every report step's JSON, by step
-from vsml.reproduce.cpu_scale import CPU_SCALE
+from vsml.reproduce.cpu_scale import CPU_SCALE, FIG8_TRAINING_SETS
 
 SCALES = ("cpu-small", "paper")
 REPORTS_SUBDIR = "_reports"  # under <runs_dir>/<scale>/: the report steps' full outputs
@@ -205,6 +205,11 @@ BASELINES = tuple(
     _scaled(f"{learner}_mnist", f"baselines/{learner}_mnist.yaml")
     for learner in ("metarnn", "hebbian", "fwmemory", "fwp")
 )
+# Fig. 8's dataset array: VSML meta-trained from scratch on each training set (reproduce/cpu_scale.py).
+FIG8_ARRAY = tuple(
+    TrainStep(f"fig8_{name}", f"fig8/{name}.yaml", {"cpu-small": cpu_small(f"fig8/{name}.yaml"), "paper": ()})
+    for name in FIG8_TRAINING_SETS
+)
 # BLUR from the authors' random genome, one run per seed (fixed in advance), and one from the backprop genome.
 BLUR_SEEDS = (0, 1)
 _BLUR_CONFIG = "blur/mnist_cmaes.yaml"
@@ -234,7 +239,7 @@ ES_FROM_RANDOM = TrainStep(
     {"cpu-small": (*cpu_small("es_from_clone.yaml"), *_FROM_RANDOM), "paper": _FROM_RANDOM},
 )
 
-_GRID_RUNS = (FIG6[0].run, "demo", *(step.run for step in BASELINES))
+_GRID_RUNS = (*(step.run for step in FIG8_ARRAY), FIG6[0].run, "demo", *(step.run for step in BASELINES))
 _AT_28X28 = ("transform.resize=null",)  # the cpu-small VSML run was meta-trained at 8x8; meta-test at 28x28
 
 EXPERIMENTS: dict[str, Experiment] = {
@@ -274,14 +279,16 @@ EXPERIMENTS: dict[str, Experiment] = {
         ),
     ),
     "fig8": Experiment(
-        "VSML paper Fig. 8 (Sec. 4.4): does a meta-learner generalise beyond its meta-training set? The Fig. 6 "
-        "VSML run (seed 0, from a random V_M), the demo's digits LA and the meta-learned baselines (Meta-RNN, "
+        "VSML paper Fig. 8 (Sec. 4.4): does a meta-learner generalise beyond its meta-training set? The dataset "
+        "array (VSML meta-trained from a random V_M on each of the paper's training sets we have data for: MNIST, "
+        "Fashion-MNIST and Random singly, all three, and each left out; the recipe in reproduce/cpu_scale.py), "
+        "the Fig. 6 VSML run (seed 0), the demo's digits LA and the meta-learned baselines (Meta-RNN, "
         "Hebbian FW, FWMemory, FWP; by gradients through the unroll, vsml/configs/baselines/), all meta-trained "
         "on MNIST (the demo on digits), and tuned online SGD/Adam, on MNIST, Fashion-MNIST, Random, Sum Sign "
         "and digits, plus EMNIST, KMNIST and CIFAR-10 where the data folder holds their files (the report "
         "names those absent; CIFAR-10 only for learners that take 32x32x3 inputs), then on MNIST/Fashion-MNIST "
         "under a new random projection.",
-        (DEMO_AT_CPU_SMALL, FIG6[0], *BASELINES),
+        (*FIG8_ARRAY, DEMO_AT_CPU_SMALL, FIG6[0], *BASELINES),
         (
             Compare(
                 "all_datasets",
