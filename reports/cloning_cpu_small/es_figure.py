@@ -14,7 +14,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from vsml.atomic import write_text_atomically
 from vsml.report.plots import plot_meta_training
+from vsml.report.tables import RESULTS_DIGITS, round_floats
 from vsml.run.experiment import load_experiment
 from vsml.run.run_dir import read_metrics
 from vsml.run.trainer import MetaTrainer
@@ -39,7 +41,8 @@ def main() -> None:
         logged = [(r["iteration"], r[METRIC]) for r in read_metrics(run) if METRIC in r]
         curves[label] = {"run": str(run), "iterations": [0] + [i for i, _ in logged],
                          "accuracy": [start] + [a for _, a in logged]}  # fmt: skip
-    (HERE / "es_from_clone_vs_random.json").write_text(json.dumps({"metric": METRIC, "runs": curves}, indent=1))
+    results = round_floats({"metric": METRIC, "runs": curves}, RESULTS_DIGITS)
+    write_text_atomically(HERE / "es_from_clone_vs_random.json", json.dumps(results, indent=1))
     plot_meta_training(
         {label: [{"iteration": i, METRIC: a} for i, a in zip(c["iterations"], c["accuracy"], strict=True)]
          for label, c in curves.items()},  # fmt: skip

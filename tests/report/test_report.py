@@ -187,3 +187,9 @@ def test_round_floats_keeps_small_quantities():
 
     rounded = round_floats({"loss": [1.267086574552323e-10, 0.0], "acc": 0.123456, "n": 3, "big": 12.345678}, 4)
     assert rounded == {"loss": [1.267e-10, 0.0], "acc": 0.1235, "n": 3, "big": 12.3457}
+
+
+def test_round_floats_edges():
+    from vsml.report.tables import round_floats
+
+    assert round_floats([-1.234567e-7, 0.99996, -12.345678, -0.0], 4) == [-1.235e-07, 1.0, -12.3457, -0.0]

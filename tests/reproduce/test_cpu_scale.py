@@ -101,3 +101,19 @@ def test_main_prints_and_rejects_unknown_names(capsys):
     assert "vsml meta-train fig6_mnist_rand_proj" in out and "curriculum" in out
     assert cpu_scale.main(["fig6"]) == 2
     assert "shipped configs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", list(cpu_scale.FIG8_TRAINING_SETS))
+def test_fig8_array_trains_on_its_configs_datasets(name):
+    """The from-scratch recipe's population (8x8, each dataset projected and not) covers exactly the datasets of
+    vsml/configs/fig8/<name>.yaml."""
+    from vsml.run.experiment import load_experiment
+
+    config = load_experiment(resolve_config_path(f"fig8/{name}.yaml"))
+    scaled = load_experiment(resolve_config_path(f"fig8/{name}.yaml"), cpu_scale.CPU_SCALE[f"fig8/{name}"].overrides)
+    wanted = {piece.dataset for piece in config.population}
+    assert set(cpu_scale.FIG8_TRAINING_SETS[name]) == wanted
+    assert {(piece.dataset, piece.transform.project) for piece in scaled.population} == {
+        (dataset, projected) for dataset in wanted for projected in (True, False)
+    }
+    assert all(piece.transform.resize == (8, 8) for piece in scaled.population)

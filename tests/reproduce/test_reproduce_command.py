@@ -277,6 +277,8 @@ def test_a_tiny_cloning_experiment_clones_warm_starts_es_from_it_and_is_reused(t
 def test_compare_adds_the_datasets_whose_files_are_present_and_names_the_absent(tmp_path):
     import numpy as np
 
+    from vsml.report.grid import grid_table
+
     folder = tmp_path / "kmnist"
     folder.mkdir()
     for split, count in (("train", 3), ("test", 2)):  # KMNIST's .npz form, tiny
@@ -286,8 +288,17 @@ def test_compare_adds_the_datasets_whose_files_are_present_and_names_the_absent(
     assert rp.compare_datasets(step, str(tmp_path)) == (("digits", "kmnist"), ("emnist",))
     command = rp.report_command(step, "cpu-small", tmp_path / "runs", tmp_path / "out", set(), str(tmp_path))
     assert "--datasets digits,kmnist " in command
-    line = rp.absent_line(("emnist",), str(tmp_path))
-    assert "No column for emnist" in line and str(tmp_path.resolve()) in line
-    assert rp.absent_line((), str(tmp_path)) == ""
-    fig8 = next(s for s in rp.EXPERIMENTS["fig8"].reports if isinstance(s, rp.Compare) and s.if_present)
-    assert set(fig8.if_present) == {"emnist", "kmnist", "cifar10"}  # the paper's columns we have loaders for
+    # A data folder that does not exist is an error, except when only printing the plan.
+    with pytest.raises(FileNotFoundError, match="data folder not found"):
+        rp.compare_datasets(step, str(tmp_path / "typo"))
+    assert rp.compare_datasets(step, str(tmp_path / "typo"), strict=False) == (("digits",), ("emnist", "kmnist"))
+    # The grid's table names the absent columns.
+    cell = {"mean_accuracy": 0.5, "interval_95": 0.1}
+    grid = {"episodes": 2, "length": 5, "chance": {"digits": 0.1}, "absent_datasets": ["emnist"],
+            "rows": [{"label": "sgd", "seen": [], "cells": {"digits": cell}}]}  # fmt: skip
+    assert "No column for emnist" in grid_table(grid)
+    assert "No column" not in grid_table({**grid, "absent_datasets": []})
+    # fig8's plan shows the KMNIST column once its files are in the data folder.
+    grid_command = [c for c in rp.plan("fig8", "cpu-small", tmp_path / "runs", data_dir=str(tmp_path))
+                    if " --datasets " in c and "compare" in c][0]  # fmt: skip
+    assert "--datasets mnist,fashion_mnist,random,sum,digits,kmnist " in grid_command

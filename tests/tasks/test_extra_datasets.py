@@ -332,3 +332,17 @@ def test_dataset_files_present(tmp_path: Path) -> None:
     assert not datasets.dataset_files_present("kmnist", tmp_path)
     with pytest.raises(FileNotFoundError, match="data folder not found"):
         datasets.dataset_files_present("kmnist", tmp_path / "typo")
+
+
+def test_dataset_files_present_agrees_with_the_loader(tmp_path: Path) -> None:
+    """KMNIST's .npz images are read with .npz labels only: IDX labels beside them do not make it present."""
+    folder = tmp_path / "kmnist"
+    _write_kmnist_npz(folder)
+    for split in ("train", "test"):
+        (folder / KMNIST_NPZ[split][1]).unlink()  # the labels only as IDX
+        write_idx(folder / f"{KMNIST_STEMS[split][1]}.gz", np.zeros(SIZES[split], np.uint8))
+    assert not datasets.dataset_files_present("kmnist", tmp_path)
+    with pytest.raises(FileNotFoundError):
+        load_dataset("kmnist", tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset 'kmnsit'"):
+        datasets.dataset_files_present("kmnsit", tmp_path)

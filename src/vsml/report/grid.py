@@ -38,9 +38,18 @@ def grid_table(report: dict[str, Any], metric: str = "mean_accuracy") -> str:
     what = {"mean_accuracy": "mean online accuracy", "final_accuracy": "last-step accuracy"}.get(
         metric, metric
     )
+    absent = report.get("absent_datasets") or []
     return (
         f"{what} over {report['episodes']} held-out episodes of {report['length']} steps "
         f"(± 95% interval over episodes; {SEEN_MARK} = seen in meta-training)\n\n" + markdown_table(rows)
+    ) + (f"\n\n{absent_line(absent)}" if absent else "")
+
+
+def absent_line(absent: list[str]) -> str:
+    """The note on the columns a grid left out because their files were not in the data folder."""
+    return (
+        f"No column for {', '.join(absent)}: their files were not in the data folder (put them there as "
+        "docs/experiments.md, section Data, lays out, and run the same command again to add them)."
     )
 
 

@@ -11,7 +11,9 @@ import numpy as np
 
 MISSING = "—"  # shown for a value a row does not have
 RESULTS_FILE = "results.json"  # every report's JSON, the one its README is rendered from
-RESULTS_DIGITS = 4  # decimals of the floats in results.json (accuracies over <= 10^4 episode-steps)
+# Precision of the floats in results.json: decimals, significant digits below 1 (accuracies over <= 10^4
+# episode-steps; `round_floats`).
+RESULTS_DIGITS = 4
 
 
 def markdown_table(

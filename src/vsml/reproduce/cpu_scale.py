@@ -29,7 +29,7 @@ class CpuScale:
 
 
 _8X8 = "[8, 8]"
-# The VSML variants (deep, conv): ES with 16 pairs, T = 100, 300 iterations.
+# The deep VSML variant: ES with 16 pairs, T = 100, 300 iterations.
 _ES_16_PAIRS = (
     "es.num_pairs=16",
     "task.episode_length=100",

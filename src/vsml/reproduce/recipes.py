@@ -6,7 +6,7 @@ checkout, with per-scale `--set` overrides and an optional warm start from an ea
 (`vsml evaluate`, `vsml compare`, `vsml introspect`). Two scales:
 
 - `cpu-small`: each config's scale for 2 CPU cores, `CPU_SCALE` in `reproduce/cpu_scale.py` (the one source of
-  those settings; the numbers in reports/ were measured at it), in minutes to about an hour per experiment;
+  those settings; the numbers in reports/ were measured at it), in minutes to a few hours per experiment;
 - `paper`: the configs as they are (P = 1024 pairs, T = 500, 10^4 and more iterations: a GPU job).
 
 Runs live in `<runs_dir>/<scale>/<run>` and are shared between experiments (Fig. 8's grid reuses the Fig. 6
@@ -106,14 +106,19 @@ class Compare:
     if_present: tuple[str, ...] = ()
 
 
-def compare_datasets(step: Compare, data_dir: str | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def compare_datasets(
+    step: Compare, data_dir: str | None = None, strict: bool = True
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(the step's columns: its datasets, then those of `if_present` whose files are in the data folder; the
-    absent ones)."""
+    absent ones). A data folder that does not exist is an error, or with `strict=False` (printing the plan of a
+    run that will fail on it anyway) leaves out every `if_present` column."""
     from vsml.tasks.datasets import dataset_files_present
 
     try:
         present = tuple(name for name in step.if_present if dataset_files_present(name, data_dir))
-    except FileNotFoundError:  # no data folder: nothing is present (the step's own datasets will say so loudly)
+    except FileNotFoundError:
+        if strict:
+            raise
         present = ()
     return (*step.datasets, *present), tuple(name for name in step.if_present if name not in present)
 
@@ -282,9 +287,9 @@ EXPERIMENTS: dict[str, Experiment] = {
         "VSML paper Fig. 8 (Sec. 4.4): does a meta-learner generalise beyond its meta-training set? The dataset "
         "array (VSML meta-trained from a random V_M on each of the paper's training sets we have data for: MNIST, "
         "Fashion-MNIST and Random singly, all three, and each left out; the recipe in reproduce/cpu_scale.py), "
-        "the Fig. 6 VSML run (seed 0), the demo's digits LA and the meta-learned baselines (Meta-RNN, "
-        "Hebbian FW, FWMemory, FWP; by gradients through the unroll, vsml/configs/baselines/), all meta-trained "
-        "on MNIST (the demo on digits), and tuned online SGD/Adam, on MNIST, Fashion-MNIST, Random, Sum Sign "
+        "then the Fig. 6 VSML run (seed 0), the demo's digits LA and the meta-learned baselines (Meta-RNN, "
+        "Hebbian FW, FWMemory, FWP; by gradients through the unroll, vsml/configs/baselines/); these on MNIST "
+        "only (the demo on digits); and tuned online SGD/Adam; on MNIST, Fashion-MNIST, Random, Sum Sign "
         "and digits, plus EMNIST, KMNIST and CIFAR-10 where the data folder holds their files (the report "
         "names those absent; CIFAR-10 only for learners that take 32x32x3 inputs), then on MNIST/Fashion-MNIST "
         "under a new random projection.",
@@ -522,7 +527,8 @@ def report_command(
     elif isinstance(step, Compare):
         contenders = [c if c in HAND_DESIGNED_TOKENS else scale_dir / c for c in contenders_at(step, runs)]
         size = Size(size.episodes or 16, size.length or 500)  # `vsml compare`'s defaults, written out
-        words = ["vsml", "compare", *contenders, "--datasets", ",".join(compare_datasets(step, data_dir)[0])]
+        columns = compare_datasets(step, data_dir, strict=False)[0]
+        words = ["vsml", "compare", *contenders, "--datasets", ",".join(columns)]
         words += _size_words(size) + ["--seed", str(step.seed)] + _sets(step.overrides)
     elif isinstance(step, SuiteStep):
         words = ["vsml", "suite", scale_dir / step.run, "--suite", step.suite]
@@ -706,8 +712,8 @@ def _report(
         from vsml.evaluation.grid import contenders_from_arguments, generalisation_grid
         from vsml.report.grid import grid_table, write_grid
 
-        datasets, absent = compare_datasets(step, data_dir)
         if not cached:
+            datasets, absent = compare_datasets(step, data_dir)
             tokens = [
                 c if c in HAND_DESIGNED_TOKENS else str(scale_dir / c) for c in contenders_at(step, runs)
             ]
@@ -721,11 +727,11 @@ def _report(
                 data_dir,
                 progress,
             )
+            report["absent_datasets"] = list(absent)
         else:
             report = json.loads((out / "grid.json").read_text())
-        report["absent_datasets"] = list(absent)
         write_grid(report, out, caption=f"Command: {command}")
-        tables = grid_table(report) + absent_line(absent, data_dir)
+        tables = grid_table(report)
     elif isinstance(step, SuiteStep):
         report, tables = _suite_report(
             step, scale_dir, out, command, cached, data_dir, log if progress else None
@@ -755,18 +761,6 @@ def _report(
         )
     write_text_atomically(stamp_path, json.dumps(stamp, indent=1))
     return ("reused: unchanged since computed" if cached else "computed"), tables, report
-
-
-def absent_line(absent: tuple[str, ...], data_dir: str | None) -> str:
-    """The README's note on the columns left out because their files are not in the data folder."""
-    if not absent:
-        return ""
-    from vsml.tasks.datasets import resolve_data_dir
-
-    return (
-        f"\n\nNo column for {', '.join(absent)}: their files are not in {resolve_data_dir(data_dir)} (put them "
-        "there as docs/experiments.md, section Data, lays out, and run the same command again to add them)."
-    )
 
 
 def _suite_report(
@@ -870,8 +864,9 @@ def reproduce(
 
 
 def results_json(summary: dict[str, Any]) -> str:
-    """`reports/NAME/results.json`: every float to `RESULTS_DIGITS` decimals and one line per step, so that
-    2,000-step learning curves stay a small file to commit (the full-precision outputs stay in the runs folder)."""
+    """`reports/NAME/results.json`: every float to `RESULTS_DIGITS` digits (`round_floats`) and one line per step,
+    so that 2,000-step learning curves stay a small file to commit (the full-precision outputs stay in the runs
+    folder)."""
 
     from vsml.report.tables import RESULTS_DIGITS, round_floats
 

@@ -263,12 +263,20 @@ def _normalise(pixels: np.ndarray, scale: float, name: str) -> np.ndarray:
     return x
 
 
-def _load_idx_split(name: str, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _split_files(name: str, folder: Path, split: str) -> tuple[Path, ...]:
+    """The files one split is read from: (images, labels), or CIFAR-10's batch files; FileNotFoundError naming a
+    missing one."""
+    if name == "cifar10":
+        return tuple(_find_file(folder, (file,)) for file in _CIFAR10_FILES[split])
     images_path = _find_file(folder, _accepted_names(name, split, 0))
     labels_names = _accepted_names(name, split, 1)
     if images_path.suffix == ".npz":  # KMNIST: labels in the same form as the images, never mixed
         labels_names = labels_names[-1:]
-    labels_path = _find_file(folder, labels_names)
+    return images_path, _find_file(folder, labels_names)
+
+
+def _load_idx_split(name: str, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    images_path, labels_path = _split_files(name, folder, split)
     return _normalised_split(name, _file_version(images_path), _file_version(labels_path))
 
 
@@ -306,9 +314,7 @@ def _cifar10_split(versions: tuple[tuple[str, int, int], ...]) -> tuple[np.ndarr
 
 
 def _load_cifar10_split(name: str, folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    del name  # the signature of _load_idx_split
-    paths = [_find_file(folder, (file,)) for file in _CIFAR10_FILES[split]]
-    return _cifar10_split(tuple(_file_version(path) for path in paths))
+    return _cifar10_split(tuple(_file_version(path) for path in _split_files(name, folder, split)))
 
 
 def _checked_split(
@@ -420,16 +426,18 @@ def dataset_files_present(name: str, data_dir: str | os.PathLike[str] | None = N
     """Whether every file of a file-backed dataset (mnist, fashion_mnist, emnist, kmnist, cifar10) is in the data
     folder, without reading them; always true for the others (generated or shipped with a package). What reads
     the files still checks them: a present but corrupt file is a DataError then, never "absent". A data folder
-    that does not exist is a FileNotFoundError (a typo must not make every dataset absent)."""
+    that does not exist is a FileNotFoundError (a typo must not make every dataset absent), an unknown name a
+    ValueError."""
     key = name.strip().lower().replace("-", "_")
     if key not in _FILE_DATASETS:
+        if key not in _LOADERS and parse_teacher_name(key) is None and key != "omniglot":
+            raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
         return True
     resolve_data_dir(data_dir)
     try:
         folder = _dataset_folder(key, data_dir)
         for split in SPLITS:
-            for which in range(len(_CIFAR10_FILES[split]) if key == "cifar10" else 2):
-                _find_file(folder, _accepted_names(key, split, which))
+            _split_files(key, folder, split)  # the loader's own choice of files
     except FileNotFoundError:
         return False
     return True
