@@ -211,10 +211,7 @@ BASELINES = tuple(
     for learner in ("metarnn", "hebbian", "fwmemory", "fwp")
 )
 # Fig. 8's dataset array: VSML meta-trained from scratch on each training set (reproduce/cpu_scale.py).
-FIG8_ARRAY = tuple(
-    TrainStep(f"fig8_{name}", f"fig8/{name}.yaml", {"cpu-small": cpu_small(f"fig8/{name}.yaml"), "paper": ()})
-    for name in FIG8_TRAINING_SETS
-)
+FIG8_ARRAY = tuple(_scaled(f"fig8_{name}", f"fig8/{name}.yaml") for name in FIG8_TRAINING_SETS)
 # BLUR from the authors' random genome, one run per seed (fixed in advance), and one from the backprop genome.
 BLUR_SEEDS = (0, 1)
 _BLUR_CONFIG = "blur/mnist_cmaes.yaml"

@@ -422,16 +422,29 @@ _LOADERS: dict[str, Callable[[str | os.PathLike[str] | None, int], Dataset]] = {
 DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
 
 
+def _dataset_key(name: str) -> str:
+    """A dataset name as the registry spells it: hyphens for underscores are accepted (``fashion-mnist``)."""
+    return name.strip().lower().replace("-", "_")
+
+
+def _unknown_dataset(name: str) -> ValueError:
+    return ValueError(
+        f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}, generated teacher tasks "
+        "linear_teacher_F_C, mlp_teacher_F_C and blobs_teacher_F_C (F features, C classes; "
+        "tasks/teachers.py) and, for few-shot episodes as task.dataset or eval.datasets, omniglot"
+    )
+
+
 def dataset_files_present(name: str, data_dir: str | os.PathLike[str] | None = None) -> bool:
     """Whether every file of a file-backed dataset (mnist, fashion_mnist, emnist, kmnist, cifar10) is in the data
     folder, without reading them; always true for the others (generated or shipped with a package). What reads
     the files still checks them: a present but corrupt file is a DataError then, never "absent". A data folder
     that does not exist is a FileNotFoundError (a typo must not make every dataset absent), an unknown name a
     ValueError."""
-    key = name.strip().lower().replace("-", "_")
+    key = _dataset_key(name)
     if key not in _FILE_DATASETS:
         if key not in _LOADERS and parse_teacher_name(key) is None and key != "omniglot":
-            raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}")
+            raise _unknown_dataset(name)
         return True
     resolve_data_dir(data_dir)
     try:
@@ -455,15 +468,11 @@ def load_dataset(name: str, data_dir: str | os.PathLike[str] | None = None, seed
     """
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
+    key = _dataset_key(name)
     teacher = parse_teacher_name(key)
     if teacher is not None:
         _, features, classes = teacher
         return Dataset(key, None, None, None, None, classes, (features,), stream=teacher_stream(*teacher))
     if key not in _LOADERS:
-        raise ValueError(
-            f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}, generated teacher tasks "
-            "linear_teacher_F_C, mlp_teacher_F_C and blobs_teacher_F_C (F features, C classes; "
-            "tasks/teachers.py) and, for few-shot episodes as task.dataset or eval.datasets, omniglot"
-        )
+        raise _unknown_dataset(name)
     return _LOADERS[key](data_dir, seed)
